@@ -1,0 +1,59 @@
+# Thin wrapper around CMake. `make` builds build/sshmux (OpenSSL backend); `make test` installs
+# what is missing, builds both crypto backends plus an ASan+UBSan build and runs the whole suite;
+# `make demo` runs sshmux exec over 250 host aliases of a throwaway local sshd.
+JOBS ?= $(shell nproc)
+CMAKE_GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
+CTEST_ARGS ?= --output-on-failure
+
+.PHONY: all deps build-openssl build-mbedtls build-asan test test-openssl test-mbedtls test-asan \
+        demo bench clean
+
+all: build-openssl
+
+deps:
+	@scripts/install-deps.sh
+
+define cmake_build
+	@scripts/build-libssh.sh $(2)
+	cmake -S . -B build/$(1) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	      -DSSHMUX_CRYPTO=$(2) $(3) >/dev/null
+	cmake --build build/$(1) -j $(JOBS)
+endef
+
+build-openssl: deps
+	$(call cmake_build,openssl,openssl,)
+	@ln -sf openssl/sshmux build/sshmux
+
+build-mbedtls: deps
+	$(call cmake_build,mbedtls,mbedtls,)
+
+build-asan: deps
+	$(call cmake_build,asan,openssl,-DSSHMUX_SANITIZE=ON)
+
+test-openssl: build-openssl
+	cd build/openssl && ctest $(CTEST_ARGS)
+
+test-mbedtls: build-mbedtls
+	cd build/mbedtls && ctest $(CTEST_ARGS)
+
+test-asan: build-asan
+	cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_ARGS)
+
+# Every build first, then every suite: a failure in one backend doesn't hide the others' results.
+test: build-openssl build-mbedtls build-asan
+	@rc=0; \
+	for b in openssl mbedtls asan; do \
+	    echo "=== suite: $$b ==="; \
+	    ( cd build/$$b && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	      ctest $(CTEST_ARGS) ) || rc=1; \
+	done; exit $$rc
+
+demo: build-openssl
+	python3 scripts/demo.py build/sshmux
+
+bench: build-openssl build-mbedtls
+	bench/run $(BENCH_ARGS)
+
+clean:
+	rm -rf build/openssl build/mbedtls build/asan build/sshmux

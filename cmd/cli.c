@@ -1,0 +1,227 @@
+#include "cli.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    OPT_HOSTFILE = 1000, OPT_JSON, OPT_ENV, OPT_MAX_OUTPUT, OPT_CONNECT_TIMEOUT, OPT_AUTH_TIMEOUT,
+    OPT_RETRIES, OPT_PASSWORD_ENV, OPT_PASSWORD_FILE, OPT_ASK_PASS, OPT_PASSPHRASE_ENV,
+    OPT_KEY_ENV, OPT_NO_AGENT, OPT_KILL_GRACE, OPT_HANDSHAKES
+};
+
+static const struct option cli_long_options[] = {
+    {"hostfile", required_argument, NULL, OPT_HOSTFILE},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"gather", no_argument, NULL, 'b'},
+    {"quiet", no_argument, NULL, 'q'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"fanout", required_argument, NULL, 'f'},
+    {"timeout", required_argument, NULL, 'u'},
+    {"env", required_argument, NULL, OPT_ENV},
+    {"max-output", required_argument, NULL, OPT_MAX_OUTPUT},
+    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+    {"auth-timeout", required_argument, NULL, OPT_AUTH_TIMEOUT},
+    {"kill-grace", required_argument, NULL, OPT_KILL_GRACE},
+    {"retries", required_argument, NULL, OPT_RETRIES},
+    {"handshakes", required_argument, NULL, OPT_HANDSHAKES},
+    {"password-env", required_argument, NULL, OPT_PASSWORD_ENV},
+    {"password-file", required_argument, NULL, OPT_PASSWORD_FILE},
+    {"ask-pass", no_argument, NULL, OPT_ASK_PASS},
+    {"passphrase-env", required_argument, NULL, OPT_PASSPHRASE_ENV},
+    {"key-env", required_argument, NULL, OPT_KEY_ENV},
+    {"no-agent", no_argument, NULL, OPT_NO_AGENT},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+void cli_error(const cli *c, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", c->prog);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+void cli_warn(const cli *c, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: warning: ", c->prog);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int cli_parse_long(const cli *c, const char *opt, const char *s, long min, long max,
+                          long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max) {
+        cli_error(c, "invalid value \"%s\" for %s: expected a number from %ld to %ld", s, opt,
+                  min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int cli_valid_env(const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv || !(isalpha((unsigned char)kv[0]) || kv[0] == '_'))
+        return 0;
+    for (const char *p = kv; p < eq; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_')
+            return 0;
+    return 1;
+}
+
+/* One option; returns 0 or -1 (message printed). */
+static int cli_apply_option(cli *c, int opt, const char *arg)
+{
+    long v;
+    smx_err err = {{0}};
+    switch (opt) {
+    case 'w': return smx_strvec_push(&c->wlists, arg);
+    case 'x': return smx_strvec_push(&c->xlists, arg);
+    case OPT_HOSTFILE: return smx_strvec_push(&c->hostfiles, arg);
+    case 'F': c->config_file = arg; return 0;
+    case 'o':
+        if (smx_config_validate_option(arg, &err) < 0) {
+            cli_error(c, "-o %s: %s", arg, err.msg);
+            return -1;
+        }
+        return smx_strvec_push(&c->ov.options, arg);
+    case 'l': c->login = arg; return 0;
+    case 'p':
+        if (cli_parse_long(c, "-p (port)", arg, 1, 65535, &v) < 0)
+            return -1;
+        c->port = (int)v;
+        return 0;
+    case 'i': return smx_strvec_push(&c->ov.identityfiles, arg);
+    case 'f':
+        if (cli_parse_long(c, "-f (fanout)", arg, 1, 100000, &v) < 0)
+            return -1;
+        c->eng.fanout = (int)v;
+        return 0;
+    case 'u':
+        if (cli_parse_long(c, "-u (command timeout, seconds)", arg, 0, 86400 * 365, &v) < 0)
+            return -1;
+        c->x.timeout_ms = (int)v * 1000;
+        return 0;
+    case OPT_CONNECT_TIMEOUT:
+        if (cli_parse_long(c, "--connect-timeout", arg, 1, 3600, &v) < 0)
+            return -1;
+        c->eng.connect_timeout_ms = (int)v * 1000;
+        return 0;
+    case OPT_AUTH_TIMEOUT:
+        if (cli_parse_long(c, "--auth-timeout", arg, 1, 3600, &v) < 0)
+            return -1;
+        c->eng.auth_timeout_ms = (int)v * 1000;
+        return 0;
+    case OPT_KILL_GRACE:
+        if (cli_parse_long(c, "--kill-grace", arg, 0, 3600, &v) < 0)
+            return -1;
+        c->x.kill_grace_ms = (int)v * 1000;
+        return 0;
+    case OPT_RETRIES:
+        if (cli_parse_long(c, "--retries", arg, 0, 100, &v) < 0)
+            return -1;
+        c->eng.retries = (int)v;
+        return 0;
+    case OPT_HANDSHAKES:
+        if (cli_parse_long(c, "--handshakes", arg, 1, 100000, &v) < 0)
+            return -1;
+        c->eng.handshake_initial = (int)v;
+        return 0;
+    case OPT_MAX_OUTPUT:
+        if (cli_parse_long(c, "--max-output (bytes)", arg, 0, 1L << 40, &v) < 0)
+            return -1;
+        c->x.max_output = (size_t)v;
+        return 0;
+    case OPT_ENV:
+        if (!cli_valid_env(arg)) {
+            cli_error(c, "--env \"%s\": expected NAME=VALUE with NAME made of letters, digits "
+                      "and _", arg);
+            return -1;
+        }
+        return smx_strvec_push(&c->env, arg);
+    case 't': c->x.pty = 1; return 0;
+    case 'b': c->gather = 1; return 0;
+    case 'q': c->quiet = 1; return 0;
+    case 'v': c->verbose++; return 0;
+    case OPT_JSON: c->json = 1; return 0;
+    case OPT_PASSWORD_ENV: c->password_env = arg; return 0;
+    case OPT_PASSWORD_FILE: c->password_file = arg; return 0;
+    case OPT_ASK_PASS: c->ask_pass = 1; return 0;
+    case OPT_PASSPHRASE_ENV: c->passphrase_env = arg; return 0;
+    case OPT_KEY_ENV: c->key_env = arg; return 0;
+    case OPT_NO_AGENT: c->no_agent = 1; return 0;
+    }
+    return -1;
+}
+
+int cli_parse(cli *c, int argc, char **argv, const char *prog)
+{
+    memset(c, 0, sizeof *c);
+    c->prog = prog;
+    smx_engine_opts_default(&c->eng);
+    c->x.max_output = 8u << 20;
+    c->x.kill_grace_ms = 2000;
+    optind = 1;
+    opterr = 0;
+    int opt;
+    /* "+": stop at the first non-option, so the remote command keeps its own options. */
+    while ((opt = getopt_long(argc, argv, "+w:x:F:o:l:p:i:f:u:tbqvh", cli_long_options, NULL)) != -1) {
+        if (opt == 'h') {
+            cli_usage(stdout);
+            exit(0);
+        }
+        if (opt == '?' || opt == ':') {
+            const char *bad = argv[optind - 1];
+            if (optopt && strchr("wxFolpifu", optopt))
+                cli_error(c, "option -%c needs a value", optopt);
+            else
+                cli_error(c, "unknown option \"%s\" (see sshmux --help)", bad);
+            return EXIT_USAGE;
+        }
+        if (cli_apply_option(c, opt, optarg) < 0)
+            return EXIT_USAGE;
+    }
+    for (int i = optind; i < argc; i++)
+        smx_strvec_push(&c->args, argv[i]);
+    return 0;
+}
+
+void cli_free(cli *c)
+{
+    for (size_t i = 0; i < c->nhosts; i++) {
+        free(c->hosts[i].target);
+        if (c->hosts[i].password) {
+            explicit_bzero(c->hosts[i].password, strlen(c->hosts[i].password));
+            free(c->hosts[i].password);
+        }
+        if (c->hosts[i].hc) {
+            smx_hostcfg_free(c->hosts[i].hc);
+            free(c->hosts[i].hc);
+        }
+    }
+    free(c->hosts);
+    smx_strvec_free(&c->wlists);
+    smx_strvec_free(&c->xlists);
+    smx_strvec_free(&c->hostfiles);
+    smx_strvec_free(&c->ov.options);
+    smx_strvec_free(&c->ov.identityfiles);
+    smx_strvec_free(&c->env);
+    smx_strvec_free(&c->args);
+    smx_config_free(c->config);
+    memset(c, 0, sizeof *c);
+}

@@ -1,0 +1,63 @@
+/* The sshmux command line: options shared by every subcommand, and the path from them to a list
+ * of resolved hosts. Exit statuses (documented in README):
+ *   0 success; 2 usage error (bad option, malformed hostlist/target, unreadable -F/-i/--hostfile);
+ *   255 a host could not be reached, verified or authenticated (or credentials unusable);
+ *   otherwise the largest remote exit status (124 for -u timeouts, 128+N for signal N). */
+#ifndef SSHMUX_CLI_H
+#define SSHMUX_CLI_H
+
+#include <stdio.h>
+
+#include "sshmux.h"
+
+#define EXIT_USAGE 2
+#define EXIT_UNREACHABLE 255
+
+typedef struct cli_host {
+    char *target;            /* the token as expanded from -w / --hostfile */
+    char *password;          /* from ssh:// URL, or NULL (wiped on free) */
+    smx_hostcfg *hc;         /* resolved settings (heap; handed to the engine) */
+} cli_host;
+
+typedef struct cli {
+    const char *prog;        /* "sshmux exec" etc., for messages */
+    smx_strvec wlists, xlists, hostfiles;
+    const char *config_file;
+    smx_overrides ov;
+    const char *login;       /* -l */
+    int port;                /* -p */
+    smx_engine_opts eng;
+    smx_exec_opts x;
+    smx_strvec env;
+    int gather, json, quiet, verbose, no_agent;
+    const char *password_env, *password_file, *passphrase_env, *key_env;
+    int ask_pass;
+    smx_strvec args;         /* positional arguments (the command) */
+
+    cli_host *hosts;
+    size_t nhosts;
+    smx_config *config;
+} cli;
+
+/* Parses argv (after the subcommand name). `allowed` is a string of the short options this
+ * subcommand accepts beyond the common ones. Returns 0, or EXIT_USAGE after printing why. */
+int cli_parse(cli *c, int argc, char **argv, const char *prog);
+/* Expands targets, applies excludes, loads ssh_config, resolves each host. 0 or an exit code. */
+int cli_resolve_hosts(cli *c, int need_targets);
+/* Reads passwords/passphrases/key content and loads every key file the hosts name, before the
+ * loop starts. 0 or an exit code. */
+int cli_load_credentials(cli *c, smx_engine *e);
+void cli_free(cli *c);
+
+void cli_error(const cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli_warn(const cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* cmd/prompt.c: reads a line from /dev/tty without echo; NULL if there is no terminal. */
+char *cli_ask_secret(const char *prompt, void *ud);
+
+int cmd_exec(int argc, char **argv);
+int cmd_hosts(int argc, char **argv);
+int cmd_test(int argc, char **argv);
+void cli_usage(FILE *f);
+
+#endif

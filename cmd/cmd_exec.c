@@ -1,0 +1,100 @@
+/* sshmux exec: run one command on every target. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "cli.h"
+#include "output.h"
+
+/* Each session holds one socket (plus libssh's dup of it); raise the soft limit as far as the
+ * hard one allows and keep the fanout under what fits, with a clear note instead of EMFILE. */
+static void exec_fit_fanout(cli *c)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    long usable = ((long)rl.rlim_cur - 64) / 2;
+    if (usable < 1)
+        usable = 1;
+    if (c->eng.fanout > usable) {
+        cli_warn(c, "fanout %d lowered to %ld: only %ld file descriptors available (ulimit -n)",
+                 c->eng.fanout, usable, (long)rl.rlim_cur);
+        c->eng.fanout = (int)usable;
+    }
+}
+
+static char *exec_join_args(const smx_strvec *args)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < args->n; i++)
+        len += strlen(args->v[i]) + 1;
+    char *s = calloc(1, len);
+    for (size_t i = 0; s && i < args->n; i++) {
+        if (i)
+            strcat(s, " ");
+        strcat(s, args->v[i]);
+    }
+    return s;
+}
+
+int cmd_exec(int argc, char **argv)
+{
+    cli c;
+    int rc = cli_parse(&c, argc, argv, "sshmux exec");
+    if (rc)
+        goto out_free;
+    if (c.args.n == 0) {
+        cli_error(&c, "no command given (usage: sshmux exec -w HOSTS [options] COMMAND...)");
+        rc = EXIT_USAGE;
+        goto out_free;
+    }
+    rc = cli_resolve_hosts(&c, 1);
+    if (rc)
+        goto out_free;
+    exec_fit_fanout(&c);
+
+    char *command = exec_join_args(&c.args);
+    c.x.command = command;
+    c.x.env = c.env.n ? &c.env : NULL;
+    c.x.capture = c.gather || c.json;
+
+    uv_loop_t *loop = uv_default_loop();
+    output *o = output_new(&c, loop);
+    c.eng.warn = output_warn;
+    c.eng.ud = o;
+    smx_engine *e = NULL;
+    if (!o || smx_engine_new(&e, loop, &c.eng) < 0) {
+        cli_error(&c, "out of memory");
+        rc = EXIT_UNREACHABLE;
+        goto out_engine;
+    }
+    rc = cli_load_credentials(&c, e);
+    if (rc)
+        goto out_engine;
+    for (size_t i = 0; i < c.nhosts; i++) {
+        cli_host *h = &c.hosts[i];
+        if (smx_engine_add_exec(e, h->target, h->hc, h->password, &c.x, output_callbacks(o)) < 0) {
+            cli_error(&c, "out of memory");
+            rc = EXIT_UNREACHABLE;
+            goto out_engine;
+        }
+        h->hc = NULL;   /* the engine owns it now */
+    }
+    uint64_t t0 = uv_hrtime();
+    smx_engine_run(e);
+    rc = output_finish(o, (double)(uv_hrtime() - t0) / 1e6, e);
+out_engine:
+    smx_engine_free(e);
+    output_free(o);
+    uv_run(loop, UV_RUN_NOWAIT);   /* let closed handles finish */
+    uv_loop_close(loop);
+    free(command);
+out_free:
+    cli_free(&c);
+    return rc;
+}

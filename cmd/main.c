@@ -1,0 +1,94 @@
+/* sshmux: an event-driven SSH multiplexer. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libssh/libssh.h>
+
+#include "cli.h"
+
+void cli_usage(FILE *f)
+{
+    fputs(
+"usage: sshmux COMMAND [options]\n"
+"\n"
+"commands:\n"
+"  exec -w HOSTS [options] CMD...   run CMD on every host; output prefixed 'host: '\n"
+"  hosts -w HOSTS [--json]          expand a host list; --json: resolved ssh_config per host\n"
+"  test [options] TARGET            connect once and report every phase\n"
+"  version                          print the version\n"
+"\n"
+"targets:\n"
+"  -w LIST             hosts: [user@]host[:port], [user@][v6addr]:port, ssh://user@host:port,\n"
+"                      with ranges: web[01-20], r[1-2]n[1-3], n[1-10/2], a[1,3,5-7]b\n"
+"  --hostfile FILE     one host list per line, '#' comments\n"
+"  -x LIST             exclude these hosts\n"
+"ssh options (as ssh):\n"
+"  -F FILE  -o Key=Value  -l USER  -p PORT  -i IDENTITY\n"
+"exec:\n"
+"  -f N                fanout: hosts at once (default 256)\n"
+"  -u SECS             command timeout: TERM, then KILL after --kill-grace (default 2)\n"
+"  -t                  allocate a PTY\n"
+"  --env NAME=VALUE    set a remote variable (via the command line if AcceptEnv refuses)\n"
+"  -b, --gather        group hosts with identical output (clush -b)\n"
+"  --json              one JSON object per host per line\n"
+"  -q                  no summary\n"
+"  --max-output BYTES  per host and stream when gathering (default 8 MiB)\n"
+"  --connect-timeout S (default 10, or ConnectTimeout)   --auth-timeout S (default 30)\n"
+"  --retries N         retries after a server drops the connection early (default 8)\n"
+"credentials (never on the command line):\n"
+"  --password-env VAR  --password-file FILE  --ask-pass\n"
+"  --passphrase-env VAR  --key-env VAR  --no-agent\n"
+"\n"
+"exit status: 0 all ok; 2 usage error; 255 a host unreachable, unverified or not\n"
+"authenticated; else the largest remote exit status (124 timeout, 128+N signal N)\n",
+        f);
+}
+
+/* Secrets live in this process's memory: keep them out of core files and away from ptrace by
+ * other users, as ssh does. */
+static void main_harden(void)
+{
+    struct rlimit rl = {0, 0};
+    setrlimit(RLIMIT_CORE, &rl);
+    prctl(PR_SET_DUMPABLE, 0);
+}
+
+int main(int argc, char **argv)
+{
+    main_harden();
+    signal(SIGPIPE, SIG_IGN);
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    /* getaddrinfo runs on libuv's pool; a few slow DNS answers must not hold up the rest. */
+    setenv("UV_THREADPOOL_SIZE", "32", 0);
+    if (argc < 2) {
+        cli_usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    ssh_init();
+    int rc;
+    if (strcmp(cmd, "exec") == 0)
+        rc = cmd_exec(argc - 1, argv + 1);
+    else if (strcmp(cmd, "hosts") == 0)
+        rc = cmd_hosts(argc - 1, argv + 1);
+    else if (strcmp(cmd, "test") == 0)
+        rc = cmd_test(argc - 1, argv + 1);
+    else if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("sshmux %s (libssh %s)\n", SSHMUX_VERSION, ssh_version(0));
+        rc = 0;
+    } else if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        cli_usage(stdout);
+        rc = 0;
+    } else {
+        fprintf(stderr, "sshmux: unknown command \"%s\" (try sshmux --help)\n", cmd);
+        rc = EXIT_USAGE;
+    }
+    ssh_finalize();
+    return rc;
+}

@@ -1,0 +1,245 @@
+#include "output.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct output {
+    const cli *c;
+    smx_exec_callbacks cb;
+    uv_check_t flusher;        /* flushes stdio once per loop iteration, not once per line */
+    smx_result **results;      /* kept for -b and the summary's failure list */
+    size_t n, cap;
+    int worst;                 /* exit status so far */
+    size_t ok, nonzero, failed, timedout;
+};
+
+static void output_on_check(uv_check_t *h)
+{
+    fflush(stdout);
+    fflush(stderr);
+}
+
+static void output_on_line(void *ud, const smx_result *r, int is_stderr, const char *line,
+                           size_t len)
+{
+    FILE *f = is_stderr ? stderr : stdout;
+    fprintf(f, "%s: %.*s\n", r->host, (int)len, line);
+}
+
+static void output_keep(output *o, smx_result *r)
+{
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 256;
+        smx_result **v = realloc(o->results, cap * sizeof *v);
+        if (!v) {
+            smx_result_destroy(r);
+            return;
+        }
+        o->results = v;
+        o->cap = cap;
+    }
+    o->results[o->n++] = r;
+}
+
+static void output_count(output *o, const smx_result *r)
+{
+    int st = smx_result_exit_status(r);
+    if (r->timed_out)
+        o->timedout++;
+    else if (r->err_stage != SMX_STAGE_NONE && r->exit_code < 0)
+        o->failed++;
+    else if (st == 0)
+        o->ok++;
+    else
+        o->nonzero++;
+    /* 255 (unreachable) dominates; otherwise the largest status. */
+    if (o->worst != 255 && (st == 255 || st > o->worst))
+        o->worst = st;
+}
+
+static void output_on_done(void *ud, smx_result *r)
+{
+    output *o = ud;
+    output_count(o, r);
+    if (o->c->json) {
+        json_t *j = smx_result_to_json(r);
+        char *s = json_dumps(j, JSON_COMPACT);
+        if (s) {
+            fputs(s, stdout);
+            fputc('\n', stdout);
+            free(s);
+        }
+        json_decref(j);
+    } else if (!o->c->gather) {
+        if (r->err_stage != SMX_STAGE_NONE)
+            fprintf(stderr, "%s: sshmux: %s: %s\n", r->host, smx_stage_name(r->err_stage),
+                    r->err_msg);
+        else if (r->exit_code > 0 && !o->c->quiet)
+            fprintf(stderr, "%s: sshmux: exited with exit code %d\n", r->host, r->exit_code);
+        else if (r->exit_signal)
+            fprintf(stderr, "%s: sshmux: killed by signal %s\n", r->host, r->exit_signal);
+    }
+    if (r->truncated && !o->c->json)
+        fprintf(stderr, "%s: sshmux: output truncated at %zu bytes (--max-output)\n", r->host,
+                o->c->x.max_output);
+    output_keep(o, r);
+}
+
+output *output_new(const cli *c, uv_loop_t *loop)
+{
+    output *o = calloc(1, sizeof *o);
+    if (!o)
+        return NULL;
+    o->c = c;
+    o->cb.ud = o;
+    o->cb.on_done = output_on_done;
+    o->cb.on_line = (c->json || c->gather) ? NULL : output_on_line;
+    uv_check_init(loop, &o->flusher);
+    uv_check_start(&o->flusher, output_on_check);
+    uv_unref((uv_handle_t *)&o->flusher);
+    static char outbuf[1 << 16];
+    setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
+    return o;
+}
+
+const smx_exec_callbacks *output_callbacks(output *o)
+{
+    return &o->cb;
+}
+
+void output_warn(void *ud, const char *host, const char *msg)
+{
+    fprintf(stderr, "%s: sshmux: warning: %s\n", host, msg);
+}
+
+void output_free(output *o)
+{
+    if (!o)
+        return;
+    for (size_t i = 0; i < o->n; i++)
+        smx_result_destroy(o->results[i]);
+    free(o->results);
+    uv_close((uv_handle_t *)&o->flusher, NULL);
+    free(o);
+}
+
+/* ---- gather (-b) and summary ------------------------------------------------------------ */
+
+static int output_same_group(const smx_result *a, const smx_result *b)
+{
+    return a->out.len == b->out.len && a->err.len == b->err.len &&
+           smx_result_exit_status(a) == smx_result_exit_status(b) &&
+           (a->err_stage == SMX_STAGE_NONE) == (b->err_stage == SMX_STAGE_NONE) &&
+           (a->out.len == 0 || memcmp(a->out.data, b->out.data, a->out.len) == 0) &&
+           (a->err.len == 0 || memcmp(a->err.data, b->err.data, a->err.len) == 0);
+}
+
+static char *output_fold(smx_result **v, size_t n)
+{
+    char **names = malloc(n * sizeof *names);
+    char *folded = NULL;
+    if (!names)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        names[i] = v[i]->host;
+    smx_err err = {{0}};
+    if (smx_hostlist_fold(names, n, &folded, &err) < 0)
+        folded = NULL;
+    free(names);
+    return folded;
+}
+
+static void output_print_group(smx_result **members, size_t n)
+{
+    const smx_result *r = members[0];
+    char *folded = output_fold(members, n);
+    const char *label = folded ? folded : r->host;
+    int st = smx_result_exit_status(r);
+    char header[64] = "";
+    if (st != 0)
+        snprintf(header, sizeof header, " exit %d", st);
+    printf("---------------\n%s (%zu)%s\n---------------\n", label, n, header);
+    if (r->out.len) {
+        fwrite(r->out.data, 1, r->out.len, stdout);
+        if (r->out.data[r->out.len - 1] != '\n')
+            fputc('\n', stdout);
+    }
+    if (r->err.len) {
+        fflush(stdout);
+        fprintf(stderr, "%s (%zu) stderr:\n", label, n);
+        fwrite(r->err.data, 1, r->err.len, stderr);
+        if (r->err.data[r->err.len - 1] != '\n')
+            fputc('\n', stderr);
+    }
+    free(folded);
+}
+
+static void output_gather(output *o)
+{
+    char *done = calloc(o->n ? o->n : 1, 1);
+    smx_result **members = malloc((o->n ? o->n : 1) * sizeof *members);
+    if (!done || !members)
+        goto out;
+    for (size_t i = 0; i < o->n; i++) {
+        if (done[i] || o->results[i]->err_stage != SMX_STAGE_NONE)
+            continue;
+        size_t m = 0;
+        for (size_t j = i; j < o->n; j++) {
+            if (!done[j] && o->results[j]->err_stage == SMX_STAGE_NONE &&
+                output_same_group(o->results[i], o->results[j])) {
+                done[j] = 1;
+                members[m++] = o->results[j];
+            }
+        }
+        output_print_group(members, m);
+    }
+out:
+    free(done);
+    free(members);
+}
+
+/* Failures grouped by stage and message, each with the folded list of hosts it hit. */
+static void output_failures(output *o)
+{
+    char *done = calloc(o->n ? o->n : 1, 1);
+    smx_result **members = malloc((o->n ? o->n : 1) * sizeof *members);
+    for (size_t i = 0; done && members && i < o->n; i++) {
+        const smx_result *r = o->results[i];
+        if (done[i] || r->err_stage == SMX_STAGE_NONE)
+            continue;
+        size_t m = 0;
+        for (size_t j = i; j < o->n; j++) {
+            const smx_result *q = o->results[j];
+            if (!done[j] && q->err_stage == r->err_stage && strcmp(q->err_msg, r->err_msg) == 0) {
+                done[j] = 1;
+                members[m++] = o->results[j];
+            }
+        }
+        char *folded = output_fold(members, m);
+        fprintf(stderr, "sshmux: %s failed on %s (%zu): %s\n", smx_stage_name(r->err_stage),
+                folded ? folded : r->host, m, r->err_msg);
+        free(folded);
+    }
+    free(done);
+    free(members);
+}
+
+int output_finish(output *o, double wall_ms, smx_engine *e)
+{
+    if (o->c->gather && !o->c->json)
+        output_gather(o);
+    fflush(stdout);
+    if (!o->c->quiet) {
+        if (o->c->gather || o->c->json)
+            output_failures(o);
+        unsigned unverified = smx_engine_hostkeys_unverified(e);
+        if (unverified)
+            fprintf(stderr, "sshmux: warning: %u host keys were not verified "
+                    "(StrictHostKeyChecking=no)\n", unverified);
+        fprintf(stderr, "sshmux: %zu hosts: %zu ok, %zu exit non-zero, %zu failed, "
+                "%zu timed out in %.2f s\n", o->n, o->ok, o->nonzero, o->failed, o->timedout,
+                wall_ms / 1000.0);
+    }
+    fflush(stderr);
+    return o->worst;
+}

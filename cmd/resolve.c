@@ -1,0 +1,245 @@
+/* From -w/--hostfile/-x and ssh_config to resolved hosts; credentials loaded before the loop. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static int cli_read_hostfile(cli *c, const char *path, smx_strvec *out)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        cli_error(c, "--hostfile %s: %s", path, strerror(errno));
+        return EXIT_USAGE;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    int lineno = 0, rc = 0;
+    while (getline(&line, &cap, f) > 0) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        char *p = line + strspn(line, " \t\r\n");
+        p[strcspn(p, "\r\n")] = '\0';
+        if (!*p)
+            continue;
+        smx_err err = {{0}};
+        if (smx_hostlist_expand(p, out, &err) < 0) {
+            cli_error(c, "%s:%d: %s", path, lineno, err.msg);
+            rc = EXIT_USAGE;
+            break;
+        }
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+static int cli_expand_targets(cli *c, smx_strvec *targets)
+{
+    smx_err err = {{0}};
+    for (size_t i = 0; i < c->wlists.n; i++) {
+        if (smx_hostlist_expand(c->wlists.v[i], targets, &err) < 0) {
+            cli_error(c, "-w %s", err.msg);
+            return EXIT_USAGE;
+        }
+    }
+    for (size_t i = 0; i < c->hostfiles.n; i++) {
+        int rc = cli_read_hostfile(c, c->hostfiles.v[i], targets);
+        if (rc)
+            return rc;
+    }
+    if (c->xlists.n) {
+        smx_strvec excluded = {0};
+        for (size_t i = 0; i < c->xlists.n; i++) {
+            if (smx_hostlist_expand(c->xlists.v[i], &excluded, &err) < 0) {
+                cli_error(c, "-x %s", err.msg);
+                smx_strvec_free(&excluded);
+                return EXIT_USAGE;
+            }
+        }
+        smx_hostlist_exclude(targets, &excluded);
+        smx_strvec_free(&excluded);
+    }
+    return 0;
+}
+
+static int cli_resolve_one(cli *c, const char *token, cli_host *h, int *warned_url)
+{
+    smx_target_spec spec;
+    smx_err err = {{0}};
+    if (smx_target_parse(token, &spec, &err) < 0) {
+        cli_error(c, "%s", err.msg);
+        return EXIT_USAGE;
+    }
+    if (spec.password && !*warned_url) {
+        cli_warn(c, "password given in an ssh:// URL: it is visible to other local users in the "
+                 "process list; prefer --password-env or --password-file");
+        *warned_url = 1;
+    }
+    smx_overrides ov = c->ov;
+    ov.user = spec.user ? spec.user : c->login;
+    ov.port = spec.port ? spec.port : c->port;
+    /* The target as shown in output and JSON: an ssh:// password becomes ***. */
+    char shown[1024];
+    smx_target_display(token, shown, sizeof shown);
+    h->target = strdup(shown);
+    h->password = spec.password ? strdup(spec.password) : NULL;
+    h->hc = calloc(1, sizeof *h->hc);
+    int rc = 0;
+    if (!h->target || !h->hc) {
+        cli_error(c, "out of memory");
+        rc = EXIT_USAGE;
+    } else if (smx_config_resolve(c->config, spec.host, &ov, h->hc, &err) < 0) {
+        cli_error(c, "%s: %s", token, err.msg);
+        rc = EXIT_USAGE;
+    }
+    smx_target_spec_free(&spec);
+    return rc;
+}
+
+int cli_resolve_hosts(cli *c, int need_targets)
+{
+    smx_strvec targets = {0};
+    int rc = cli_expand_targets(c, &targets);
+    if (rc == 0 && need_targets && targets.n == 0) {
+        cli_error(c, "no targets: give hosts with -w LIST or --hostfile FILE");
+        rc = EXIT_USAGE;
+    }
+    smx_err err = {{0}};
+    if (rc == 0 && smx_config_load(&c->config, c->config_file, &err) < 0) {
+        cli_error(c, "%s", err.msg);
+        rc = EXIT_USAGE;
+    }
+    if (rc == 0 && targets.n) {
+        c->hosts = calloc(targets.n, sizeof *c->hosts);
+        if (!c->hosts)
+            rc = EXIT_USAGE;
+    }
+    int warned_url = 0;
+    for (size_t i = 0; rc == 0 && i < targets.n; i++) {
+        rc = cli_resolve_one(c, targets.v[i], &c->hosts[i], &warned_url);
+        c->nhosts = i + 1;
+    }
+    smx_strvec_free(&targets);
+    return rc;
+}
+
+/* ---- credentials ---------------------------------------------------------------------- */
+
+static char *cli_take_env(cli *c, const char *opt, const char *var)
+{
+    const char *v = getenv(var);
+    if (!v) {
+        cli_error(c, "%s %s: the environment variable is not set", opt, var);
+        return NULL;
+    }
+    char *copy = strdup(v);
+    /* Not handed down to anything we start later (ProxyCommand, ...). */
+    unsetenv(var);
+    return copy;
+}
+
+static void cli_wipe(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+static char *cli_read_password_file(cli *c, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        cli_error(c, "--password-file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, f);
+    fclose(f);
+    if (n <= 0) {
+        free(line);
+        cli_error(c, "--password-file %s: file is empty", path);
+        return NULL;
+    }
+    line[strcspn(line, "\r\n")] = '\0';
+    return line;
+}
+
+static int cli_load_password(cli *c, smx_engine *e)
+{
+    char *pw = NULL;
+    if (c->password_env)
+        pw = cli_take_env(c, "--password-env", c->password_env);
+    else if (c->password_file)
+        pw = cli_read_password_file(c, c->password_file);
+    else if (c->ask_pass) {
+        pw = cli_ask_secret("Password (for all hosts): ", NULL);
+        if (!pw)
+            cli_error(c, "--ask-pass: no terminal to ask on");
+    } else {
+        return 0;
+    }
+    if (!pw)
+        return EXIT_USAGE;
+    smx_engine_set_password(e, pw, strlen(pw));
+    cli_wipe(pw);
+    return 0;
+}
+
+static int cli_load_keys(cli *c, smx_engine *e)
+{
+    smx_keyring *kr = smx_engine_keyring(e);
+    smx_err err = {{0}};
+    if (c->passphrase_env) {
+        char *p = cli_take_env(c, "--passphrase-env", c->passphrase_env);
+        if (!p)
+            return EXIT_USAGE;
+        smx_keyring_set_passphrase(kr, p);
+        cli_wipe(p);
+    }
+    smx_keyring_set_ask(kr, cli_ask_secret, NULL);
+    if (c->key_env) {
+        char *content = cli_take_env(c, "--key-env", c->key_env);
+        if (!content)
+            return EXIT_USAGE;
+        int rc = smx_keyring_load_content(kr, c->key_env, content, &err);
+        cli_wipe(content);
+        if (rc < 0) {
+            cli_error(c, "--key-env %s", err.msg);
+            return EXIT_UNREACHABLE;
+        }
+    }
+    /* Keys named with -i must load; keys from ssh_config are skipped when missing, as ssh does. */
+    for (size_t i = 0; i < c->ov.identityfiles.n; i++) {
+        if (smx_keyring_load_file(kr, c->ov.identityfiles.v[i], &err) < 0) {
+            cli_error(c, "-i %s", err.msg);
+            return EXIT_UNREACHABLE;
+        }
+    }
+    for (size_t h = 0; h < c->nhosts; h++) {
+        const smx_strvec *ids = &c->hosts[h].hc->identityfile;
+        for (size_t i = 0; i < ids->n; i++) {
+            int rc = smx_keyring_load_file(kr, ids->v[i], &err);
+            if (rc < 0 && rc != SMX_ENOENT && c->verbose)
+                cli_warn(c, "%s (skipped)", err.msg);
+        }
+    }
+    return 0;
+}
+
+int cli_load_credentials(cli *c, smx_engine *e)
+{
+    int rc = cli_load_password(c, e);
+    if (rc)
+        return rc;
+    rc = cli_load_keys(c, e);
+    if (rc)
+        return rc;
+    const char *sock = getenv("SSH_AUTH_SOCK");
+    smx_engine_use_agent(e, !c->no_agent && sock && *sock);
+    return 0;
+}

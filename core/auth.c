@@ -1,0 +1,251 @@
+#include "auth.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "engine_internal.h"
+#include "session.h"
+
+void smx_auth_init(smx_auth *a, const char *preferred, int pubkey, int kbdint, int password)
+{
+    memset(a, 0, sizeof *a);
+    const char *order = preferred ? preferred : "publickey,keyboard-interactive,password";
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", order);
+    char *save = NULL;
+    for (char *m = strtok_r(buf, ",", &save); m && a->nmethods < 4; m = strtok_r(NULL, ",", &save)) {
+        if (strcmp(m, "publickey") == 0 && pubkey)
+            a->methods[a->nmethods++] = SMX_AM_PUBKEY;
+        else if (strcmp(m, "keyboard-interactive") == 0 && kbdint)
+            a->methods[a->nmethods++] = SMX_AM_KBDINT;
+        else if (strcmp(m, "password") == 0 && password)
+            a->methods[a->nmethods++] = SMX_AM_PASSWORD;
+    }
+}
+
+static void auth_note_tried(smx_auth *a, const char *what)
+{
+    if (strstr(a->tried, what))
+        return;
+    size_t len = strlen(a->tried);
+    snprintf(a->tried + len, sizeof a->tried - len, "%s%s", len ? "," : "", what);
+}
+
+static int auth_failed(smx_session *s, const char *why)
+{
+    smx_auth *a = &s->auth;
+    a->state = SMX_AUTH_FAILED;
+    char msg[256];
+    if (why)
+        snprintf(msg, sizeof msg, "%s", why);
+    else
+        snprintf(msg, sizeof msg, "%s@%s: permission denied (tried: %s; server offers: %s%s%s)",
+                 s->hc->user ? s->hc->user : "?", s->hc->hostname,
+                 a->tried[0] ? a->tried : "nothing usable",
+                 (a->allowed & SSH_AUTH_METHOD_PUBLICKEY) ? "publickey " : "",
+                 (a->allowed & SSH_AUTH_METHOD_INTERACTIVE) ? "keyboard-interactive " : "",
+                 (a->allowed & SSH_AUTH_METHOD_PASSWORD) ? "password" : "");
+    if (s->result->err_stage == SMX_STAGE_NONE)
+        smx_result_set_error(s->result, SMX_STAGE_AUTH, SMX_EAUTH, msg);
+    return SMX_EAUTH;
+}
+
+static int auth_succeeded(smx_auth *a, const char *method)
+{
+    a->state = SMX_AUTH_OK;
+    snprintf(a->used, sizeof a->used, "%s", method);
+    return 1;
+}
+
+/* Default identity files come after the agent, as in ssh; configured ones before it. */
+static int auth_is_default_identity(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    static const char *const defaults[] = {"id_rsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519",
+                                           "id_ed25519_sk", "id_xmss", "id_dsa"};
+    for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++)
+        if (strcmp(base, defaults[i]) == 0 && strstr(path, "/.ssh/"))
+            return 1;
+    return 0;
+}
+
+/* Candidate n of the publickey sequence: configured key files, --key-env content, the agent
+ * (marked by *is_agent), then default key files. Returns NULL when exhausted. */
+static ssh_key auth_key_candidate(smx_session *s, int n, int *is_agent, int *end)
+{
+    const smx_hostcfg *hc = s->hc;
+    smx_keyring *kr = s->engine->keyring;
+    int i = 0;
+    *is_agent = 0;
+    *end = 0;
+    for (size_t k = 0; k < hc->identityfile.n; k++) {
+        if (auth_is_default_identity(hc->identityfile.v[k]))
+            continue;
+        ssh_key key = smx_keyring_get(kr, hc->identityfile.v[k]);
+        if (key && i++ == n)
+            return key;
+    }
+    ssh_key content = smx_keyring_content_key(kr);
+    if (content && i++ == n)
+        return content;
+    if (s->engine->use_agent && !hc->identitiesonly &&
+        !(hc->identityagent && strcmp(hc->identityagent, "none") == 0) && i++ == n) {
+        *is_agent = 1;
+        return NULL;
+    }
+    for (size_t k = 0; k < hc->identityfile.n; k++) {
+        if (!auth_is_default_identity(hc->identityfile.v[k]))
+            continue;
+        ssh_key key = smx_keyring_get(kr, hc->identityfile.v[k]);
+        if (key && i++ == n)
+            return key;
+    }
+    *end = 1;
+    return NULL;
+}
+
+static const char *auth_password(smx_session *s)
+{
+    if (s->password)
+        return s->password;
+    return s->engine->password.s;
+}
+
+/* Handles an answer from a pending ssh_userauth_* call. */
+static int auth_handle(smx_session *s, int rc, const char *method)
+{
+    smx_auth *a = &s->auth;
+    switch (rc) {
+    case SSH_AUTH_AGAIN:
+        return 0;
+    case SSH_AUTH_SUCCESS:
+        return auth_succeeded(a, method);
+    case SSH_AUTH_PARTIAL:
+        /* One factor done (e.g. publickey then keyboard-interactive): the server's new list of
+         * methods says what is left. */
+        a->allowed = ssh_userauth_list(s->ssh, NULL);
+        a->method_pos = 0;
+        a->state = SMX_AUTH_NEXT;
+        return smx_auth_step(s);
+    case SSH_AUTH_DENIED:
+        a->state = SMX_AUTH_NEXT;
+        return smx_auth_step(s);
+    default: {
+        char why[256];
+        snprintf(why, sizeof why, "%s: %s", method, ssh_get_error(s->ssh));
+        return auth_failed(s, why);
+    }
+    }
+}
+
+static int auth_try_pubkey(smx_session *s)
+{
+    smx_auth *a = &s->auth;
+    for (;;) {
+        int is_agent, end;
+        ssh_key key = auth_key_candidate(s, a->key_pos++, &is_agent, &end);
+        if (end)
+            return -1;   /* no more keys: next method */
+        auth_note_tried(a, "publickey");
+        if (is_agent) {
+            a->state = SMX_AUTH_AGENT;
+            return auth_handle(s, ssh_userauth_agent(s->ssh, NULL), "publickey");
+        }
+        a->state = SMX_AUTH_PUBKEY;
+        int rc = ssh_userauth_publickey(s->ssh, NULL, key);
+        s->auth.pending_key = key;
+        return auth_handle(s, rc, "publickey");
+    }
+}
+
+static int auth_start_method(smx_session *s, int method)
+{
+    smx_auth *a = &s->auth;
+    switch (method) {
+    case SMX_AM_PUBKEY:
+        if (!(a->allowed & SSH_AUTH_METHOD_PUBLICKEY))
+            return -1;
+        return auth_try_pubkey(s);
+    case SMX_AM_PASSWORD: {
+        const char *pw = auth_password(s);
+        if (!pw || a->password_tried || !(a->allowed & SSH_AUTH_METHOD_PASSWORD))
+            return -1;
+        a->password_tried = 1;
+        auth_note_tried(a, "password");
+        a->state = SMX_AUTH_PASSWORD;
+        return auth_handle(s, ssh_userauth_password(s->ssh, NULL, pw), "password");
+    }
+    case SMX_AM_KBDINT:
+        if (!(a->allowed & SSH_AUTH_METHOD_INTERACTIVE) || a->kbd_rounds > 0)
+            return -1;
+        auth_note_tried(a, "keyboard-interactive");
+        a->state = SMX_AUTH_KBDINT;
+        return smx_kbdint_step(s, ssh_userauth_kbdint(s->ssh, NULL, NULL));
+    }
+    return -1;
+}
+
+/* Moves to the next method (or next key) until one is pending or all are exhausted. */
+static int auth_next(smx_session *s)
+{
+    smx_auth *a = &s->auth;
+    while (a->method_pos < a->nmethods) {
+        int rc = auth_start_method(s, a->methods[a->method_pos]);
+        if (rc != -1)
+            return rc;
+        a->method_pos++;
+        a->key_pos = 0;
+    }
+    return auth_failed(s, NULL);
+}
+
+int smx_auth_step(smx_session *s)
+{
+    smx_auth *a = &s->auth;
+    switch (a->state) {
+    case SMX_AUTH_START:
+        a->state = SMX_AUTH_NONE;
+        /* fall through */
+    case SMX_AUTH_NONE: {
+        int rc = ssh_userauth_none(s->ssh, NULL);
+        if (rc == SSH_AUTH_AGAIN)
+            return 0;
+        if (rc == SSH_AUTH_SUCCESS)
+            return auth_succeeded(a, "none");
+        if (rc == SSH_AUTH_ERROR)
+            return auth_failed(s, ssh_get_error(s->ssh));
+        a->allowed = ssh_userauth_list(s->ssh, NULL);
+        a->state = SMX_AUTH_NEXT;
+        return auth_next(s);
+    }
+    case SMX_AUTH_NEXT:
+        return auth_next(s);
+    case SMX_AUTH_PUBKEY:
+        return auth_handle(s, ssh_userauth_publickey(s->ssh, NULL, a->pending_key), "publickey");
+    case SMX_AUTH_AGENT: {
+        int rc = ssh_userauth_agent(s->ssh, NULL);
+        if (rc == SSH_AUTH_DENIED)
+            a->agent_tried = 1;
+        return auth_handle(s, rc, "publickey");
+    }
+    case SMX_AUTH_PASSWORD:
+        return auth_handle(s, ssh_userauth_password(s->ssh, NULL, auth_password(s)), "password");
+    case SMX_AUTH_KBDINT:
+        return smx_kbdint_step(s, ssh_userauth_kbdint(s->ssh, NULL, NULL));
+    case SMX_AUTH_KBDINT_WAIT:
+        return 0;
+    case SMX_AUTH_OK:
+        return 1;
+    case SMX_AUTH_FAILED:
+        return SMX_EAUTH;
+    }
+    return SMX_EAUTH;
+}
+
+int smx_auth_method_done(smx_session *s, int rc, const char *method)
+{
+    return auth_handle(s, rc, method);
+}

@@ -1,0 +1,54 @@
+/* Client authentication as a sub-state machine of a session. Order, as ssh unless
+ * PreferredAuthentications says otherwise: publickey (configured key files, --key-env content,
+ * ssh-agent, then the default ~/.ssh/id_* keys), keyboard-interactive, password. Private keys are
+ * loaded once per run before the loop starts (core/keyring.c), so no disk or passphrase prompt is
+ * on the loop's path. */
+#ifndef SSHMUX_AUTH_H
+#define SSHMUX_AUTH_H
+
+enum smx_auth_state {
+    SMX_AUTH_START,
+    SMX_AUTH_NONE,          /* "none" pending: learns the server's methods (and may succeed) */
+    SMX_AUTH_NEXT,          /* pick the next method / key */
+    SMX_AUTH_PUBKEY,        /* ssh_userauth_publickey pending */
+    SMX_AUTH_AGENT,         /* ssh_userauth_agent pending */
+    SMX_AUTH_PASSWORD,      /* ssh_userauth_password pending */
+    SMX_AUTH_KBDINT,        /* ssh_userauth_kbdint pending */
+    SMX_AUTH_KBDINT_WAIT,   /* waiting for the operator to answer prompts */
+    SMX_AUTH_OK,
+    SMX_AUTH_FAILED
+};
+
+enum smx_auth_method {
+    SMX_AM_PUBKEY = 1,
+    SMX_AM_KBDINT,
+    SMX_AM_PASSWORD
+};
+
+typedef struct smx_auth {
+    enum smx_auth_state state;
+    int methods[4];
+    int nmethods;
+    int method_pos;         /* index of the method being tried */
+    int key_pos;            /* next public key candidate within SMX_AM_PUBKEY */
+    int agent_tried;
+    int allowed;            /* SSH_AUTH_METHOD_* bitmask the server offers */
+    int kbd_rounds;
+    int password_tried;
+    void *pending_key;      /* ssh_key of the pending publickey attempt (owned by the keyring) */
+    char used[32];          /* method that succeeded */
+    char tried[96];         /* what we tried, for the error message */
+} smx_auth;
+
+struct smx_session;
+/* Returns 1 when authenticated, 0 while pending (call again on the next wakeup), or a negative
+ * SMX_* code after recording the failure in the session's result. */
+int smx_auth_step(struct smx_session *s);
+void smx_auth_init(smx_auth *a, const char *preferred, int pubkey, int kbdint, int password);
+/* core/kbdint.c: handles an answer of ssh_userauth_kbdint (fleet-shared answers, password reuse,
+ * operator prompts). Same return convention as smx_auth_step. */
+int smx_kbdint_step(struct smx_session *s, int rc);
+/* For kbdint.c: treat rc as the answer of the pending `method` call (success/denied/partial). */
+int smx_auth_method_done(struct smx_session *s, int rc, const char *method);
+
+#endif

@@ -1,0 +1,139 @@
+/* The fleet: a queue of jobs started as fanout allows, sharing one resolver cache, one set of
+ * handshake gates, the loaded keys and the known_hosts caches. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+#include "job.h"
+#include "knownhosts.h"
+
+void smx_engine_opts_default(smx_engine_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->fanout = 256;
+    o->connect_timeout_ms = 10000;
+    o->auth_timeout_ms = 30000;
+    o->retries = 8;
+    o->handshake_initial = 8;
+}
+
+int smx_engine_new(smx_engine **out, uv_loop_t *loop, const smx_engine_opts *o)
+{
+    smx_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return SMX_ENOMEM;
+    e->loop = loop;
+    e->opts = *o;
+    if (e->opts.fanout < 1)
+        e->opts.fanout = 1;
+    e->resolver = smx_resolver_new(loop);
+    e->gates = smx_gates_new(o->handshake_initial, e->opts.fanout);
+    e->keyring = smx_keyring_new();
+    if (!e->resolver || !e->gates || !e->keyring) {
+        smx_engine_free(e);
+        return SMX_ENOMEM;
+    }
+    *out = e;
+    return 0;
+}
+
+void smx_engine_free(smx_engine *e)
+{
+    if (!e)
+        return;
+    smx_job *job = e->queue_head;
+    while (job) {   /* never started: nothing on the loop refers to them */
+        smx_job *next = job->next;
+        smx_result_destroy(job->result);
+        smx_hostcfg_free(job->hc);
+        free(job->hc);
+        free(job->command);
+        if (job->password) {
+            explicit_bzero(job->password, strlen(job->password));
+            free(job->password);
+        }
+        free(job);
+        job = next;
+    }
+    smx_resolver_free(e->resolver);
+    smx_gates_free(e->gates);
+    smx_keyring_free(e->keyring);
+    smx_secret_wipe(&e->password);
+    smx_kbd_free_all(e);
+    smx_engine_knownhosts_free(e);
+    free(e);
+}
+
+smx_keyring *smx_engine_keyring(smx_engine *e)
+{
+    return e->keyring;
+}
+
+int smx_engine_set_password(smx_engine *e, const char *pw, size_t len)
+{
+    return smx_secret_set(&e->password, pw, len);
+}
+
+void smx_engine_use_agent(smx_engine *e, int on)
+{
+    e->use_agent = on;
+}
+
+unsigned smx_engine_hostkeys_unverified(const smx_engine *e)
+{
+    return e->hostkey_unverified;
+}
+
+unsigned smx_engine_hostkeys_added(const smx_engine *e)
+{
+    return e->hostkey_added;
+}
+
+int smx_engine_add_exec(smx_engine *e, const char *target, smx_hostcfg *hc, const char *password,
+                        const smx_exec_opts *x, const smx_exec_callbacks *cb)
+{
+    smx_job *job = smx_exec_job_new(e, target, hc, password, x, cb);
+    if (!job)
+        return SMX_ENOMEM;
+    if (e->queue_tail)
+        e->queue_tail->next = job;
+    else
+        e->queue_head = job;
+    e->queue_tail = job;
+    e->total++;
+    return 0;
+}
+
+static void engine_pump(smx_engine *e)
+{
+    while (e->running < e->opts.fanout && e->queue_head) {
+        smx_job *job = e->queue_head;
+        e->queue_head = job->next;
+        if (!e->queue_head)
+            e->queue_tail = NULL;
+        job->next = NULL;
+        e->running++;
+        smx_job_start(job);
+    }
+}
+
+void smx_engine_job_done(smx_engine *e, smx_job *job)
+{
+    e->running--;
+    e->finished++;
+    engine_pump(e);
+}
+
+int smx_engine_run(smx_engine *e)
+{
+    engine_pump(e);
+    return uv_run(e->loop, UV_RUN_DEFAULT);
+}
+
+void smx_result_destroy(smx_result *r)
+{
+    if (!r)
+        return;
+    smx_result_free(r);
+    free(r);
+}

@@ -1,0 +1,163 @@
+/* Host key verification against known_hosts files read once per run (core/knownhosts.c) under
+ * StrictHostKeyChecking: yes (and ssh's default "ask", as no one is there to ask) rejects unknown
+ * keys; accept-new records them; no accepts them with a warning. A changed key is rejected unless
+ * "no"; a revoked key always. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+#include "knownhosts.h"
+#include "session.h"
+
+enum hostkey_policy { POLICY_YES, POLICY_ACCEPT_NEW, POLICY_NO };
+
+static enum hostkey_policy hostkey_policy(const char *v)
+{
+    if (!v)
+        return POLICY_YES;
+    if (strcmp(v, "no") == 0 || strcmp(v, "off") == 0)
+        return POLICY_NO;
+    if (strcmp(v, "accept-new") == 0)
+        return POLICY_ACCEPT_NEW;
+    return POLICY_YES;
+}
+
+static struct smx_knownhosts *hostkey_files(smx_engine *e, const smx_hostcfg *hc, smx_err *err)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < hc->userknownhostsfile.n; i++)
+        len += strlen(hc->userknownhostsfile.v[i]) + 1;
+    char *key = calloc(1, len);
+    if (!key)
+        return NULL;
+    for (size_t i = 0; i < hc->userknownhostsfile.n; i++) {
+        strcat(key, hc->userknownhostsfile.v[i]);
+        strcat(key, "\n");
+    }
+    for (smx_kh_entry *k = e->knownhosts; k; k = k->next) {
+        if (strcmp(k->files_key, key) == 0) {
+            free(key);
+            return k->kh;
+        }
+    }
+    smx_kh_entry *k = calloc(1, sizeof *k);
+    if (!k) {
+        free(key);
+        return NULL;
+    }
+    k->files_key = key;
+    if (smx_knownhosts_load(&k->kh, (const char *const *)hc->userknownhostsfile.v,
+                            hc->userknownhostsfile.n, err) < 0) {
+        free(key);
+        free(k);
+        return NULL;
+    }
+    k->next = e->knownhosts;
+    e->knownhosts = k;
+    return k->kh;
+}
+
+void smx_engine_knownhosts_free(smx_engine *e)
+{
+    smx_kh_entry *k = e->knownhosts;
+    while (k) {
+        smx_kh_entry *next = k->next;
+        smx_knownhosts_free(k->kh);
+        free(k->files_key);
+        free(k);
+        k = next;
+    }
+    e->knownhosts = NULL;
+}
+
+static int hostkey_fail(smx_session *s, const char *msg)
+{
+    smx_result_set_error(s->result, SMX_STAGE_HOSTKEY, SMX_EHOSTKEY, msg);
+    return SMX_EHOSTKEY;
+}
+
+static void hostkey_warn(smx_engine *e, smx_session *s, const char *msg)
+{
+    if (e->opts.warn)
+        e->opts.warn(e->opts.ud, s->result->host, msg);
+}
+
+static int hostkey_decide(smx_engine *e, smx_session *s, struct smx_knownhosts *kh, int status,
+                          const char *name, int port, ssh_key key)
+{
+    enum hostkey_policy policy = hostkey_policy(s->hc->stricthostkeychecking);
+    const char *shown = s->result->hostkey;
+    char label[300], msg[900];
+    if (port == 22)
+        snprintf(label, sizeof label, "%s", name);
+    else
+        snprintf(label, sizeof label, "[%s]:%d", name, port);
+    switch (status) {
+    case SMX_HOSTKEY_OK:
+        return 0;
+    case SMX_HOSTKEY_REVOKED:
+        snprintf(msg, sizeof msg, "host key for %s is REVOKED in known_hosts (%s)", label, shown);
+        return hostkey_fail(s, msg);
+    case SMX_HOSTKEY_UNKNOWN:
+        if (policy == POLICY_NO) {
+            e->hostkey_unverified++;
+            return 0;
+        }
+        if (policy == POLICY_ACCEPT_NEW) {
+            smx_err err = {{0}};
+            if (smx_knownhosts_add(kh, name, port, key, &err) < 0)
+                hostkey_warn(e, s, err.msg);
+            else
+                e->hostkey_added++;
+            return 0;
+        }
+        snprintf(msg, sizeof msg,
+                 "host key for %s is not known (%s); add it to known_hosts or use "
+                 "-o StrictHostKeyChecking=accept-new", label, shown);
+        return hostkey_fail(s, msg);
+    default:   /* CHANGED, or only keys of other types known: treated alike, as a possible MITM */
+        if (policy == POLICY_NO) {
+            snprintf(msg, sizeof msg, "WARNING: host key for %s has CHANGED (now %s); accepted "
+                     "because StrictHostKeyChecking=no", label, shown);
+            hostkey_warn(e, s, msg);
+            e->hostkey_unverified++;
+            return 0;
+        }
+        snprintf(msg, sizeof msg,
+                 "host key for %s has CHANGED (now %s) and does not match known_hosts: possible "
+                 "man-in-the-middle; if the change is expected, remove the old key with "
+                 "ssh-keygen -R '%s'", label, shown, label);
+        return hostkey_fail(s, msg);
+    }
+}
+
+int smx_hostkey_verify(smx_engine *e, smx_session *s)
+{
+    ssh_key key = NULL;
+    if (ssh_get_server_publickey(s->ssh, &key) != SSH_OK || !key)
+        return hostkey_fail(s, "server sent no host key");
+    char *fp = smx_key_fingerprint(key);
+    free(s->result->hostkey);
+    s->result->hostkey = NULL;
+    if (fp) {
+        char buf[200];
+        snprintf(buf, sizeof buf, "%s %s", ssh_key_type_to_char(ssh_key_type(key)), fp);
+        s->result->hostkey = strdup(buf);
+        free(fp);
+    }
+    smx_err err = {{0}};
+    struct smx_knownhosts *kh = hostkey_files(e, s->hc, &err);
+    if (!kh) {
+        ssh_key_free(key);
+        return hostkey_fail(s, err.msg[0] ? err.msg : "cannot read known_hosts");
+    }
+    /* With HostKeyAlias, OpenSSH looks the alias up without a port. */
+    const char *name = s->hc->hostkeyalias ? s->hc->hostkeyalias : s->hc->hostname;
+    int port = s->hc->hostkeyalias ? 22 : s->hc->port;
+    int status = smx_knownhosts_check(kh, name, port, key);
+    int rc = status < 0 ? hostkey_fail(s, "known_hosts lookup failed")
+                        : hostkey_decide(e, s, kh, status, name, port, key);
+    ssh_key_free(key);
+    return rc;
+}

@@ -1,0 +1,127 @@
+/* keyboard-interactive: answers are shared across the fleet. The first host that asks a set of
+ * prompts (same name, instruction and prompt texts) gets them answered (from the password for a
+ * lone "Password:" prompt, else by the operator); every later host asking the same is answered
+ * from memory, so a 2FA code is typed once for the whole run. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "auth.h"
+#include "engine_internal.h"
+#include "session.h"
+
+#define KBDINT_MAX_ROUNDS 8
+
+const smx_strvec *smx_kbd_lookup(smx_engine *e, const char *key)
+{
+    for (smx_kbd_answer *a = e->kbd_answers; a; a = a->next)
+        if (strcmp(a->key, key) == 0)
+            return &a->answers;
+    return NULL;
+}
+
+int smx_kbd_store(smx_engine *e, const char *key, const smx_strvec *answers)
+{
+    smx_kbd_answer *a = calloc(1, sizeof *a);
+    if (!a || !(a->key = strdup(key))) {
+        free(a);
+        return SMX_ENOMEM;
+    }
+    for (size_t i = 0; i < answers->n; i++)
+        smx_strvec_push(&a->answers, answers->v[i]);
+    a->next = e->kbd_answers;
+    e->kbd_answers = a;
+    return 0;
+}
+
+void smx_kbd_free_all(smx_engine *e)
+{
+    smx_kbd_answer *a = e->kbd_answers;
+    while (a) {
+        smx_kbd_answer *next = a->next;
+        for (size_t i = 0; i < a->answers.n; i++)
+            explicit_bzero(a->answers.v[i], strlen(a->answers.v[i]));
+        smx_strvec_free(&a->answers);
+        free(a->key);
+        free(a);
+        a = next;
+    }
+    e->kbd_answers = NULL;
+}
+
+/* name \n instruction \n prompt... : what makes two hosts' questions "the same". */
+static char *kbdint_key(ssh_session ssh, int n)
+{
+    const char *name = ssh_userauth_kbdint_getname(ssh);
+    const char *instr = ssh_userauth_kbdint_getinstruction(ssh);
+    size_t len = strlen(name ? name : "") + strlen(instr ? instr : "") + 3;
+    for (int i = 0; i < n; i++)
+        len += strlen(ssh_userauth_kbdint_getprompt(ssh, (unsigned)i, NULL)) + 1;
+    char *key = malloc(len);
+    if (!key)
+        return NULL;
+    int off = snprintf(key, len, "%s\n%s", name ? name : "", instr ? instr : "");
+    for (int i = 0; i < n; i++)
+        off += snprintf(key + off, len - (size_t)off, "\n%s",
+                        ssh_userauth_kbdint_getprompt(ssh, (unsigned)i, NULL));
+    return key;
+}
+
+/* A lone hidden prompt that asks for a password is answered with the password we were given
+ * (PAM's "Password: " is how most sshd configs do keyboard-interactive). */
+static int kbdint_is_password_prompt(ssh_session ssh, int n)
+{
+    if (n != 1)
+        return 0;
+    char echo = 0;
+    const char *p = ssh_userauth_kbdint_getprompt(ssh, 0, &echo);
+    return p && !echo && strcasestr(p, "password");
+}
+
+static int kbdint_set_answers(smx_session *s, const smx_strvec *answers)
+{
+    for (size_t i = 0; i < answers->n; i++)
+        if (ssh_userauth_kbdint_setanswer(s->ssh, (unsigned)i, answers->v[i]) < 0)
+            return -1;
+    return 0;
+}
+
+/* Returns 1 when answers were set, 0 when nobody can answer. */
+static int kbdint_answer(smx_session *s, int n)
+{
+    if (n == 0)
+        return 1;
+    char *key = kbdint_key(s->ssh, n);
+    if (!key)
+        return 0;
+    const smx_strvec *known = smx_kbd_lookup(s->engine, key);
+    int answered = 0;
+    if (known && (int)known->n == n) {
+        answered = kbdint_set_answers(s, known) == 0;
+    } else if (kbdint_is_password_prompt(s->ssh, n)) {
+        const char *pw = s->password ? s->password : s->engine->password.s;
+        if (pw && !s->auth.password_tried) {
+            /* One password try per host, across password and kbd-interactive: a wrong password
+             * must not be replayed into a lockout. */
+            s->auth.password_tried = 1;
+            answered = ssh_userauth_kbdint_setanswer(s->ssh, 0, pw) == 0;
+        }
+    }
+    free(key);
+    return answered;
+}
+
+int smx_kbdint_step(smx_session *s, int rc)
+{
+    smx_auth *a = &s->auth;
+    if (rc != SSH_AUTH_INFO)
+        return smx_auth_method_done(s, rc, "keyboard-interactive");
+    if (++a->kbd_rounds > KBDINT_MAX_ROUNDS)
+        return smx_auth_method_done(s, SSH_AUTH_DENIED, "keyboard-interactive");
+    int n = ssh_userauth_kbdint_getnprompts(s->ssh);
+    if (n < 0 || !kbdint_answer(s, n))
+        return smx_auth_method_done(s, SSH_AUTH_DENIED, "keyboard-interactive");
+    a->state = SMX_AUTH_KBDINT;
+    return smx_kbdint_step(s, ssh_userauth_kbdint(s->ssh, NULL, NULL));
+}

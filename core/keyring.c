@@ -1,0 +1,241 @@
+#include "keyring.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct keyring_entry {
+    struct keyring_entry *next;
+    char *path;
+    ssh_key key;
+    int status;               /* result of the load, returned again on repeat loads */
+    char errmsg[sizeof(((smx_err *)0)->msg)];
+} keyring_entry;
+
+struct smx_keyring {
+    keyring_entry *entries;
+    ssh_key content_key;
+    smx_secret fixed;         /* --passphrase-env */
+    smx_secret asked;         /* what the operator typed, reused for later keys */
+    smx_ask_fn ask;
+    void *ask_ud;
+};
+
+int smx_secret_set(smx_secret *sec, const char *s, size_t len)
+{
+    smx_secret_wipe(sec);
+    sec->s = malloc(len + 1);
+    if (!sec->s)
+        return SMX_ENOMEM;
+    memcpy(sec->s, s, len);
+    sec->s[len] = '\0';
+    sec->len = len;
+    return 0;
+}
+
+void smx_secret_wipe(smx_secret *sec)
+{
+    if (sec->s) {
+        explicit_bzero(sec->s, sec->len);
+        free(sec->s);
+    }
+    sec->s = NULL;
+    sec->len = 0;
+}
+
+smx_keyring *smx_keyring_new(void)
+{
+    return calloc(1, sizeof(smx_keyring));
+}
+
+void smx_keyring_free(smx_keyring *kr)
+{
+    if (!kr)
+        return;
+    keyring_entry *e = kr->entries;
+    while (e) {
+        keyring_entry *next = e->next;
+        ssh_key_free(e->key);
+        free(e->path);
+        free(e);
+        e = next;
+    }
+    ssh_key_free(kr->content_key);
+    smx_secret_wipe(&kr->fixed);
+    smx_secret_wipe(&kr->asked);
+    free(kr);
+}
+
+void smx_keyring_set_passphrase(smx_keyring *kr, const char *pass)
+{
+    smx_secret_set(&kr->fixed, pass, strlen(pass));
+}
+
+void smx_keyring_set_ask(smx_keyring *kr, smx_ask_fn ask, void *ud)
+{
+    kr->ask = ask;
+    kr->ask_ud = ud;
+}
+
+/* libssh asks for a passphrase through this only when the key is encrypted: it is how we learn
+ * that without parsing the key format ourselves. */
+static int keyring_detect_encrypted(const char *prompt, char *buf, size_t len, int echo,
+                                    int verify, void *userdata)
+{
+    *(int *)userdata = 1;
+    return -1;
+}
+
+/* Imports `content` (text of a key file) with passphrase `pass` (may be NULL). */
+static int keyring_import(const char *content, const char *pass, ssh_key *out, int *encrypted)
+{
+    *encrypted = 0;
+    int rc = ssh_pki_import_privkey_base64(content, pass, pass ? NULL : keyring_detect_encrypted,
+                                           encrypted, out);
+    return rc == SSH_OK ? 0 : -1;
+}
+
+static int keyring_try_passphrases(smx_keyring *kr, const char *label, const char *content,
+                                   ssh_key *out, smx_err *err)
+{
+    int enc;
+    if (kr->fixed.s) {
+        if (keyring_import(content, kr->fixed.s, out, &enc) == 0)
+            return 0;
+        return smx_seterr(err, SMX_EPASSPHRASE, "key %s: wrong passphrase (from --passphrase-env)",
+                          label);
+    }
+    if (kr->asked.s && keyring_import(content, kr->asked.s, out, &enc) == 0)
+        return 0;
+    if (!kr->ask)
+        return smx_seterr(err, SMX_EPASSPHRASE,
+                          "key %s is encrypted: give its passphrase with --passphrase-env VAR",
+                          label);
+    int asked = 0;
+    for (int tries = 0; tries < 3; tries++) {
+        char prompt[512];
+        snprintf(prompt, sizeof prompt, "Enter passphrase for key '%s': ", label);
+        char *answer = kr->ask(prompt, kr->ask_ud);
+        if (!answer)
+            break;
+        asked = 1;
+        smx_secret_set(&kr->asked, answer, strlen(answer));
+        explicit_bzero(answer, strlen(answer));
+        free(answer);
+        if (keyring_import(content, kr->asked.s, out, &enc) == 0)
+            return 0;
+    }
+    if (!asked)
+        return smx_seterr(err, SMX_EPASSPHRASE, "key %s is encrypted and there is no terminal to "
+                          "ask for its passphrase: give it with --passphrase-env VAR", label);
+    return smx_seterr(err, SMX_EPASSPHRASE, "key %s: wrong passphrase", label);
+}
+
+static int keyring_load_text(smx_keyring *kr, const char *label, const char *content,
+                             ssh_key *out, smx_err *err)
+{
+    int encrypted = 0;
+    if (keyring_import(content, NULL, out, &encrypted) == 0)
+        return 0;
+    if (!encrypted)
+        return smx_seterr(err, SMX_EIO, "key %s: not a private key libssh can read", label);
+    return keyring_try_passphrases(kr, label, content, out, err);
+}
+
+static char *keyring_read_file(const char *path, smx_err *err, int *code)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        *code = errno == ENOENT ? SMX_ENOENT : SMX_EIO;
+        smx_seterr(err, *code, "key %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t cap = 0, len = 0;
+    for (;;) {
+        if (cap - len < 4096) {
+            if (cap >= (1u << 20)) {   /* no key file is this big */
+                fclose(f);
+                explicit_bzero(buf, len);
+                free(buf);
+                *code = smx_seterr(err, SMX_EIO, "key %s: file too large", path);
+                return NULL;
+            }
+            char *nb = realloc(buf, cap + 8192);
+            if (!nb)
+                break;
+            buf = nb;
+            cap += 8192;
+        }
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    fclose(f);
+    if (!buf) {
+        *code = SMX_ENOMEM;
+        return NULL;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+static keyring_entry *keyring_find(const smx_keyring *kr, const char *path)
+{
+    for (keyring_entry *e = kr->entries; e; e = e->next)
+        if (strcmp(e->path, path) == 0)
+            return e;
+    return NULL;
+}
+
+int smx_keyring_load_file(smx_keyring *kr, const char *path, smx_err *err)
+{
+    keyring_entry *e = keyring_find(kr, path);
+    if (e) {
+        if (e->status < 0 && err)
+            memcpy(err->msg, e->errmsg, sizeof err->msg);
+        return e->status;
+    }
+    e = calloc(1, sizeof *e);
+    if (!e || !(e->path = strdup(path))) {
+        free(e);
+        return SMX_ENOMEM;
+    }
+    smx_err local = {{0}};
+    int code = 0;
+    char *text = keyring_read_file(path, &local, &code);
+    if (text) {
+        code = keyring_load_text(kr, path, text, &e->key, &local);
+        explicit_bzero(text, strlen(text));
+        free(text);
+    }
+    e->status = code;
+    memcpy(e->errmsg, local.msg, sizeof e->errmsg);
+    if (err)
+        memcpy(err->msg, local.msg, sizeof err->msg);
+    e->next = kr->entries;
+    kr->entries = e;
+    return code;
+}
+
+int smx_keyring_load_content(smx_keyring *kr, const char *label, const char *content,
+                             smx_err *err)
+{
+    ssh_key_free(kr->content_key);
+    kr->content_key = NULL;
+    return keyring_load_text(kr, label, content, &kr->content_key, err);
+}
+
+ssh_key smx_keyring_get(const smx_keyring *kr, const char *path)
+{
+    keyring_entry *e = keyring_find(kr, path);
+    return e && e->status == 0 ? e->key : NULL;
+}
+
+ssh_key smx_keyring_content_key(const smx_keyring *kr)
+{
+    return kr->content_key;
+}

@@ -1,0 +1,552 @@
+#include "session.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libssh/server.h>   /* ssh_send_keepalive */
+
+#include "container.h"
+#include "engine_internal.h"
+
+#define SESSION_DRAIN_BUDGET 32   /* packet reads per wakeup before yielding to other sessions */
+
+static void session_step(smx_session *s);
+static void session_begin_attempt(smx_session *s);
+static void session_do_close(smx_session *s);
+
+const char *smx_session_state_name(enum smx_session_state st)
+{
+    switch (st) {
+    case SMX_SESSION_NEW: return "new";
+    case SMX_SESSION_PREPARE: return "resolve";
+    case SMX_SESSION_WAIT_SLOT: return "wait-slot";
+    case SMX_SESSION_CONNECT: return "connect";
+    case SMX_SESSION_HANDSHAKE: return "handshake";
+    case SMX_SESSION_AUTH: return "auth";
+    case SMX_SESSION_READY: return "ready";
+    case SMX_SESSION_BACKOFF: return "backoff";
+    case SMX_SESSION_CLOSING: return "closing";
+    case SMX_SESSION_CLOSED: return "closed";
+    }
+    return "?";
+}
+
+double smx_ms_since(uint64_t hr_start)
+{
+    return (double)(uv_hrtime() - hr_start) / 1e6;
+}
+
+/* One uv handle or transport fewer. Only a closing session finishes here: a retry also closes
+ * its dropped attempt's transport, and the session lives on after that. */
+static void session_release_handle(smx_session *s)
+{
+    if (--s->handles_open == 0 && s->state == SMX_SESSION_CLOSING) {
+        s->state = SMX_SESSION_CLOSED;
+        s->result->t.total = smx_ms_since(s->t_start);
+        s->handler->closed(s);
+    }
+}
+
+static void session_on_handle_closed(uv_handle_t *h)
+{
+    session_release_handle(h->data);
+}
+
+static void session_on_transport_closed(void *data)
+{
+    session_release_handle(data);
+}
+
+int smx_session_init(smx_session *s, smx_engine *e, const smx_hostcfg *hc,
+                     const smx_session_handler *handler, void *data, smx_result *result)
+{
+    memset(s, 0, sizeof *s);
+    s->engine = e;
+    s->hc = hc;
+    s->handler = handler;
+    s->data = data;
+    s->result = result;
+    return 0;
+}
+
+/* ---- failure and close ---------------------------------------------------------------- */
+
+static void session_release_slot(smx_session *s, enum smx_gate_outcome outcome)
+{
+    smx_gate_cancel(&s->gate_waiter);
+    if (s->holds_slot) {
+        s->holds_slot = 0;
+        smx_gate_release(s->gate, outcome);
+    }
+}
+
+/* Frees this attempt's libssh session and transport; the session itself stays. */
+static void session_drop_attempt(smx_session *s)
+{
+    if (s->event) {
+        if (s->ssh)
+            ssh_event_remove_session(s->event, s->ssh);
+        ssh_event_free(s->event);
+        s->event = NULL;
+    }
+    if (s->ssh) {
+        ssh_free(s->ssh);   /* closes libssh's dup of the fd, never ours */
+        s->ssh = NULL;
+    }
+    if (s->transport) {
+        smx_transport *t = s->transport;
+        s->transport = NULL;
+        s->handles_open++;
+        smx_transport_close(t, session_on_transport_closed);
+    }
+}
+
+void smx_session_fail(smx_session *s, enum smx_stage stage, int code, const char *fmt, ...)
+{
+    if (s->state == SMX_SESSION_CLOSING || s->state == SMX_SESSION_CLOSED)
+        return;
+    if (s->result->err_stage == SMX_STAGE_NONE) {
+        char msg[256];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        smx_result_set_error(s->result, stage, code, msg);
+    }
+    smx_session_close(s);
+}
+
+void smx_session_close(smx_session *s)
+{
+    if (s->state == SMX_SESSION_CLOSING || s->state == SMX_SESSION_CLOSED)
+        return;
+    if (s->in_step) {
+        s->close_requested = 1;   /* libssh is on the stack: tear down after it returns */
+        return;
+    }
+    session_do_close(s);
+}
+
+static void session_do_close(smx_session *s)
+{
+    s->close_requested = 0;
+    enum smx_session_state was = s->state;
+    s->state = SMX_SESSION_CLOSING;
+    if (s->handler->ended)
+        s->handler->ended(s);
+    if (s->ssh && was == SMX_SESSION_READY)
+        ssh_disconnect(s->ssh);   /* best effort DISCONNECT; the server cleans up either way */
+    session_release_slot(s, SMX_GATE_NEUTRAL);
+    s->handles_open++;            /* guard: transport close may complete synchronously */
+    session_drop_attempt(s);
+    uv_timer_stop(&s->timer);
+    uv_timer_stop(&s->keepalive);
+    s->handles_open += 2;
+    uv_close((uv_handle_t *)&s->timer, session_on_handle_closed);
+    uv_close((uv_handle_t *)&s->keepalive, session_on_handle_closed);
+    session_on_transport_closed(s);   /* drops the guard */
+}
+
+/* ---- timers --------------------------------------------------------------------------- */
+
+static int session_connect_timeout_ms(const smx_session *s)
+{
+    if (s->hc->connecttimeout > 0)
+        return s->hc->connecttimeout * 1000;
+    return s->engine->opts.connect_timeout_ms;
+}
+
+static void session_on_timeout(uv_timer_t *t)
+{
+    smx_session *s = t->data;
+    int secs = session_connect_timeout_ms(s) / 1000;
+    switch (s->state) {
+    case SMX_SESSION_PREPARE:
+        smx_session_fail(s, SMX_STAGE_RESOLVE, SMX_ETIMEDOUT, "resolving \"%s\" timed out",
+                         s->hc->hostname);
+        break;
+    case SMX_SESSION_CONNECT:
+        smx_session_fail(s, SMX_STAGE_CONNECT, SMX_ETIMEDOUT,
+                         "connect to %s timed out after %d s", s->transport->peer, secs);
+        break;
+    case SMX_SESSION_HANDSHAKE:
+        smx_session_fail(s, SMX_STAGE_CONNECT, SMX_ETIMEDOUT,
+                         "no SSH banner and key exchange from %s within %d s (ConnectTimeout)",
+                         s->transport->peer, secs);
+        break;
+    case SMX_SESSION_AUTH:
+        if (s->auth.state == SMX_AUTH_KBDINT_WAIT)
+            break;   /* the operator is typing; the auth clock is stopped meanwhile */
+        smx_session_fail(s, SMX_STAGE_AUTH, SMX_ETIMEDOUT, "authentication timed out after %d s",
+                         s->engine->opts.auth_timeout_ms / 1000);
+        break;
+    case SMX_SESSION_BACKOFF:
+        session_begin_attempt(s);
+        break;
+    default:
+        break;
+    }
+}
+
+static void session_arm(smx_session *s, uint64_t ms)
+{
+    uv_timer_start(&s->timer, session_on_timeout, ms, 0);
+}
+
+static void session_on_keepalive(uv_timer_t *t)
+{
+    smx_session *s = t->data;
+    if (s->state != SMX_SESSION_READY)
+        return;
+    uint64_t interval = (uint64_t)s->hc->serveraliveinterval * 1000;
+    int countmax = s->hc->serveralivecountmax > 0 ? s->hc->serveralivecountmax : 1;
+    uint64_t idle = uv_now(s->engine->loop) - s->last_rx;
+    if (idle >= interval * (uint64_t)(countmax + 1)) {
+        smx_session_fail(s, SMX_STAGE_TIMEOUT, SMX_ETIMEDOUT,
+                         "server not responding: no reply to %d keepalives (ServerAliveInterval %d s)",
+                         countmax, s->hc->serveraliveinterval);
+        return;
+    }
+    if (idle + 50 >= interval) {
+        /* Nothing else issues global requests on an exec session, so the keepalive's pending
+         * reply cannot be mistaken for another request's (libssh-notes). */
+        ssh_send_keepalive(s->ssh);
+        session_step(s);
+    }
+}
+
+/* ---- connection setup ----------------------------------------------------------------- */
+
+static int session_set_opt(smx_session *s, enum ssh_options_e opt, const void *val)
+{
+    return val ? ssh_options_set(s->ssh, opt, val) : 0;
+}
+
+/* libssh session for an fd we own: it gets a dup, because libssh closes the fd it was given in
+ * error paths and in ssh_free, while our uv_poll is still registered on that number. */
+static int session_create_ssh(smx_session *s)
+{
+    const smx_hostcfg *hc = s->hc;
+    int fd = dup(s->transport->fd);
+    if (fd < 0)
+        return errno == EMFILE || errno == ENFILE ? SMX_EMFILE : SMX_EIO;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    s->ssh = ssh_new();
+    if (!s->ssh) {
+        close(fd);
+        return SMX_ENOMEM;
+    }
+    int no = 0;
+    unsigned port = (unsigned)hc->port;
+    ssh_options_set(s->ssh, SSH_OPTIONS_PROCESS_CONFIG, &no);
+    ssh_options_set(s->ssh, SSH_OPTIONS_FD, &fd);
+    int rc = 0;
+    rc |= session_set_opt(s, SSH_OPTIONS_HOST, hc->hostname);
+    rc |= ssh_options_set(s->ssh, SSH_OPTIONS_PORT, &port);
+    rc |= session_set_opt(s, SSH_OPTIONS_USER, hc->user);
+    rc |= session_set_opt(s, SSH_OPTIONS_CIPHERS_C_S, hc->ciphers);
+    rc |= session_set_opt(s, SSH_OPTIONS_CIPHERS_S_C, hc->ciphers);
+    rc |= session_set_opt(s, SSH_OPTIONS_KEY_EXCHANGE, hc->kexalgorithms);
+    rc |= session_set_opt(s, SSH_OPTIONS_HOSTKEYS, hc->hostkeyalgorithms);
+    rc |= session_set_opt(s, SSH_OPTIONS_HMAC_C_S, hc->macs);
+    rc |= session_set_opt(s, SSH_OPTIONS_HMAC_S_C, hc->macs);
+    rc |= ssh_options_set(s->ssh, SSH_OPTIONS_COMPRESSION, hc->compression ? "yes" : "no");
+    if (hc->identityagent && strcmp(hc->identityagent, "none") != 0)
+        rc |= ssh_options_set(s->ssh, SSH_OPTIONS_IDENTITY_AGENT, hc->identityagent);
+    if (rc != 0) {
+        /* The message names the algorithm lists: that is what libssh rejects here. */
+        snprintf(s->transport->errmsg, sizeof s->transport->errmsg, "bad option: %s",
+                 ssh_get_error(s->ssh));
+        return SMX_EINVAL;
+    }
+    ssh_set_blocking(s->ssh, 0);
+    return 0;
+}
+
+static void session_backoff(smx_session *s);
+
+/* The socket reported an error or hang-up (libuv has stopped watching it). libssh may not have
+ * noticed yet (it can stop after a pre-banner line such as sshd's "Exceeded MaxStartups"), so
+ * decide here instead of waiting for a wakeup that will not come. */
+static void session_on_socket_error(smx_session *s, int status)
+{
+    switch (s->state) {
+    case SMX_SESSION_HANDSHAKE:
+        if (s->result->attempts <= s->engine->opts.retries) {
+            session_backoff(s);
+            return;
+        }
+        smx_session_fail(s, SMX_STAGE_CONNECT, SMX_ECLOSED,
+                         "%s closed the connection before the SSH handshake completed "
+                         "(server busy: MaxStartups?) after %d attempts", s->transport->peer,
+                         s->result->attempts);
+        return;
+    case SMX_SESSION_AUTH:
+        smx_session_fail(s, SMX_STAGE_AUTH, SMX_ECLOSED,
+                         "%s closed the connection during authentication", s->transport->peer);
+        return;
+    case SMX_SESSION_READY:
+        session_step(s);   /* let the job read what arrived before the close */
+        smx_session_fail(s, SMX_STAGE_EXEC, SMX_ECLOSED, "connection to %s lost: %s",
+                         s->transport ? s->transport->peer : "?", uv_strerror(status));
+        return;
+    default:
+        return;
+    }
+}
+
+static void session_on_io(smx_fdwatch *w, int status, int events)
+{
+    smx_session *s = w->data;
+    if (events & UV_READABLE)
+        s->last_rx = uv_now(s->engine->loop);
+    session_step(s);
+    if (status < 0)
+        session_on_socket_error(s, status);
+}
+
+static void session_on_connected(smx_transport *t, int status)
+{
+    smx_session *s = t->data;
+    if (status < 0) {
+        smx_session_fail(s, t->error_stage, status, "%s", t->errmsg);
+        return;
+    }
+    s->result->t.connect += smx_ms_since(s->t_phase);
+    int rc = session_create_ssh(s);
+    if (rc < 0) {
+        smx_session_fail(s, SMX_STAGE_CONNECT, rc, "%s",
+                         rc == SMX_EINVAL ? t->errmsg : smx_strerror(rc));
+        return;
+    }
+    t->watch.cb = session_on_io;
+    t->watch.data = s;
+    s->state = SMX_SESSION_HANDSHAKE;
+    s->t_phase = uv_hrtime();
+    session_step(s);
+}
+
+static void session_on_slot(smx_gate_waiter *w)
+{
+    smx_session *s = SMX_CONTAINER_OF(w, smx_session, gate_waiter);
+    s->holds_slot = 1;
+    s->state = SMX_SESSION_CONNECT;
+    s->t_phase = uv_hrtime();
+    session_arm(s, (uint64_t)session_connect_timeout_ms(s));
+    smx_transport_connect(s->transport, session_on_connected);
+}
+
+static void session_on_prepared(smx_transport *t, int status)
+{
+    smx_session *s = t->data;
+    if (status < 0) {
+        smx_session_fail(s, t->error_stage, status, "%s", t->errmsg);
+        return;
+    }
+    s->result->t.resolve += smx_ms_since(s->t_phase);
+    s->gate = smx_gates_get(s->engine->gates, t->gate_key);
+    if (!s->gate) {
+        smx_session_fail(s, SMX_STAGE_CONNECT, SMX_ENOMEM, "out of memory");
+        return;
+    }
+    /* Waiting for a slot has no clock of its own: every handshake ahead holds its slot for at
+     * most ConnectTimeout + the auth timeout. */
+    uv_timer_stop(&s->timer);
+    s->state = SMX_SESSION_WAIT_SLOT;
+    smx_gate_acquire(s->gate, &s->gate_waiter, session_on_slot);
+}
+
+static void session_begin_attempt(smx_session *s)
+{
+    s->result->attempts++;
+    s->transport = smx_tcp_transport_new(s->engine->loop, s->engine->resolver, s->hc->hostname,
+                                         s->hc->port);
+    if (!s->transport) {
+        smx_session_fail(s, SMX_STAGE_CONNECT, SMX_ENOMEM, "out of memory");
+        return;
+    }
+    s->transport->data = s;
+    s->state = SMX_SESSION_PREPARE;
+    s->t_phase = uv_hrtime();
+    session_arm(s, (uint64_t)session_connect_timeout_ms(s));
+    int rc = smx_transport_prepare(s->transport, session_on_prepared);
+    if (rc < 0)
+        smx_session_fail(s, s->transport->error_stage, rc, "%s", s->transport->errmsg);
+}
+
+void smx_session_start(smx_session *s)
+{
+    /* Handles are made here, not at init: a queued session that never starts owns none. */
+    uv_timer_init(s->engine->loop, &s->timer);
+    uv_timer_init(s->engine->loop, &s->keepalive);
+    s->timer.data = s;
+    s->keepalive.data = s;
+    s->t_start = uv_hrtime();
+    s->last_rx = uv_now(s->engine->loop);
+    session_begin_attempt(s);
+}
+
+/* ---- handshake ------------------------------------------------------------------------ */
+
+/* sshd under MaxStartups load accepts and then closes before (or while) sending its banner. Those
+ * closes, and only those, are worth retrying: the same attempt a moment later usually gets in. */
+static int session_is_early_drop(smx_session *s)
+{
+    const char *msg = ssh_get_error(s->ssh);
+    if (s->state != SMX_SESSION_HANDSHAKE || !msg)
+        return 0;
+    return strstr(msg, "disconnected") || strstr(msg, "reset") || strstr(msg, "closed") ||
+           strstr(msg, "Connection refused") || strstr(msg, "Broken pipe");
+}
+
+static void session_backoff(smx_session *s)
+{
+    int attempt = s->result->attempts;
+    uint64_t base = 50u << (attempt < 6 ? attempt : 6);       /* 100 ms .. 3.2 s */
+    uint64_t delay = base / 2 + (uint64_t)(rand() % (int)(base + 1));  /* jitter: 0.5x .. 1.5x */
+    session_release_slot(s, SMX_GATE_DROPPED);
+    session_drop_attempt(s);
+    s->state = SMX_SESSION_BACKOFF;
+    session_arm(s, delay);
+}
+
+static void session_collect_info(smx_session *s)
+{
+    smx_result *r = s->result;
+    const char *banner = ssh_get_serverbanner(s->ssh);
+    const char *kex = ssh_get_kex_algo(s->ssh);
+    const char *cipher = ssh_get_cipher_out(s->ssh);
+    free(r->server_banner);
+    free(r->kex);
+    free(r->cipher);
+    r->server_banner = banner ? strdup(banner) : NULL;
+    r->kex = kex ? strdup(kex) : NULL;
+    r->cipher = cipher ? strdup(cipher) : NULL;
+}
+
+static void session_step_auth(smx_session *s);
+
+static void session_step_handshake(smx_session *s)
+{
+    int rc = ssh_connect(s->ssh);
+    /* libssh makes the socket blocking on its first POLLOUT (socket.c); put it back at once so
+     * no later write can stall the loop. */
+    int fl = fcntl(s->transport->fd, F_GETFL);
+    if (fl >= 0 && !(fl & O_NONBLOCK))
+        fcntl(s->transport->fd, F_SETFL, fl | O_NONBLOCK);
+    if (rc == SSH_AGAIN)
+        return;
+    if (rc != SSH_OK) {
+        if (session_is_early_drop(s) && s->result->attempts <= s->engine->opts.retries) {
+            session_backoff(s);
+            return;
+        }
+        if (s->result->attempts > 1)
+            smx_session_fail(s, SMX_STAGE_CONNECT, SMX_ESSH, "%s: %s (after %d attempts)",
+                             s->transport->peer, ssh_get_error(s->ssh), s->result->attempts);
+        else
+            smx_session_fail(s, SMX_STAGE_CONNECT, SMX_ESSH, "%s: %s", s->transport->peer,
+                             ssh_get_error(s->ssh));
+        return;
+    }
+    s->result->t.handshake += smx_ms_since(s->t_phase);
+    session_collect_info(s);
+    if (smx_hostkey_verify(s->engine, s) < 0) {
+        smx_session_close(s);
+        return;
+    }
+    s->state = SMX_SESSION_AUTH;
+    s->t_phase = uv_hrtime();
+    session_arm(s, (uint64_t)s->engine->opts.auth_timeout_ms);
+    const smx_hostcfg *hc = s->hc;
+    smx_auth_init(&s->auth, hc->preferredauthentications, hc->pubkeyauthentication,
+                  hc->kbdinteractiveauthentication, hc->passwordauthentication);
+    session_step_auth(s);
+}
+
+static void session_step_auth(smx_session *s)
+{
+    int rc = smx_auth_step(s);
+    if (rc == 0)
+        return;
+    if (rc < 0) {
+        session_release_slot(s, SMX_GATE_NEUTRAL);
+        smx_session_close(s);
+        return;
+    }
+    s->result->t.auth += smx_ms_since(s->t_phase);
+    free(s->result->auth_method);
+    s->result->auth_method = strdup(s->auth.used);
+    session_release_slot(s, SMX_GATE_SUCCESS);
+    uv_timer_stop(&s->timer);
+    s->event = ssh_event_new();
+    if (!s->event || ssh_event_add_session(s->event, s->ssh) != SSH_OK) {
+        smx_session_fail(s, SMX_STAGE_EXEC, SMX_ENOMEM, "could not set up the session's poller");
+        return;
+    }
+    s->state = SMX_SESSION_READY;
+    if (s->hc->serveraliveinterval > 0) {
+        uint64_t ms = (uint64_t)s->hc->serveraliveinterval * 1000;
+        uv_timer_start(&s->keepalive, session_on_keepalive, ms, ms);
+    }
+    s->handler->ready(s);
+}
+
+/* ---- driving -------------------------------------------------------------------------- */
+
+int smx_session_poll(smx_session *s)
+{
+    for (int i = 0; i < SESSION_DRAIN_BUDGET; i++) {
+        int rc = ssh_event_dopoll(s->event, 0);
+        if (rc == SSH_ERROR || !ssh_is_connected(s->ssh))
+            return SMX_ECLOSED;
+        if (rc != SSH_OK)
+            break;   /* SSH_AGAIN: nothing more to read right now */
+        if (s->state != SMX_SESSION_READY || s->close_requested)
+            break;
+    }
+    return 0;
+}
+
+static void session_update_watch(smx_session *s)
+{
+    if (!s->transport || !s->transport->watch.active || !s->ssh)
+        return;
+    int events = UV_READABLE;
+    if (ssh_get_status(s->ssh) & SSH_WRITE_PENDING)
+        events |= UV_WRITABLE;
+    smx_fdwatch_set(&s->transport->watch, events);
+}
+
+static void session_step(smx_session *s)
+{
+    s->in_step++;
+    switch (s->state) {
+    case SMX_SESSION_HANDSHAKE:
+        session_step_handshake(s);
+        break;
+    case SMX_SESSION_AUTH:
+        session_step_auth(s);
+        break;
+    case SMX_SESSION_READY:
+        s->handler->step(s);
+        break;
+    default:
+        break;
+    }
+    s->in_step--;
+    if (s->close_requested && s->in_step == 0)
+        session_do_close(s);
+    else
+        session_update_watch(s);
+}
+
+void smx_session_kick(smx_session *s)
+{
+    session_step(s);
+}

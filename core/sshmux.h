@@ -1,0 +1,70 @@
+/* sshmux: the library's public interface. One libuv loop drives many non-blocking libssh
+ * sessions; on it, jobs (exec today) run across a fleet. cmd/ is a client of exactly this. */
+#ifndef SSHMUX_H
+#define SSHMUX_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "error.h"
+#include "hostlist.h"
+#include "keyring.h"
+#include "result.h"
+#include "sshconfig.h"
+#include "stage.h"
+#include "strvec.h"
+#include "target.h"
+
+#define SSHMUX_VERSION "0.1.0"
+
+typedef struct smx_engine smx_engine;
+
+typedef struct smx_engine_opts {
+    int fanout;                /* sessions at once (-f), default 256 */
+    int connect_timeout_ms;    /* when the host has no ConnectTimeout; covers TCP+banner+kex */
+    int auth_timeout_ms;
+    int retries;               /* extra attempts after an early drop (MaxStartups) */
+    int handshake_initial;     /* starting handshakes in flight per server address */
+    /* Non-fatal notices about a host (e.g. host key accepted under StrictHostKeyChecking=no). */
+    void (*warn)(void *ud, const char *host, const char *msg);
+    void *ud;
+} smx_engine_opts;
+
+void smx_engine_opts_default(smx_engine_opts *o);
+
+typedef struct smx_exec_opts {
+    const char *command;
+    int pty;
+    const smx_strvec *env;     /* "K=V" strings, or NULL */
+    int timeout_ms;            /* -u: 0 = none */
+    int kill_grace_ms;         /* between TERM and KILL on timeout */
+    int capture;               /* keep stdout/stderr in the result (gather, --json) */
+    size_t max_output;         /* per stream, when capturing */
+} smx_exec_opts;
+
+typedef struct smx_exec_callbacks {
+    /* A complete line of output (without its newline), as it arrives. NULL: no streaming. */
+    void (*on_line)(void *ud, const smx_result *r, int is_stderr, const char *line, size_t len);
+    /* The host is done. The result is the callee's: free it with smx_result_destroy(). */
+    void (*on_done)(void *ud, smx_result *r);
+    void *ud;
+} smx_exec_callbacks;
+
+int smx_engine_new(smx_engine **out, uv_loop_t *loop, const smx_engine_opts *o);
+void smx_engine_free(smx_engine *e);
+smx_keyring *smx_engine_keyring(smx_engine *e);
+int smx_engine_set_password(smx_engine *e, const char *pw, size_t len);
+void smx_engine_use_agent(smx_engine *e, int on);
+
+/* Queues one host. hc is taken over (freed by the engine); password (from an ssh:// URL) is
+ * copied. The exec options and callbacks must outlive the run. */
+int smx_engine_add_exec(smx_engine *e, const char *target, smx_hostcfg *hc, const char *password,
+                        const smx_exec_opts *x, const smx_exec_callbacks *cb);
+/* Runs until every queued host is done. */
+int smx_engine_run(smx_engine *e);
+unsigned smx_engine_hostkeys_unverified(const smx_engine *e);
+unsigned smx_engine_hostkeys_added(const smx_engine *e);
+
+void smx_result_destroy(smx_result *r);
+
+#endif

@@ -1,0 +1,17 @@
+/* A growable vector of owned C strings. */
+#ifndef SSHMUX_STRVEC_H
+#define SSHMUX_STRVEC_H
+
+#include <stddef.h>
+
+typedef struct smx_strvec {
+    char **v;
+    size_t n, cap;
+} smx_strvec;
+
+int smx_strvec_push(smx_strvec *sv, const char *s);          /* copies s; 0 or SMX_ENOMEM */
+int smx_strvec_push_owned(smx_strvec *sv, char *s);          /* takes ownership of s */
+int smx_strvec_contains(const smx_strvec *sv, const char *s);
+void smx_strvec_free(smx_strvec *sv);                        /* frees strings and array; zeroes sv */
+
+#endif

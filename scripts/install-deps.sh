@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what building and testing sshmux needs on Debian 12 (as root, or via sudo).
+# Idempotent: does nothing when everything is already there.
+set -euo pipefail
+
+PKGS=(build-essential cmake pkg-config ninja-build
+      libuv1-dev libjansson-dev libssl-dev libmbedtls-dev zlib1g-dev libcmocka-dev
+      openssh-server openssh-client dpkg-dev xz-utils
+      pdsh procps iproute2 python3)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+        echo "install-deps: not root and no sudo; install these yourself: ${PKGS[*]}" >&2
+        exit 0
+    fi
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+# libssh >= 0.11 is not in Debian 12: its source comes from trixie's deb-src (scripts/build-libssh.sh).
+SRC_LIST=/etc/apt/sources.list.d/sshmux-trixie-src.sources
+need_src=0
+if [ ! -f "$SRC_LIST" ]; then
+    need_src=1
+    $SUDO tee "$SRC_LIST" >/dev/null <<'SRC'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
+
+if [ ${#missing[@]} -gt 0 ] || [ $need_src -eq 1 ] || [ ! -d /var/lib/apt/lists ] \
+   || ! ls /var/lib/apt/lists/*trixie*Sources* >/dev/null 2>&1; then
+    $SUDO apt-get update -q
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: installing ${missing[*]}"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
