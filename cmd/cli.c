@@ -174,6 +174,7 @@ int cli_parse(cli *c, int argc, char **argv, const char *prog)
     memset(c, 0, sizeof *c);
     c->prog = prog;
     smx_engine_opts_default(&c->eng);
+    c->eng.interactive = 1;   /* only if there is a terminal; BatchMode yes turns it off */
     c->x.max_output = 8u << 20;
     c->x.kill_grace_ms = 2000;
     optind = 1;

@@ -36,6 +36,8 @@ typedef struct smx_auth {
     int kbd_rounds;
     int password_tried;
     void *pending_key;      /* ssh_key of the pending publickey attempt (owned by the keyring) */
+    struct smx_kbd_wait *kbd_wait;     /* the operator question this session waits on */
+    struct smx_session *kbd_next;      /* next session waiting on the same question */
     char used[32];          /* method that succeeded */
     char tried[96];         /* what we tried, for the error message */
 } smx_auth;
@@ -48,6 +50,8 @@ void smx_auth_init(smx_auth *a, const char *preferred, int pubkey, int kbdint, i
 /* core/kbdint.c: handles an answer of ssh_userauth_kbdint (fleet-shared answers, password reuse,
  * operator prompts). Same return convention as smx_auth_step. */
 int smx_kbdint_step(struct smx_session *s, int rc);
+/* Session teardown while waiting for the operator: leave the queue of waiters. */
+void smx_kbdint_cancel_wait(struct smx_session *s);
 /* For kbdint.c: treat rc as the answer of the pending `method` call (success/denied/partial). */
 int smx_auth_method_done(struct smx_session *s, int rc, const char *method);
 

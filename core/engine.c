@@ -6,6 +6,7 @@
 #include "engine_internal.h"
 #include "job.h"
 #include "knownhosts.h"
+#include "ttyprompt.h"
 
 void smx_engine_opts_default(smx_engine_opts *o)
 {
@@ -15,6 +16,7 @@ void smx_engine_opts_default(smx_engine_opts *o)
     o->auth_timeout_ms = 30000;
     o->retries = 8;
     o->handshake_initial = 8;
+    o->prompt_timeout_ms = 90000;   /* under sshd's LoginGraceTime (120 s) */
 }
 
 int smx_engine_new(smx_engine **out, uv_loop_t *loop, const smx_engine_opts *o)
@@ -60,6 +62,7 @@ void smx_engine_free(smx_engine *e)
     smx_keyring_free(e->keyring);
     smx_secret_wipe(&e->password);
     smx_kbd_free_all(e);
+    smx_prompter_free(e->prompter);
     smx_engine_knownhosts_free(e);
     free(e);
 }

@@ -16,6 +16,14 @@ typedef struct smx_kbd_answer {
     smx_strvec answers;      /* secrets: wiped on free */
 } smx_kbd_answer;
 
+/* A question set put to the operator; every session asking the same waits on it. */
+typedef struct smx_kbd_wait {
+    struct smx_kbd_wait *next;
+    struct smx_engine *engine;
+    char *key;
+    struct smx_session *waiters;
+} smx_kbd_wait;
+
 typedef struct smx_kh_entry {
     struct smx_kh_entry *next;
     char *files_key;         /* the UserKnownHostsFile list joined with \n */
@@ -41,6 +49,8 @@ struct smx_engine {
     int running;
     int total, finished;
     struct smx_prompter *prompter;
+    int prompter_tried;
+    smx_kbd_wait *kbd_waits;
 };
 
 /* core/hostkey.c: verifies the server key of an established session against known_hosts per the

@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "engine_internal.h"
 #include "session.h"
+#include "ttyprompt.h"
 
 #define KBDINT_MAX_ROUNDS 8
 
@@ -87,7 +88,9 @@ static int kbdint_set_answers(smx_session *s, const smx_strvec *answers)
     return 0;
 }
 
-/* Returns 1 when answers were set, 0 when nobody can answer. */
+static int kbdint_wait_for_operator(smx_session *s, const char *key, int n);
+
+/* Returns 1 when answers were set, 0 when nobody can answer, 2 when the operator is asked. */
 static int kbdint_answer(smx_session *s, int n)
 {
     if (n == 0)
@@ -108,8 +111,113 @@ static int kbdint_answer(smx_session *s, int n)
             answered = ssh_userauth_kbdint_setanswer(s->ssh, 0, pw) == 0;
         }
     }
+    if (!answered)
+        answered = kbdint_wait_for_operator(s, key, n);
     free(key);
     return answered;
+}
+
+/* ---- asking the operator once for the whole fleet --------------------------------------- */
+
+static void kbdint_on_answers(void *ud, smx_strvec *answers)
+{
+    smx_kbd_wait *w = ud;
+    smx_engine *e = w->engine;
+    if (answers)
+        smx_kbd_store(e, w->key, answers);
+    for (smx_kbd_wait **pp = &e->kbd_waits; *pp; pp = &(*pp)->next) {
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    }
+    smx_session *s = w->waiters;
+    w->waiters = NULL;
+    while (s) {
+        smx_session *next = s->auth.kbd_next;
+        s->auth.kbd_wait = NULL;
+        s->auth.kbd_next = NULL;
+        const smx_strvec *known = answers ? smx_kbd_lookup(e, w->key) : NULL;
+        if (known && kbdint_set_answers(s, known) == 0) {
+            s->auth.state = SMX_AUTH_KBDINT;   /* the next step sends them */
+        } else {
+            s->auth.state = SMX_AUTH_NEXT;     /* no answer: on to the next method */
+        }
+        smx_session_restart_auth_clock(s);
+        smx_session_kick(s);
+        s = next;
+    }
+    free(w->key);
+    free(w);
+}
+
+static int kbdint_ask(smx_session *s, smx_kbd_wait *w, int n)
+{
+    smx_engine *e = s->engine;
+    const char *name = ssh_userauth_kbdint_getname(s->ssh);
+    const char *instr = ssh_userauth_kbdint_getinstruction(s->ssh);
+    char header[1024];
+    snprintf(header, sizeof header, "%s%s%s%s(keyboard-interactive for %s; the answers will be "
+             "reused for every host that asks the same)", name && *name ? name : "",
+             name && *name ? "\n" : "", instr && *instr ? instr : "",
+             instr && *instr ? "\n" : "", s->result->host);
+    const char *prompts[16];
+    char echo[16];
+    for (int i = 0; i < n; i++)
+        prompts[i] = ssh_userauth_kbdint_getprompt(s->ssh, (unsigned)i, &echo[i]);
+    return smx_prompter_ask(e->prompter, header, prompts, echo, n, kbdint_on_answers, w);
+}
+
+static int kbdint_wait_for_operator(smx_session *s, const char *key, int n)
+{
+    smx_engine *e = s->engine;
+    if (!e->opts.interactive || s->hc->batchmode || n > 16)
+        return 0;
+    if (!e->prompter && !e->prompter_tried) {
+        e->prompter_tried = 1;
+        e->prompter = smx_prompter_new(e->loop, e->opts.prompt_timeout_ms);
+    }
+    if (!e->prompter)
+        return 0;
+    smx_kbd_wait *w = e->kbd_waits;
+    while (w && strcmp(w->key, key) != 0)
+        w = w->next;
+    if (!w) {
+        w = calloc(1, sizeof *w);
+        if (!w || !(w->key = strdup(key))) {
+            free(w);
+            return 0;
+        }
+        w->engine = e;
+        if (kbdint_ask(s, w, n) < 0) {
+            free(w->key);
+            free(w);
+            return 0;
+        }
+        w->next = e->kbd_waits;
+        e->kbd_waits = w;
+    }
+    s->auth.kbd_wait = w;
+    s->auth.kbd_next = w->waiters;
+    w->waiters = s;
+    s->auth.state = SMX_AUTH_KBDINT_WAIT;
+    smx_session_pause_auth_clock(s);
+    return 2;
+}
+
+void smx_kbdint_cancel_wait(smx_session *s)
+{
+    smx_kbd_wait *w = s->auth.kbd_wait;
+    if (!w)
+        return;
+    for (smx_session **pp = &w->waiters; *pp; pp = &(*pp)->auth.kbd_next) {
+        if (*pp == s) {
+            *pp = s->auth.kbd_next;
+            break;
+        }
+    }
+    s->auth.kbd_wait = NULL;
+    s->auth.kbd_next = NULL;
 }
 
 int smx_kbdint_step(smx_session *s, int rc)
@@ -120,8 +228,11 @@ int smx_kbdint_step(smx_session *s, int rc)
     if (++a->kbd_rounds > KBDINT_MAX_ROUNDS)
         return smx_auth_method_done(s, SSH_AUTH_DENIED, "keyboard-interactive");
     int n = ssh_userauth_kbdint_getnprompts(s->ssh);
-    if (n < 0 || !kbdint_answer(s, n))
+    int answered = n < 0 ? 0 : kbdint_answer(s, n);
+    if (!answered)
         return smx_auth_method_done(s, SSH_AUTH_DENIED, "keyboard-interactive");
+    if (answered == 2)
+        return 0;   /* waiting for the operator; kbdint_on_answers resumes us */
     a->state = SMX_AUTH_KBDINT;
     return smx_kbdint_step(s, ssh_userauth_kbdint(s->ssh, NULL, NULL));
 }

@@ -137,6 +137,7 @@ static void session_do_close(smx_session *s)
     s->close_requested = 0;
     enum smx_session_state was = s->state;
     s->state = SMX_SESSION_CLOSING;
+    smx_kbdint_cancel_wait(s);
     if (s->handler->ended)
         s->handler->ended(s);
     if (s->ssh && was == SMX_SESSION_READY)
@@ -544,6 +545,17 @@ static void session_step(smx_session *s)
         session_do_close(s);
     else
         session_update_watch(s);
+}
+
+void smx_session_restart_auth_clock(smx_session *s)
+{
+    if (s->state == SMX_SESSION_AUTH)
+        session_arm(s, (uint64_t)s->engine->opts.auth_timeout_ms);
+}
+
+void smx_session_pause_auth_clock(smx_session *s)
+{
+    uv_timer_stop(&s->timer);
 }
 
 void smx_session_kick(smx_session *s)

@@ -94,6 +94,11 @@ double smx_ms_since(uint64_t hr_start);
 
 
 
+/* Restarts the auth timeout (after waiting for the operator, which does not count). */
+void smx_session_restart_auth_clock(smx_session *s);
+/* Stops it while the operator is being asked. */
+void smx_session_pause_auth_clock(smx_session *s);
+
 /* Runs one step as if the fd had woken us (after a job changed state on its own, e.g. a timer). */
 void smx_session_kick(smx_session *s);
 #endif

@@ -25,6 +25,8 @@ typedef struct smx_engine_opts {
     int auth_timeout_ms;
     int retries;               /* extra attempts after an early drop (MaxStartups) */
     int handshake_initial;     /* starting handshakes in flight per server address */
+    int interactive;           /* may ask the operator (keyboard-interactive) on /dev/tty */
+    int prompt_timeout_ms;     /* how long an operator question may stay unanswered */
     /* Non-fatal notices about a host (e.g. host key accepted under StrictHostKeyChecking=no). */
     void (*warn)(void *ud, const char *host, const char *msg);
     void *ud;

@@ -6,6 +6,7 @@ import os
 import subprocess
 
 from common import *  # noqa: F403
+from fixture import Failure
 
 WD = KEYS = KH = None
 
@@ -142,6 +143,58 @@ def test_keyboard_interactive_answered_from_password():
     r, row = exec_json(sshd, "--password-env", "PW", env={"PW": user.password}, user=user.name)
     check_rc(r, 0, str(row["error"]))
     check_eq(row["auth_method"], "keyboard-interactive")
+    sshd.stop()
+
+
+def run_on_pty(args, answer, expect=b"Password:", timeout=60):
+    """Runs sshmux with a controlling terminal (a pty); types `answer` at each `expect` prompt.
+    Returns (returncode, stdout, stderr, everything written to the terminal)."""
+    import fcntl
+    import select
+    import termios
+    import time as _time
+    master, slave = os.openpty()
+
+    def become_tty_owner():
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    p = subprocess.Popen([fixture.sshmux_bin()] + args, stdin=slave, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=fixture.base_env(WD),
+                         preexec_fn=become_tty_owner, pass_fds=(slave,))
+    os.close(slave)
+    seen, answered, deadline = b"", 0, _time.monotonic() + timeout
+    while p.poll() is None and _time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                seen += os.read(master, 4096)
+            except OSError:
+                break
+        if seen.count(expect) > answered:
+            answered += 1
+            os.write(master, answer.encode() + b"\n")
+    if p.poll() is None:
+        fixture.kill_tree(p.pid, p)
+        raise Failure(f"sshmux on a pty did not finish in {timeout}s; terminal:\n{seen!r}")
+    out, err = p.communicate()
+    os.close(master)
+    return p.returncode, out.decode(), err.decode(), seen
+
+
+def test_keyboard_interactive_asked_once_for_the_fleet():
+    user, sshd = password_sshd(kbdint=True)
+    cfg = WD.file("cfg-kbd", "".join(
+        f"Host k{i}\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User {user.name}\n"
+        f"  UserKnownHostsFile {KH}\n  PubkeyAuthentication no\n" for i in range(1, 6)))
+    rc, out, err, tty = run_on_pty(["exec", "-F", cfg, "--json", "-w", "k[1-5]", "id -un"],
+                                   user.password)
+    check_eq(rc, 0, f"stderr: {err}\ntty: {tty!r}")
+    rows = json_lines(out)
+    check_eq(len(rows), 5)
+    check(all(r["ok"] and r["auth_method"] == "keyboard-interactive" for r in rows), str(rows))
+    check_eq(tty.count(b"Password:"), 1, f"prompted more than once: {tty!r}")
+    check(user.password.encode() not in tty, "the answer was echoed on the terminal")
     sshd.stop()
 
 

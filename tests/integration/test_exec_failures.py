@@ -1,11 +1,14 @@
 """One failing or hanging host never delays the others; bad input gets a clear message and a
 documented exit status."""
+import os
 import time
 
 from common import *  # noqa: F403
 
 F = None
 TARPIT = None
+# A 64-character label: glibc rejects it without sending a DNS query (tests stay on loopback).
+UNRESOLVABLE = "unresolvable-" + "a" * 64 + ".invalid"
 
 
 def setup():
@@ -16,7 +19,7 @@ def setup():
           IdentityFile=F.keys.ed25519, UserKnownHostsFile=F.kh, ConnectTimeout=3)
     F.add("refused", HostName="127.0.0.1", Port=fixture.refused_port(), User=F.sshd.user,
           IdentityFile=F.keys.ed25519, UserKnownHostsFile=F.kh)
-    F.add("nowhere", HostName="nonexistent.invalid", User=F.sshd.user,
+    F.add("nowhere", HostName=UNRESOLVABLE, User=F.sshd.user,
           IdentityFile=F.keys.ed25519, UserKnownHostsFile=F.kh)
 
 
@@ -37,7 +40,7 @@ def test_bad_hosts_beside_good_ones():
     check_eq(rows["refused"]["error"]["stage"], "connect")
     check_in("refused", rows["refused"]["error"]["message"].lower())
     check_eq(rows["nowhere"]["error"]["stage"], "resolve")
-    check_in("nonexistent.invalid", rows["nowhere"]["error"]["message"])
+    check_in(UNRESOLVABLE, rows["nowhere"]["error"]["message"])
     check(took < 10, f"run took {took:.1f}s")
     check_rc(r, 255)
     check_in("connect failed on", r.stderr)
@@ -115,6 +118,46 @@ def test_exclude_and_hostfile():
     r = F.run("--hostfile", hf, "-x", "h[0002-0003]", "-q", "echo hi")
     check_rc(r, 0)
     check_eq(sorted(r.stdout.splitlines()), ["h0001: hi", "h0004: hi", "h0005: hi"])
+
+
+def test_dead_peer_detected_by_keepalive():
+    # The server stops answering mid-command (its session processes are frozen): ServerAlive*
+    # notices within interval * (countmax + 1), the other host finishes normally.
+    import signal
+    r_holder = {}
+
+    def freeze_when_running():
+        fixture.wait_until(lambda: F.sshd._session_pids(), 10, "remote session started")
+        time.sleep(0.5)
+        # every process below the listening sshd: the connection's sshd and the session
+        r_holder["pids"] = fixture.descendants(F.sshd.proc.pid)
+        for pid in r_holder["pids"]:
+            os.kill(pid, signal.SIGSTOP)
+
+    import threading
+    t = threading.Thread(target=freeze_when_running)
+    t.start()
+    t0 = time.monotonic()
+    r = F.run("--json", "-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2",
+              "-w", "h0001", "sleep 60", timeout=30)
+    took = time.monotonic() - t0
+    t.join()
+    for pid in r_holder.get("pids", []):
+        os.kill(pid, signal.SIGCONT)
+    row = json_lines(r.stdout)[0]
+    check_eq(row["error"]["stage"], "timeout")
+    check_in("keepalive", row["error"]["message"])
+    check(took < 10, f"took {took:.1f}s")
+    check_rc(r, 255)
+
+
+def test_fd_limit_lowers_fanout_not_hang():
+    # 40 usable fds: sshmux says it lowered the fanout and still gets every host through.
+    r = fixture.run(["bash", "-c", f'ulimit -n 100 && exec "$SSHMUX" exec -F {F.cfg} -f 200 '
+                     f'-q -w "{F.hostlist(20)}" true'],
+                    env={"SSHMUX": fixture.sshmux_bin()}, timeout=60)
+    check_rc(r, 0)
+    check_in("fanout 200 lowered", r.stderr)
 
 
 if __name__ == "__main__":
