@@ -23,39 +23,42 @@ static enum hostkey_policy hostkey_policy(const char *v)
     return POLICY_YES;
 }
 
+/* The user's files then the global ones, read once per distinct list. New keys go to the first
+ * user file; the global files are only read (as ssh). */
 static struct smx_knownhosts *hostkey_files(smx_engine *e, const smx_hostcfg *hc, smx_err *err)
 {
+    const smx_strvec *lists[2] = {&hc->userknownhostsfile, &hc->globalknownhostsfile};
+    smx_strvec files = {0};
     size_t len = 1;
-    for (size_t i = 0; i < hc->userknownhostsfile.n; i++)
-        len += strlen(hc->userknownhostsfile.v[i]) + 1;
+    for (int l = 0; l < 2; l++)
+        for (size_t i = 0; i < lists[l]->n; i++) {
+            smx_strvec_push(&files, lists[l]->v[i]);
+            len += strlen(lists[l]->v[i]) + 2;
+        }
     char *key = calloc(1, len);
-    if (!key)
-        return NULL;
-    for (size_t i = 0; i < hc->userknownhostsfile.n; i++) {
-        strcat(key, hc->userknownhostsfile.v[i]);
-        strcat(key, "\n");
+    for (size_t i = 0; key && i < files.n; i++) {
+        strcat(key, files.v[i]);
+        strcat(key, i + 1 == hc->userknownhostsfile.n ? "|\n" : "\n");
     }
-    for (smx_kh_entry *k = e->knownhosts; k; k = k->next) {
-        if (strcmp(k->files_key, key) == 0) {
-            free(key);
-            return k->kh;
+    smx_kh_entry *k = NULL;
+    for (k = key ? e->knownhosts : NULL; k; k = k->next)
+        if (strcmp(k->files_key, key) == 0)
+            break;
+    if (!k && key && (k = calloc(1, sizeof *k)) != NULL) {
+        k->files_key = key;
+        key = NULL;
+        if (smx_knownhosts_load(&k->kh, (const char *const *)files.v, files.n, err) < 0) {
+            free(k->files_key);
+            free(k);
+            k = NULL;
+        } else {
+            k->next = e->knownhosts;
+            e->knownhosts = k;
         }
     }
-    smx_kh_entry *k = calloc(1, sizeof *k);
-    if (!k) {
-        free(key);
-        return NULL;
-    }
-    k->files_key = key;
-    if (smx_knownhosts_load(&k->kh, (const char *const *)hc->userknownhostsfile.v,
-                            hc->userknownhostsfile.n, err) < 0) {
-        free(key);
-        free(k);
-        return NULL;
-    }
-    k->next = e->knownhosts;
-    e->knownhosts = k;
-    return k->kh;
+    free(key);
+    smx_strvec_free(&files);
+    return k ? k->kh : NULL;
 }
 
 void smx_engine_knownhosts_free(smx_engine *e)
@@ -106,7 +109,10 @@ static int hostkey_decide(smx_engine *e, smx_session *s, struct smx_knownhosts *
         }
         if (policy == POLICY_ACCEPT_NEW) {
             smx_err err = {{0}};
-            if (smx_knownhosts_add(kh, name, port, key, &err) < 0)
+            if (s->hc->userknownhostsfile.n == 0)
+                hostkey_warn(e, s, "new host key accepted but not recorded: "
+                             "UserKnownHostsFile is none");
+            else if (smx_knownhosts_add(kh, name, port, key, &err) < 0)
                 hostkey_warn(e, s, err.msg);
             else
                 e->hostkey_added++;

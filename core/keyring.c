@@ -133,14 +133,29 @@ static int keyring_try_passphrases(smx_keyring *kr, const char *label, const cha
     return smx_seterr(err, SMX_EPASSPHRASE, "key %s: wrong passphrase", label);
 }
 
+/* Is this key text encrypted? libssh's OpenSSH-container code asks for a passphrase only when
+ * the key is encrypted, so `asked` says it there; its PEM paths differ by backend (mbedTLS asks
+ * always), so for PEM the format's own marker decides. */
+static int keyring_is_encrypted(const char *content, int asked)
+{
+    if (strstr(content, "BEGIN OPENSSH PRIVATE KEY"))
+        return asked;
+    return strstr(content, "ENCRYPTED") != NULL;
+}
+
 static int keyring_load_text(smx_keyring *kr, const char *label, const char *content,
                              ssh_key *out, smx_err *err)
 {
-    int encrypted = 0;
-    if (keyring_import(content, NULL, out, &encrypted) == 0)
+    int asked = 0;
+    /* Always with a callback: without one, OpenSSL would prompt on the terminal itself. */
+    if (keyring_import(content, NULL, out, &asked) == 0)
         return 0;
-    if (!encrypted)
+    if (!keyring_is_encrypted(content, asked)) {
+        /* An unencrypted PEM key under mbedTLS: it wants a (any) passphrase up front. */
+        if (ssh_pki_import_privkey_base64(content, "", NULL, NULL, out) == SSH_OK)
+            return 0;
         return smx_seterr(err, SMX_EIO, "key %s: not a private key libssh can read", label);
+    }
     return keyring_try_passphrases(kr, label, content, out, err);
 }
 

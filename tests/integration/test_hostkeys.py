@@ -4,19 +4,20 @@ import subprocess
 
 from common import *  # noqa: F403
 
-WD = KEYS = SSHD = None
+WD = KEYS = SSHD = USER = None
 
 
 def setup():
-    global WD, KEYS, SSHD
+    global WD, KEYS, SSHD, USER
     WD = fixture.Workdir()
     KEYS = fixture.Keys(WD)
     SSHD = fixture.Sshd(WD, KEYS)
+    USER = fleet_user(WD) or SSHD.user
 
 
 def run(kh, strict, hosts="127.0.0.1", extra=()):
     return fixture.run_sshmux(["exec", "-F", "/dev/null", "--json", "-i", KEYS.ed25519,
-                               "-l", SSHD.user, "-p", str(SSHD.port),
+                               "-l", USER, "-p", str(SSHD.port),
                                "-o", f"UserKnownHostsFile={kh}",
                                "-o", f"StrictHostKeyChecking={strict}", "-w", hosts] +
                               list(extra) + ["true"])
@@ -52,6 +53,14 @@ def test_no_accepts_with_warning():
     check_eq(open(kh).read(), "")
 
 
+def test_global_known_hosts_file():
+    empty = WD.file("kh-user-empty", "")
+    glob = SSHD.write_known_hosts(WD.file("kh-global"))
+    r = run(empty, "yes", extra=("-o", f"GlobalKnownHostsFile={glob}"))
+    check_rc(r, 0)
+    check_eq(open(empty).read(), "")
+
+
 def test_hashed_entries():
     kh = WD.file("kh-hashed")
     SSHD.write_known_hosts(kh)
@@ -65,7 +74,7 @@ def test_many_new_keys_at_once():
     n = 300
     cfg = WD.file("cfg-many", "".join(
         f"Host a{i:03d}\n  HostName 127.0.0.1\n  HostKeyAlias alias{i:03d}\n" for i in range(n)))
-    r = fixture.run_sshmux(["exec", "-F", cfg, "--json", "-i", KEYS.ed25519, "-l", SSHD.user,
+    r = fixture.run_sshmux(["exec", "-F", cfg, "--json", "-i", KEYS.ed25519, "-l", USER,
                             "-p", str(SSHD.port), "-o", f"UserKnownHostsFile={kh}",
                             "-o", "StrictHostKeyChecking=accept-new", "-w", f"a[000-{n-1:03d}]",
                             "true"], timeout=120)
