@@ -79,7 +79,7 @@ int cmd_test(int argc, char **argv)
     if (c.json) {
         json_t *j = smx_result_to_json(st.r);
         json_object_set_new(j, "exec_check", json_boolean(passed));
-        json_dumpf(j, stdout, JSON_COMPACT);
+        json_dumpf(j, stdout, JSON_COMPACT | JSON_REAL_PRECISION(6));
         fputc('\n', stdout);
         json_decref(j);
     } else if (st.r) {

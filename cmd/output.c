@@ -63,7 +63,7 @@ static void output_on_done(void *ud, smx_result *r)
     output_count(o, r);
     if (o->c->json) {
         json_t *j = smx_result_to_json(r);
-        char *s = json_dumps(j, JSON_COMPACT);
+        char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
         if (s) {
             fputs(s, stdout);
             fputc('\n', stdout);
@@ -125,13 +125,18 @@ void output_free(output *o)
 
 /* ---- gather (-b) and summary ------------------------------------------------------------ */
 
-static int output_same_group(const smx_result *a, const smx_result *b)
+/* clush -b: stdout is grouped by (stdout, exit status), stderr separately by its content, so a
+ * noisy stderr does not split hosts whose real output agrees. */
+static int output_same_stdout(const smx_result *a, const smx_result *b)
 {
-    return a->out.len == b->out.len && a->err.len == b->err.len &&
+    return a->out.len == b->out.len &&
            smx_result_exit_status(a) == smx_result_exit_status(b) &&
-           (a->err_stage == SMX_STAGE_NONE) == (b->err_stage == SMX_STAGE_NONE) &&
-           (a->out.len == 0 || memcmp(a->out.data, b->out.data, a->out.len) == 0) &&
-           (a->err.len == 0 || memcmp(a->err.data, b->err.data, a->err.len) == 0);
+           (a->out.len == 0 || memcmp(a->out.data, b->out.data, a->out.len) == 0);
+}
+
+static int output_same_stderr(const smx_result *a, const smx_result *b)
+{
+    return a->err.len == b->err.len && memcmp(a->err.data, b->err.data, a->err.len) == 0;
 }
 
 static char *output_fold(smx_result **v, size_t n)
@@ -149,53 +154,57 @@ static char *output_fold(smx_result **v, size_t n)
     return folded;
 }
 
-static void output_print_group(smx_result **members, size_t n)
+static void output_print_block(FILE *f, smx_result **members, size_t n, const smx_buf *text,
+                               const char *what)
 {
-    const smx_result *r = members[0];
     char *folded = output_fold(members, n);
-    const char *label = folded ? folded : r->host;
-    int st = smx_result_exit_status(r);
-    char header[64] = "";
-    if (st != 0)
-        snprintf(header, sizeof header, " exit %d", st);
-    printf("---------------\n%s (%zu)%s\n---------------\n", label, n, header);
-    if (r->out.len) {
-        fwrite(r->out.data, 1, r->out.len, stdout);
-        if (r->out.data[r->out.len - 1] != '\n')
-            fputc('\n', stdout);
-    }
-    if (r->err.len) {
-        fflush(stdout);
-        fprintf(stderr, "%s (%zu) stderr:\n", label, n);
-        fwrite(r->err.data, 1, r->err.len, stderr);
-        if (r->err.data[r->err.len - 1] != '\n')
-            fputc('\n', stderr);
+    fprintf(f, "---------------\n%s (%zu)%s\n---------------\n", folded ? folded : members[0]->host,
+            n, what);
+    if (text->len) {
+        fwrite(text->data, 1, text->len, f);
+        if (text->data[text->len - 1] != '\n')
+            fputc('\n', f);
     }
     free(folded);
 }
 
-static void output_gather(output *o)
+/* Groups the hosts that ran (no connection-level error) with `same` and prints each group. */
+static void output_groups(output *o, int (*same)(const smx_result *, const smx_result *),
+                          int use_stderr)
 {
-    char *done = calloc(o->n ? o->n : 1, 1);
-    smx_result **members = malloc((o->n ? o->n : 1) * sizeof *members);
-    if (!done || !members)
-        goto out;
-    for (size_t i = 0; i < o->n; i++) {
-        if (done[i] || o->results[i]->err_stage != SMX_STAGE_NONE)
+    size_t n = o->n ? o->n : 1;
+    char *done = calloc(n, 1);
+    smx_result **members = malloc(n * sizeof *members);
+    for (size_t i = 0; done && members && i < o->n; i++) {
+        const smx_result *r = o->results[i];
+        if (done[i] || r->err_stage != SMX_STAGE_NONE || (use_stderr && r->err.len == 0))
             continue;
         size_t m = 0;
         for (size_t j = i; j < o->n; j++) {
-            if (!done[j] && o->results[j]->err_stage == SMX_STAGE_NONE &&
-                output_same_group(o->results[i], o->results[j])) {
+            const smx_result *q = o->results[j];
+            if (!done[j] && q->err_stage == SMX_STAGE_NONE && same(r, q)) {
                 done[j] = 1;
                 members[m++] = o->results[j];
             }
         }
-        output_print_group(members, m);
+        char what[64] = "";
+        int st = smx_result_exit_status(r);
+        if (use_stderr)
+            snprintf(what, sizeof what, " stderr");
+        else if (st != 0)
+            snprintf(what, sizeof what, " exit %d", st);
+        output_print_block(use_stderr ? stderr : stdout, members, m,
+                           use_stderr ? &r->err : &r->out, what);
     }
-out:
     free(done);
     free(members);
+}
+
+static void output_gather(output *o)
+{
+    output_groups(o, output_same_stdout, 0);
+    fflush(stdout);
+    output_groups(o, output_same_stderr, 1);
 }
 
 /* Failures grouped by stage and message, each with the folded list of hosts it hit. */

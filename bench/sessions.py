@@ -1,0 +1,156 @@
+"""--sessions N: memory per open session of sshmux.
+
+sshmux runs over N hosts with fanout N and a remote command that blocks until we let it go
+(`flock -s LOCK true`: we hold LOCK exclusively), so all N sessions are open at once for as
+long as we like. We count the open sessions on the server side (the test user's blocked
+`flock` processes, one per session, plus the ESTABLISHED client sockets to the sshd), sample
+sshmux's VmRSS every 100 ms for a few seconds while all of them are open, read its VmHWM, then
+release the lock and check every host finished ok. The same with 1 host gives the baseline:
+    KiB per session = (peak RSS with N open - peak RSS with 1 open) / N
+"""
+import csv
+import fcntl
+import json
+import os
+import pwd
+import resource
+import subprocess
+import time
+
+import fleet  # noqa: F401
+import fixture
+from measure import rss_kib
+
+
+def _flock_waiters(uid):
+    n = 0
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{d}/comm") as f:
+                if f.read().strip() != "flock":
+                    continue
+            if os.stat(f"/proc/{d}").st_uid == uid:
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def one_run(setup, fl, binary, n, hold_s, timeout, log):
+    """Returns dict: n, open (max seen), rss_open_kib (max VmRSS while all open), hwm_kib,
+    ok, failed, wall_s, rc."""
+    lock = setup.wd.file("sessions.lock", "", 0o644)
+    uid = pwd.getpwnam(fl.user).pw_uid if fl.user else os.geteuid()
+    lf = open(lock, "r")
+    fcntl.flock(lf, fcntl.LOCK_EX)
+    cmd = [binary, "exec", "-F", fl.cfg, "-f", str(n), "-q", "--json",
+           "--connect-timeout", "120", "--auth-timeout", "120",
+           "-w", fl.hostrange(n), f"flock -s {lock} true"]
+    out_path = setup.wd.file(f"sessions-{n}.out")
+    t0 = time.monotonic()
+    with open(out_path, "wb") as out:
+        p = subprocess.Popen(cmd, env=setup.env, stdout=out, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+    kill = fixture.on_cleanup(lambda: fixture.kill_tree(p.pid, p), f"pid {p.pid}")
+    seen, last_change, all_open_at = 0, time.monotonic(), None
+    rss_open = hwm = 0
+    try:
+        while time.monotonic() - t0 < timeout and p.poll() is None:
+            k = _flock_waiters(uid)
+            if k != seen:
+                seen, last_change = max(seen, k), time.monotonic()
+            if k >= n or (k and time.monotonic() - last_change > 20):
+                all_open_at = time.monotonic()
+                break
+            time.sleep(0.25)
+        if all_open_at is None:
+            log(f"sessions: only {seen}/{n} sessions ever open (sshmux "
+                f"{'exited' if p.poll() is not None else 'timed out'})")
+        else:
+            est = fl.sshd.count_established_connections()
+            log(f"sessions: {seen}/{n} sessions open after {all_open_at - t0:.1f} s "
+                f"({est} established TCP connections); sampling RSS for {hold_s} s")
+            while time.monotonic() - all_open_at < hold_s and p.poll() is None:
+                rss, hwm = rss_kib(p.pid)
+                rss_open = max(rss_open, rss)
+                time.sleep(0.1)
+            hwm = max(hwm, rss_kib(p.pid)[1])
+    finally:
+        fcntl.flock(lf, fcntl.LOCK_UN)
+        lf.close()
+    try:
+        p.wait(timeout=max(10, timeout - (time.monotonic() - t0)))
+    except subprocess.TimeoutExpired:
+        log("sessions: sshmux did not finish after the lock was released; killing it")
+    fixture.run_cleanup(kill)
+    wall = time.monotonic() - t0
+    ok = failed = 0
+    errors = {}
+    with open(out_path, errors="replace") as f:
+        for line in f:
+            try:
+                o = json.loads(line)
+            except ValueError:
+                continue
+            if o.get("ok") and o.get("exit_code") == 0:
+                ok += 1
+            else:
+                failed += 1
+                m = (o.get("error") or {}).get("message") or f"exit {o.get('exit_code')}"
+                errors[m] = errors.get(m, 0) + 1
+    return dict(n=n, open=seen, rss_open_kib=rss_open, hwm_kib=hwm, ok=ok, failed=failed,
+                wall_s=wall, rc=p.returncode, errors=errors)
+
+
+def run(setup, binaries, n, outdir, log, hold_s=3.0, timeout=300):
+    """Measure every available backend; writes sessions.csv and returns Markdown lines."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = n + 64
+    if hard < need:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))
+            soft, hard = need, need
+        except (ValueError, OSError):
+            log(f"sessions: RLIMIT_NOFILE hard limit is {hard} < {need}: sshmux cannot hold "
+                f"{n} connections; raise it (ulimit -Hn) or use a smaller --sessions")
+    ms = f"{n + 100}:30:{n + 100}"
+    sshd = fixture.Sshd(setup.wd, setup.keys, max_startups=ms if n > 1900 else None)
+    fl = setup.fleet("sessions", n, sshd=sshd)
+    rows, md = [], [f"## Memory per open session (`--sessions {n}`)", "",
+                    f"sshmux over {n} hosts, fanout {n}; every remote command blocks on a lock "
+                    f"held by the harness, so all sessions are open at once; RSS sampled every "
+                    f"100 ms for {hold_s:.0f} s while they are, VmHWM read at the end. Baseline: "
+                    "the same over 1 host. RLIMIT_NOFILE soft/hard: "
+                    f"{soft}/{hard}.", "",
+                    "| sshmux | open | ok/N | RSS 1 host KiB | RSS N open KiB | HWM 1 host KiB "
+                    "| HWM N KiB | **KiB per session** (RSS) | KiB per session (HWM) | target |",
+                    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for backend, binary in sorted(binaries.items()):
+        if not binary:
+            continue
+        base = one_run(setup, fl, binary, 1, hold_s, 60, log)
+        big = one_run(setup, fl, binary, n, hold_s, timeout, log)
+        per_rss = (big["rss_open_kib"] - base["rss_open_kib"]) / n
+        per_hwm = (big["hwm_kib"] - base["hwm_kib"]) / n
+        verdict = "ok (<= 64)" if per_rss <= 64 else "ABOVE 64"
+        if big["open"] < n:
+            verdict += f"; only {big['open']} open"
+        log(f"sessions: sshmux-{backend}: {per_rss:.1f} KiB/session (RSS), {per_hwm:.1f} (HWM); "
+            f"{big['ok']}/{n} ok, errors {big['errors'] or 'none'}")
+        rows.append(dict(tool=f"sshmux-{backend}", hosts=n, open=big["open"], ok=big["ok"],
+                         failed=big["failed"], rss_1_kib=base["rss_open_kib"],
+                         rss_n_kib=big["rss_open_kib"], hwm_1_kib=base["hwm_kib"],
+                         hwm_n_kib=big["hwm_kib"], kib_per_session_rss=round(per_rss, 1),
+                         kib_per_session_hwm=round(per_hwm, 1), wall_s=round(big["wall_s"], 2),
+                         errors=json.dumps(big["errors"]) if big["errors"] else ""))
+        md.append(f"| sshmux-{backend} | {big['open']} | {big['ok']}/{n} | "
+                  f"{base['rss_open_kib']} | {big['rss_open_kib']} | {base['hwm_kib']} | "
+                  f"{big['hwm_kib']} | **{per_rss:.1f}** | {per_hwm:.1f} | {verdict} |")
+        if big["errors"]:
+            md.append(f"|  | errors: {big['errors']} |||||||||")
+    if rows:
+        with open(os.path.join(outdir, "sessions.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    return md
