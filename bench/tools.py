@@ -44,14 +44,21 @@ class Ctx:
         self.samekex = variant == "samekex"
 
 
+PREFIX_RE = re.compile(r"(h\d{4,}): ")
+
+
 def _prefixed(text):
-    """pdsh-style 'host: payload' lines -> {host: payload text ('\\n'-joined)}."""
-    out = {}
-    for line in text.splitlines():
-        host, sep, payload = line.partition(": ")
-        if sep and HOST_RE.fullmatch(host):
-            out.setdefault(host, []).append(payload)
-    return {h: "\n".join(v) + "\n" for h, v in out.items()}
+    """pdsh-style 'host: payload' output -> ({host: payload text}, glued). A prefix found in
+    the middle of a line (pdsh prints a host's unterminated last line and the next host's
+    output on the same line) still starts that host's output; glued counts those."""
+    out, glued = {}, 0
+    parts = PREFIX_RE.split(text)
+    for i in range(1, len(parts) - 1, 2):
+        host, payload = parts[i], parts[i + 1]
+        prev = parts[i - 1]
+        glued += bool(prev) and not prev.endswith("\n")
+        out.setdefault(host, []).append(payload if payload.endswith("\n") else payload + "\n")
+    return {h: "".join(v) for h, v in out.items()}, glued
 
 
 def _count(ctx, outputs, failed):
@@ -108,8 +115,12 @@ class Prefixed:
         for line in res.stderr.splitlines():
             key = HOST_RE.sub("H", re.sub(r"\d+", "N", line))[:100]
             notes[key] = notes.get(key, 0) + 1
-        ok, nfailed = _count(ctx, _prefixed(res.stdout), failed)
-        return ok, nfailed, dict(sorted(notes.items(), key=lambda kv: -kv[1])[:5])
+        outputs, glued = _prefixed(res.stdout)
+        ok, nfailed = _count(ctx, outputs, failed)
+        notes = dict(sorted(notes.items(), key=lambda kv: -kv[1])[:5])
+        if glued:
+            notes["output glued onto the previous host's unterminated line"] = glued
+        return ok, nfailed, notes
 
 
 class Pdsh(Prefixed):
@@ -211,7 +222,7 @@ class SshXargs:
             try:
                 txt = open(p, errors="replace").read() if os.path.getsize(p) else ""
             except OSError:
-                txt = "no ssh log (never started)"
+                txt = "not run: xargs stops launching after an ssh exits 255"
             if txt:
                 failed.add(h)
                 key = re.sub(r"\d+", "N", txt.strip().splitlines()[-1])[:80]

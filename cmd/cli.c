@@ -10,7 +10,8 @@
 enum {
     OPT_HOSTFILE = 1000, OPT_JSON, OPT_ENV, OPT_MAX_OUTPUT, OPT_CONNECT_TIMEOUT, OPT_AUTH_TIMEOUT,
     OPT_RETRIES, OPT_PASSWORD_ENV, OPT_PASSWORD_FILE, OPT_ASK_PASS, OPT_PASSPHRASE_ENV,
-    OPT_KEY_ENV, OPT_NO_AGENT, OPT_KILL_GRACE, OPT_HANDSHAKES
+    OPT_KEY_ENV, OPT_NO_AGENT, OPT_KILL_GRACE, OPT_HANDSHAKES, OPT_BASE_PORT, OPT_MODE,
+    OPT_ADDRESS, OPT_REMOTE
 };
 
 static const struct option cli_long_options[] = {
@@ -34,6 +35,10 @@ static const struct option cli_long_options[] = {
     {"passphrase-env", required_argument, NULL, OPT_PASSPHRASE_ENV},
     {"key-env", required_argument, NULL, OPT_KEY_ENV},
     {"no-agent", no_argument, NULL, OPT_NO_AGENT},
+    {"base-port", required_argument, NULL, OPT_BASE_PORT},
+    {"mode", required_argument, NULL, OPT_MODE},
+    {"address", required_argument, NULL, OPT_ADDRESS},
+    {"remote", required_argument, NULL, OPT_REMOTE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -154,6 +159,25 @@ static int cli_apply_option(cli *c, int opt, const char *arg)
             return -1;
         }
         return smx_strvec_push(&c->env, arg);
+    case 'L': return smx_strvec_push(&c->lspecs, arg);
+    case OPT_BASE_PORT:
+        if (cli_parse_long(c, "--base-port", arg, 1, 65535, &v) < 0)
+            return -1;
+        c->base_port = (int)v;
+        return 0;
+    case OPT_MODE: {
+        char *end;
+        unsigned long m = strtoul(arg, &end, 8);
+        if (*arg == '\0' || *end || m > 0777) {
+            cli_error(c, "invalid value \"%s\" for --mode: expected octal permissions like 0600",
+                      arg);
+            return -1;
+        }
+        c->sock_mode = (unsigned)m;
+        return 0;
+    }
+    case OPT_ADDRESS: c->address = arg; return 0;
+    case OPT_REMOTE: c->remote = arg; return 0;
     case 't': c->x.pty = 1; return 0;
     case 'b': c->gather = 1; return 0;
     case 'q': c->quiet = 1; return 0;
@@ -177,18 +201,19 @@ int cli_parse(cli *c, int argc, char **argv, const char *prog)
     c->eng.interactive = 1;   /* only if there is a terminal; BatchMode yes turns it off */
     c->x.max_output = 8u << 20;
     c->x.kill_grace_ms = 2000;
+    c->sock_mode = 0600;
     optind = 1;
     opterr = 0;
     int opt;
     /* "+": stop at the first non-option, so the remote command keeps its own options. */
-    while ((opt = getopt_long(argc, argv, "+w:x:F:o:l:p:i:f:u:tbqvh", cli_long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+w:x:F:o:l:p:i:f:u:L:tbqvh", cli_long_options, NULL)) != -1) {
         if (opt == 'h') {
             cli_usage(stdout);
             exit(0);
         }
         if (opt == '?' || opt == ':') {
             const char *bad = argv[optind - 1];
-            if (optopt && strchr("wxFolpifu", optopt))
+            if (optopt && strchr("wxFolpifuL", optopt))
                 cli_error(c, "option -%c needs a value", optopt);
             else
                 cli_error(c, "unknown option \"%s\" (see sshmux --help)", bad);
@@ -223,6 +248,7 @@ void cli_free(cli *c)
     smx_strvec_free(&c->ov.identityfiles);
     smx_strvec_free(&c->env);
     smx_strvec_free(&c->args);
+    smx_strvec_free(&c->lspecs);
     smx_config_free(c->config);
     memset(c, 0, sizeof *c);
 }

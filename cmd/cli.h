@@ -33,6 +33,11 @@ typedef struct cli {
     const char *password_env, *password_file, *passphrase_env, *key_env;
     int ask_pass;
     smx_strvec args;         /* positional arguments (the command) */
+    smx_strvec lspecs;       /* -L (forward) */
+    int base_port;           /* --base-port (forward over a host list) */
+    unsigned sock_mode;      /* --mode (Unix listener permissions) */
+    const char *address;     /* --address (forward-tcp) */
+    const char *remote;      /* --remote (forward-unix) */
 
     cli_host *hosts;
     size_t nhosts;
@@ -58,6 +63,9 @@ char *cli_ask_secret(const char *prompt, void *ud);
 int cmd_exec(int argc, char **argv);
 int cmd_hosts(int argc, char **argv);
 int cmd_test(int argc, char **argv);
+int cmd_forward(int argc, char **argv);
+int cmd_forward_tcp(int argc, char **argv);
+int cmd_forward_unix(int argc, char **argv);
 void cli_usage(FILE *f);
 
 #endif

@@ -21,6 +21,10 @@ void cli_usage(FILE *f)
 "  exec -w HOSTS [options] CMD...   run CMD on every host; output prefixed 'host: '\n"
 "  hosts -w HOSTS [--json]          expand a host list; --json: resolved ssh_config per host\n"
 "  test [options] TARGET            connect once and report every phase\n"
+"  forward -L SPEC [-L SPEC...] TARGET   local forwarding (ssh -L syntax) until SIGINT/SIGTERM\n"
+"  forward -L SPEC --base-port N -w HOSTS   one local port per host: N, N+1, ...\n"
+"  forward-tcp [--address ADDR] PORT TARGET   local PORT -> the target's localhost:PORT\n"
+"  forward-unix [--remote RPATH] [PATH] TARGET   local Unix socket PATH -> RPATH\n"
 "  version                          print the version\n"
 "\n"
 "targets:\n"
@@ -79,6 +83,12 @@ int main(int argc, char **argv)
         rc = cmd_hosts(argc - 1, argv + 1);
     else if (strcmp(cmd, "test") == 0)
         rc = cmd_test(argc - 1, argv + 1);
+    else if (strcmp(cmd, "forward") == 0)
+        rc = cmd_forward(argc - 1, argv + 1);
+    else if (strcmp(cmd, "forward-tcp") == 0)
+        rc = cmd_forward_tcp(argc - 1, argv + 1);
+    else if (strcmp(cmd, "forward-unix") == 0)
+        rc = cmd_forward_unix(argc - 1, argv + 1);
     else if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("sshmux %s (libssh %s)\n", SSHMUX_VERSION, ssh_version(0));
         rc = 0;

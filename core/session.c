@@ -547,6 +547,12 @@ static void session_step(smx_session *s)
         session_update_watch(s);
 }
 
+void smx_session_sync_watch(smx_session *s)
+{
+    if (!s->in_step)
+        session_update_watch(s);
+}
+
 void smx_session_restart_auth_clock(smx_session *s)
 {
     if (s->state == SMX_SESSION_AUTH)

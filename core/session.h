@@ -94,6 +94,8 @@ double smx_ms_since(uint64_t hr_start);
 
 
 
+/* Watches for writability if libssh has bytes queued (after writes made outside a step). */
+void smx_session_sync_watch(smx_session *s);
 /* Restarts the auth timeout (after waiting for the operator, which does not count). */
 void smx_session_restart_auth_clock(smx_session *s);
 /* Stops it while the operator is being asked. */

@@ -58,4 +58,10 @@ typedef struct smx_resolver smx_resolver;
 smx_transport *smx_tcp_transport_new(uv_loop_t *loop, smx_resolver *resolver,
                                      const char *host, int port);
 
+/* transports/command.c: runs `command` (copied) with /bin/sh -c in its own process group, stdin and
+ * stdout one end of a socketpair, the session's fd the other. gate_key is "cmd:" + the command.
+ * When the child exits, errmsg says how, with the end of its stderr; the session sees EOF only
+ * after that. close signals the group (TERM, KILL after 1 s) and calls back once it is reaped. */
+smx_transport *smx_command_transport_new(uv_loop_t *loop, const char *command);
+
 #endif

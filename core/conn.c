@@ -1,0 +1,206 @@
+#include "conn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+
+#define CONN_MAX_OPENING 32   /* channel opens in flight: a burst of connections waits its turn */
+
+static void conn_list_remove(smx_chan *ch)
+{
+    if (ch->next) {
+        ch->prev->next = ch->next;
+        ch->next->prev = ch->prev;
+    }
+    ch->next = ch->prev = NULL;
+}
+
+static void conn_fail_channel(smx_chan *ch, int code, const char *why)
+{
+    if (ch->state == SMX_CHAN_OPENING)
+        ch->conn->opening--;
+    conn_list_remove(ch);
+    if (ch->ch) {
+        ssh_channel_free(ch->ch);
+        ch->ch = NULL;
+    }
+    ch->state = SMX_CHAN_CLOSED;
+    ch->ops->failed(ch, code, why);
+}
+
+/* Starts queued opens while under the cap; re-calls pending ones. */
+static void conn_drive_opens(smx_conn *c)
+{
+    smx_chan *ch = c->head.next;
+    while (ch != &c->head) {
+        smx_chan *next = ch->next;
+        if (ch->state == SMX_CHAN_QUEUED && c->opening < c->max_opening) {
+            ch->ch = ssh_channel_new(c->session.ssh);
+            if (!ch->ch) {
+                conn_fail_channel(ch, SMX_ENOMEM, "cannot allocate a channel");
+                ch = next;
+                continue;
+            }
+            ch->state = SMX_CHAN_OPENING;
+            c->opening++;
+        }
+        if (ch->state == SMX_CHAN_OPENING) {
+            int rc = ch->ops->open(ch);
+            if (rc == SSH_OK) {
+                ch->state = SMX_CHAN_OPEN;
+                c->opening--;
+                ch->ops->opened(ch);
+            } else if (rc != SSH_AGAIN) {
+                conn_fail_channel(ch, SMX_ECHANNEL, ssh_get_error(c->session.ssh));
+            }
+        }
+        ch = next;
+    }
+}
+
+static void conn_ready(smx_session *s)
+{
+    smx_conn *c = s->data;
+    c->ready = 1;
+    if (c->ev->ready)
+        c->ev->ready(c, c->ud);
+    s->handler->step(s);
+}
+
+static void conn_step(smx_session *s)
+{
+    smx_conn *c = s->data;
+    conn_drive_opens(c);
+    if (smx_session_poll(s) < 0) {
+        smx_session_fail(s, SMX_STAGE_EXEC, SMX_ECLOSED, "connection lost: %s",
+                         ssh_get_error(s->ssh));
+        return;
+    }
+    conn_drive_opens(c);   /* answers to opens arrive in the poll */
+    for (smx_chan *ch = c->head.next; ch != &c->head;) {
+        smx_chan *next = ch->next;
+        if (ch->state == SMX_CHAN_OPEN && ch->ops->after_poll)
+            ch->ops->after_poll(ch);
+        ch = next;
+    }
+}
+
+static void conn_ended(smx_session *s)
+{
+    smx_conn *c = s->data;
+    char why[600];
+    snprintf(why, sizeof why, "%s", c->result.err_msg[0] ? c->result.err_msg : "connection closed");
+    while (c->head.next != &c->head)
+        conn_fail_channel(c->head.next, SMX_ECLOSED, why);
+    c->ready = 0;
+    if (c->ev->ended)
+        c->ev->ended(c, c->ud);
+}
+
+static void conn_closed(smx_session *s)
+{
+    smx_conn *c = s->data;
+    const smx_conn_events *ev = c->ev;
+    void *ud = c->ud;
+    smx_result_free(&c->result);
+    smx_hostcfg_free(c->hc);
+    free(c->hc);
+    if (c->password) {
+        explicit_bzero(c->password, strlen(c->password));
+        free(c->password);
+    }
+    free(c);
+    if (ev->closed)
+        ev->closed(NULL, ud);
+}
+
+static const smx_session_handler conn_handler = {
+    .ready = conn_ready,
+    .step = conn_step,
+    .ended = conn_ended,
+    .closed = conn_closed,
+};
+
+smx_conn *smx_conn_new(smx_engine *e, const char *target, smx_hostcfg *hc, const char *password,
+                       const smx_conn_events *ev, void *ud)
+{
+    smx_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    smx_result_init(&c->result);
+    c->result.host = strdup(hc->host ? hc->host : "");
+    c->result.target = strdup(target ? target : "");
+    c->result.user = hc->user ? strdup(hc->user) : NULL;
+    c->result.hostname = hc->hostname ? strdup(hc->hostname) : NULL;
+    c->result.port = hc->port;
+    c->engine = e;
+    c->hc = hc;
+    c->password = password ? strdup(password) : NULL;
+    c->ev = ev;
+    c->ud = ud;
+    c->head.next = c->head.prev = &c->head;
+    c->max_opening = CONN_MAX_OPENING;
+    smx_session_init(&c->session, e, hc, &conn_handler, c, &c->result);
+    c->session.password = c->password;
+    return c;
+}
+
+void smx_conn_start(smx_conn *c)
+{
+    smx_session_start(&c->session);
+}
+
+void smx_conn_free_unstarted(smx_conn *c)
+{
+    smx_result_free(&c->result);
+    smx_hostcfg_free(c->hc);
+    free(c->hc);
+    if (c->password) {
+        explicit_bzero(c->password, strlen(c->password));
+        free(c->password);
+    }
+    free(c);
+}
+
+void smx_conn_close(smx_conn *c)
+{
+    smx_session_close(&c->session);
+}
+
+void smx_chan_start(smx_chan *ch, smx_conn *c, const smx_chan_ops *ops, void *data)
+{
+    memset(ch, 0, sizeof *ch);
+    ch->conn = c;
+    ch->ops = ops;
+    ch->data = data;
+    ch->state = SMX_CHAN_QUEUED;
+    ch->prev = c->head.prev;
+    ch->next = &c->head;
+    c->head.prev->next = ch;
+    c->head.prev = ch;
+    if (c->ready)
+        smx_session_kick(&c->session);
+}
+
+void smx_chan_release(smx_chan *ch)
+{
+    smx_conn *c = ch->conn;
+    if (ch->state == SMX_CHAN_OPENING)
+        c->opening--;
+    conn_list_remove(ch);
+    if (ch->ch) {
+        if (ch->state == SMX_CHAN_OPEN && ssh_channel_is_open(ch->ch))
+            ssh_channel_close(ch->ch);
+        ssh_channel_free(ch->ch);
+        ch->ch = NULL;
+    }
+    ch->state = SMX_CHAN_CLOSED;
+    if (c->ready)
+        smx_conn_flush(c);
+}
+
+void smx_conn_flush(smx_conn *c)
+{
+    smx_session_sync_watch(&c->session);
+}

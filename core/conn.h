@@ -1,0 +1,76 @@
+/* A connection: an authenticated session that hosts many channels over its lifetime (forwarded
+ * connections, direct-tcpip channels for targets behind a jump host). Each channel is an
+ * smx_chan with its own small state machine; the connection re-calls pending channel opens on
+ * every wakeup and dispatches incoming packets to channel callbacks. */
+#ifndef SSHMUX_CONN_H
+#define SSHMUX_CONN_H
+
+#include <libssh/callbacks.h>
+#include <libssh/libssh.h>
+
+#include "session.h"
+#include "sshmux.h"
+
+typedef struct smx_conn smx_conn;
+typedef struct smx_chan smx_chan;
+
+enum smx_chan_state { SMX_CHAN_QUEUED, SMX_CHAN_OPENING, SMX_CHAN_OPEN, SMX_CHAN_CLOSED };
+
+typedef struct smx_chan_ops {
+    /* Issues (and re-issues while SSH_AGAIN) the open call on c->ch. */
+    int (*open)(smx_chan *c);
+    /* The channel is open. */
+    void (*opened)(smx_chan *c);
+    /* Open refused, or the connection ended before/while it was open. c->ch is already freed. */
+    void (*failed)(smx_chan *c, int code, const char *why);
+    /* After each round of incoming packets (optional). */
+    void (*after_poll)(smx_chan *c);
+} smx_chan_ops;
+
+struct smx_chan {
+    smx_chan *next, *prev;
+    smx_conn *conn;
+    ssh_channel ch;
+    const smx_chan_ops *ops;
+    enum smx_chan_state state;
+    void *data;
+};
+
+typedef struct smx_conn_events {
+    void (*ready)(smx_conn *c, void *ud);
+    /* The connection failed or closed (smx_conn_result says why); channels were failed first. */
+    void (*ended)(smx_conn *c, void *ud);
+    /* Memory may be freed: after this the conn pointer is gone. */
+    void (*closed)(smx_conn *c, void *ud);
+} smx_conn_events;
+
+struct smx_conn {
+    smx_session session;
+    smx_engine *engine;
+    smx_hostcfg *hc;
+    char *password;
+    smx_result result;
+    const smx_conn_events *ev;
+    void *ud;
+    smx_chan head;              /* sentinel: every channel of this connection */
+    int opening, max_opening;   /* opens in flight, and their cap */
+    int ready;
+};
+
+/* hc is taken over; password (ssh:// URL) copied. */
+smx_conn *smx_conn_new(smx_engine *e, const char *target, smx_hostcfg *hc, const char *password,
+                       const smx_conn_events *ev, void *ud);
+void smx_conn_start(smx_conn *c);
+/* Frees a connection that was never started (no callbacks). */
+void smx_conn_free_unstarted(smx_conn *c);
+/* Fails every channel and closes the session; `closed` follows. */
+void smx_conn_close(smx_conn *c);
+
+/* Queues a channel: it is opened as soon as the connection is ready and the cap allows. */
+void smx_chan_start(smx_chan *ch, smx_conn *c, const smx_chan_ops *ops, void *data);
+/* Sends CLOSE (if open), frees the libssh channel and forgets ch (no callbacks after this). */
+void smx_chan_release(smx_chan *ch);
+/* The connection's fd may have bytes to flush after channel writes made outside a step. */
+void smx_conn_flush(smx_conn *c);
+
+#endif

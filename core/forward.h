@@ -1,0 +1,31 @@
+/* Local forwarding: listeners (TCP or Unix) whose every accepted connection becomes a pipe over
+ * one connection's channel (direct-tcpip or direct-streamlocal@openssh.com). Listeners are bound
+ * when added, so a port in use is an error before anything connects (ExitOnForwardFailure). */
+#ifndef SSHMUX_FORWARD_H
+#define SSHMUX_FORWARD_H
+
+#include <uv.h>
+
+#include "conn.h"
+#include "fwdspec.h"
+
+typedef struct smx_forwarder smx_forwarder;
+
+typedef struct smx_forward_events {
+    /* A forwarded connection ended; err is NULL on a clean end, else why (e.g. the remote side
+     * refused the channel). */
+    void (*conn_ended)(void *ud, const char *listener, const char *err);
+    void *ud;
+} smx_forward_events;
+
+smx_forwarder *smx_forwarder_new(uv_loop_t *loop, smx_conn *conn, const smx_forward_events *ev);
+/* Binds and listens now. mode: permissions of a Unix listener socket (e.g. 0600). On success,
+ * `local` (if not NULL) receives the bound address ("127.0.0.1:43817" or the path). */
+int smx_forward_add(smx_forwarder *fw, const smx_fwd_spec *spec, unsigned mode, char *local,
+                    size_t llen, smx_err *err);
+/* Closes listeners and every forwarded connection, removes Unix sockets it created. cb(ud) runs
+ * when all handles are closed. */
+void smx_forwarder_close(smx_forwarder *fw, void (*cb)(void *ud), void *ud);
+unsigned long smx_forwarder_active(const smx_forwarder *fw);
+
+#endif
