@@ -219,8 +219,10 @@ def test_children_reaped_while_running():
         try:
             fixture.wait_until(settled, 5.5, "only the hanging command left, no zombies")
         except Failure as e:
-            raise Failure(f"{e}\nleft: {marked(exclude={p.pid, os.getpid()})}\n"
-                          f"zombies: {zombies(p.pid)}") from None
+            left, zs = marked(exclude={p.pid, os.getpid()}), zombies(p.pid)
+            out, err = p.communicate(timeout=30)
+            raise Failure(f"{e}\nleft: {left}\nzombies: {zs}\n--- stdout\n{out}\n"
+                          f"--- stderr\n{err}") from None
         settle = time.monotonic() - t0
         out, err = p.communicate(timeout=30)
     finally:

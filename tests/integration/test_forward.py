@@ -1,0 +1,252 @@
+"""sshmux forward (-L) against a real sshd: TCP and Unix sockets checked by sha256 both ways,
+half-close, 500 concurrent connections, a stalled reader with bounded memory, a port in use,
+a refused remote port, fleet forwarding with --base-port, the forward-tcp/-unix aliases."""
+import hashlib
+import os
+import signal
+import socket
+import stat
+import threading
+import time
+
+from common import *  # noqa: F403
+import netserv
+
+F = None
+
+
+def setup():
+    global F
+    F = Fleet(n=3)
+
+
+def start_forward(*args, sub="forward", lines=1):
+    """Starts sshmux forward; returns (process, [(local, remote), ...]) once it printed its
+    listeners."""
+    p = fixture.spawn([fixture.sshmux_bin(), sub, "-F", F.cfg] + list(args), workdir=F.wd)
+    out = []
+    deadline = time.monotonic() + 20
+    while len(out) < lines and time.monotonic() < deadline:
+        line = p.stdout.readline()
+        if not line:
+            raise Failure(f"sshmux {sub} exited early: {p.wait(5)} {p.stderr.read()}")
+        if line.startswith("HOST"):
+            continue
+        parts = line.split()
+        out.append((parts[1], parts[2]))
+    return p, out
+
+
+def tcp_port(local):
+    return int(local.rsplit(":", 1)[1])
+
+
+def stop(p):
+    p.send_signal(signal.SIGTERM)
+    rc = p.wait(10)
+    return rc, p.stderr.read()
+
+
+def test_tcp_both_directions_sha256():
+    sink, payload = netserv.Server(netserv.sink), os.urandom(16 * 1024 * 1024)
+    source = netserv.Server(netserv.source(payload))
+    p, ls = start_forward("-L", f"0:127.0.0.1:{sink.port}", "-L", f"0:127.0.0.1:{source.port}",
+                          "h0001", lines=2)
+    c = socket.create_connection(("127.0.0.1", tcp_port(ls[0][0])))
+    c.sendall(payload)
+    c.shutdown(socket.SHUT_WR)
+    check_eq(netserv.recv_all(c).decode(), f"{len(payload)} {hashlib.sha256(payload).hexdigest()}")
+    c = socket.create_connection(("127.0.0.1", tcp_port(ls[1][0])))
+    got = netserv.recv_all(c)
+    check_eq(hashlib.sha256(got).hexdigest(), hashlib.sha256(payload).hexdigest())
+    rc, err = stop(p)
+    check_eq(rc, 0, err)
+
+
+def test_echo_bidirectional_concurrently():
+    echo = netserv.Server(netserv.echo)
+    p, ls = start_forward("-L", f"0:127.0.0.1:{echo.port}", "h0001")
+    payload = os.urandom(8 * 1024 * 1024)
+    for _ in range(3):
+        c = socket.create_connection(("127.0.0.1", tcp_port(ls[0][0])))
+        t = threading.Thread(target=lambda: (c.sendall(payload), c.shutdown(socket.SHUT_WR)))
+        t.start()
+        got = netserv.recv_all(c)
+        t.join()
+        check_eq(len(got), len(payload))
+        check(got == payload, "echoed bytes differ")
+    stop(p)
+
+
+def test_half_close():
+    # The client shuts its sending side and still receives the server's answer.
+    sink = netserv.Server(netserv.sink)
+    p, ls = start_forward("-L", f"0:127.0.0.1:{sink.port}", "h0001")
+    c = socket.create_connection(("127.0.0.1", tcp_port(ls[0][0])))
+    c.sendall(b"hello")
+    c.shutdown(socket.SHUT_WR)
+    check_eq(netserv.recv_all(c).decode(), f"5 {hashlib.sha256(b'hello').hexdigest()}")
+    stop(p)
+
+
+def test_unix_sockets_both_sides():
+    rpath = F.wd.file("remote.sock")
+    netserv.Server(netserv.echo, unix_path=rpath)
+    lpath = F.wd.file("local.sock")
+    p, ls = start_forward("-L", f"{lpath}:{rpath}", "h0001")
+    check_eq(ls[0], (lpath, rpath))
+    check_eq(stat.S_IMODE(os.stat(lpath).st_mode), 0o600)
+    payload = os.urandom(2 * 1024 * 1024)
+    c = socket.socket(socket.AF_UNIX)
+    c.connect(lpath)
+    threading.Thread(target=lambda: (c.sendall(payload), c.shutdown(socket.SHUT_WR))).start()
+    check(netserv.recv_all(c) == payload, "unix echo differs")
+    # TCP listener -> remote Unix socket
+    p2, ls2 = start_forward("-L", f"0:{rpath}", "h0001")
+    c = socket.create_connection(("127.0.0.1", tcp_port(ls2[0][0])))
+    c.sendall(b"ping")
+    c.shutdown(socket.SHUT_WR)
+    check_eq(netserv.recv_all(c), b"ping")
+    stop(p2)
+    rc, err = stop(p)
+    check_eq(rc, 0, err)
+    check(not os.path.exists(lpath), "local socket not removed on exit")
+
+
+def test_many_concurrent_connections():
+    echo = netserv.Server(netserv.echo)
+    p, ls = start_forward("-L", f"0:127.0.0.1:{echo.port}", "h0001")
+    port, n = tcp_port(ls[0][0]), 500
+    socks = []
+    for i in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        socks.append(s)
+    for i, s in enumerate(socks):
+        s.sendall(f"conn-{i}\n".encode())
+        s.shutdown(socket.SHUT_WR)
+    bad = [i for i, s in enumerate(socks) if netserv.recv_all(s) != f"conn-{i}\n".encode()]
+    check_eq(bad[:5], [])
+    check(echo.accepted >= n, f"server saw {echo.accepted} connections")
+    stop(p)
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_stalled_reader_memory_bounded():
+    payload = b"x" * (256 * 1024 * 1024)
+    source = netserv.Server(netserv.source(payload))
+    p, ls = start_forward("-L", f"0:127.0.0.1:{source.port}", "h0001")
+    base = rss_kib(p.pid)
+    c = socket.create_connection(("127.0.0.1", tcp_port(ls[0][0])))
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    time.sleep(3)   # nobody reads: sshmux must stop taking data, not buffer 256 MiB
+    grown = rss_kib(p.pid) - base
+    check(grown < 16 * 1024, f"RSS grew by {grown} KiB with a stalled reader")
+    # and the data still flows once the reader reads
+    got = 0
+    c.settimeout(30)
+    while got < 32 * 1024 * 1024:
+        d = c.recv(1 << 20)
+        if not d:
+            break
+        got += len(d)
+    check(got >= 32 * 1024 * 1024, f"only {got} bytes after resuming")
+    c.close()
+    stop(p)
+
+
+def test_port_in_use_is_an_error_and_leaves_nothing():
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    lpath = F.wd.file("left-behind.sock")
+    r = fixture.run_sshmux(["forward", "-F", F.cfg, "-L", f"{lpath}:/tmp/x.sock", "-L",
+                            f"{port}:127.0.0.1:22", "h0001"], timeout=20)
+    check_rc(r, 255)
+    check_in(str(port), r.stderr)
+    check_in("in use", r.stderr)
+    check(not os.path.exists(lpath), "a listener was left behind")
+    busy.close()
+
+
+def test_remote_refusal_closes_only_that_connection():
+    echo = netserv.Server(netserv.echo)
+    closed = fixture.refused_port()
+    p, ls = start_forward("-L", f"0:127.0.0.1:{closed}", "-L", f"0:127.0.0.1:{echo.port}",
+                          "h0001", lines=2)
+    c = socket.create_connection(("127.0.0.1", tcp_port(ls[0][0])))
+    c.settimeout(10)
+    check_eq(netserv.recv_all(c), b"")
+    c = socket.create_connection(("127.0.0.1", tcp_port(ls[1][0])))
+    c.sendall(b"still fine")
+    c.shutdown(socket.SHUT_WR)
+    check_eq(netserv.recv_all(c), b"still fine")
+    rc, err = stop(p)
+    check_eq(rc, 0)
+    check_in("forwarded connection failed", err)
+
+
+def test_fleet_base_port():
+    echo = netserv.Server(netserv.echo)
+    base = fixture.free_port()
+    p, ls = start_forward("-L", f"0:127.0.0.1:{echo.port}", "--base-port", str(base), "-w",
+                          "h[0001-0003]", lines=3)
+    check_eq(sorted(tcp_port(l) for l, _ in ls), [base, base + 1, base + 2])
+    for l, _ in ls:
+        c = socket.create_connection(("127.0.0.1", tcp_port(l)))
+        c.sendall(l.encode())
+        c.shutdown(socket.SHUT_WR)
+        check_eq(netserv.recv_all(c), l.encode())
+    stop(p)
+
+
+def test_forward_tcp_and_unix_aliases():
+    # forward-tcp PORT: local PORT -> the target's localhost:PORT. Client and server share this
+    # machine, so listen on 127.0.0.2 (same port number, other loopback address).
+    echo = netserv.Server(netserv.echo)
+    p = fixture.spawn([fixture.sshmux_bin(), "forward-tcp", "-F", F.cfg, "--json", "--address",
+                       "127.0.0.2", str(echo.port), "h0001"], workdir=F.wd)
+    row = json.loads(p.stdout.readline())
+    check_eq(row, {"host": "h0001", "listen": f"127.0.0.2:{echo.port}",
+                   "remote": f"localhost:{echo.port}"})
+    c = socket.create_connection(("127.0.0.2", echo.port))
+    c.sendall(b"via forward-tcp")
+    c.shutdown(socket.SHUT_WR)
+    check_eq(netserv.recv_all(c), b"via forward-tcp")
+    stop(p)
+    rpath = F.wd.file("alias-remote.sock")
+    netserv.Server(netserv.echo, unix_path=rpath)
+    lpath = F.wd.file("alias-local.sock")
+    p, ls = start_forward("--remote", rpath, lpath, "h0001", sub="forward-unix")
+    check_eq(ls[0], (lpath, rpath))
+    c = socket.socket(socket.AF_UNIX)
+    c.connect(lpath)
+    c.sendall(b"via forward-unix")
+    c.shutdown(socket.SHUT_WR)
+    check_eq(netserv.recv_all(c), b"via forward-unix")
+    stop(p)
+
+
+def test_bad_spec_and_unreachable_target():
+    r = fixture.run_sshmux(["forward", "-F", F.cfg, "-L", "8080:localhost", "h0001"])
+    check_rc(r, 2)
+    check_in("8080:localhost", r.stderr)
+    F.add("fwd-refused", HostName="127.0.0.1", Port=fixture.refused_port(), User=F.user,
+          IdentityFile=F.keys.ed25519, UserKnownHostsFile=F.kh)
+    r = fixture.run_sshmux(["forward", "-F", F.cfg, "-L", "0:127.0.0.1:9", "fwd-refused"],
+                           timeout=30)
+    check_rc(r, 255)
+    check_in("refused", r.stderr.lower())
+
+
+if __name__ == "__main__":
+    import json  # noqa: F401
+    setup()
+    main([v for k, v in sorted(globals().items()) if k.startswith("test_")])
