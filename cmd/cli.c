@@ -11,7 +11,8 @@ enum {
     OPT_HOSTFILE = 1000, OPT_JSON, OPT_ENV, OPT_MAX_OUTPUT, OPT_CONNECT_TIMEOUT, OPT_AUTH_TIMEOUT,
     OPT_RETRIES, OPT_PASSWORD_ENV, OPT_PASSWORD_FILE, OPT_ASK_PASS, OPT_PASSPHRASE_ENV,
     OPT_KEY_ENV, OPT_NO_AGENT, OPT_KILL_GRACE, OPT_HANDSHAKES, OPT_BASE_PORT, OPT_MODE,
-    OPT_ADDRESS, OPT_REMOTE
+    OPT_ADDRESS, OPT_REMOTE, OPT_PROXY_USER, OPT_PROXY_KEY, OPT_PROXY_KEY_ENV,
+    OPT_PROXY_PASSWORD_ENV, OPT_PROXY_PASSPHRASE_ENV
 };
 
 static const struct option cli_long_options[] = {
@@ -39,6 +40,11 @@ static const struct option cli_long_options[] = {
     {"mode", required_argument, NULL, OPT_MODE},
     {"address", required_argument, NULL, OPT_ADDRESS},
     {"remote", required_argument, NULL, OPT_REMOTE},
+    {"proxy-user", required_argument, NULL, OPT_PROXY_USER},
+    {"proxy-key", required_argument, NULL, OPT_PROXY_KEY},
+    {"proxy-key-env", required_argument, NULL, OPT_PROXY_KEY_ENV},
+    {"proxy-password-env", required_argument, NULL, OPT_PROXY_PASSWORD_ENV},
+    {"proxy-passphrase-env", required_argument, NULL, OPT_PROXY_PASSPHRASE_ENV},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -176,6 +182,17 @@ static int cli_apply_option(cli *c, int opt, const char *arg)
         c->sock_mode = (unsigned)m;
         return 0;
     }
+    case 'J': {
+        /* As ssh: -J is ProxyJump given on the command line. */
+        char buf[2048];
+        snprintf(buf, sizeof buf, "ProxyJump=%s", arg);
+        return smx_strvec_push(&c->ov.options, buf);
+    }
+    case OPT_PROXY_USER: c->proxy_user = arg; return 0;
+    case OPT_PROXY_KEY: return smx_strvec_push(&c->proxy_keys, arg);
+    case OPT_PROXY_KEY_ENV: c->proxy_key_env = arg; return 0;
+    case OPT_PROXY_PASSWORD_ENV: c->proxy_password_env = arg; return 0;
+    case OPT_PROXY_PASSPHRASE_ENV: c->proxy_passphrase_env = arg; return 0;
     case OPT_ADDRESS: c->address = arg; return 0;
     case OPT_REMOTE: c->remote = arg; return 0;
     case 't': c->x.pty = 1; return 0;
@@ -206,14 +223,14 @@ int cli_parse(cli *c, int argc, char **argv, const char *prog)
     opterr = 0;
     int opt;
     /* "+": stop at the first non-option, so the remote command keeps its own options. */
-    while ((opt = getopt_long(argc, argv, "+w:x:F:o:l:p:i:f:u:L:tbqvh", cli_long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+w:x:F:o:l:p:i:f:u:L:J:tbqvh", cli_long_options, NULL)) != -1) {
         if (opt == 'h') {
             cli_usage(stdout);
             exit(0);
         }
         if (opt == '?' || opt == ':') {
             const char *bad = argv[optind - 1];
-            if (optopt && strchr("wxFolpifuL", optopt))
+            if (optopt && strchr("wxFolpifuLJ", optopt))
                 cli_error(c, "option -%c needs a value", optopt);
             else
                 cli_error(c, "unknown option \"%s\" (see sshmux --help)", bad);
@@ -249,6 +266,11 @@ void cli_free(cli *c)
     smx_strvec_free(&c->env);
     smx_strvec_free(&c->args);
     smx_strvec_free(&c->lspecs);
+    smx_strvec_free(&c->proxy_keys);
+    if (c->proxy_password) {
+        explicit_bzero(c->proxy_password, strlen(c->proxy_password));
+        free(c->proxy_password);
+    }
     smx_config_free(c->config);
     memset(c, 0, sizeof *c);
 }

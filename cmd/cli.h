@@ -38,6 +38,9 @@ typedef struct cli {
     unsigned sock_mode;      /* --mode (Unix listener permissions) */
     const char *address;     /* --address (forward-tcp) */
     const char *remote;      /* --remote (forward-unix) */
+    const char *proxy_user, *proxy_password_env, *proxy_key_env, *proxy_passphrase_env;
+    smx_strvec proxy_keys;   /* --proxy-key */
+    char *proxy_password;    /* from --proxy-password-env; wiped in cli_free */
 
     cli_host *hosts;
     size_t nhosts;
@@ -49,8 +52,8 @@ typedef struct cli {
 int cli_parse(cli *c, int argc, char **argv, const char *prog);
 /* Expands targets, applies excludes, loads ssh_config, resolves each host. 0 or an exit code. */
 int cli_resolve_hosts(cli *c, int need_targets);
-/* Reads passwords/passphrases/key content and loads every key file the hosts name, before the
- * loop starts. 0 or an exit code. */
+/* Reads passwords/passphrases/key content and loads every key file the hosts (and their jump
+ * hosts) name, before the loop starts; gives the engine the config. 0 or an exit code. */
 int cli_load_credentials(cli *c, smx_engine *e);
 void cli_free(cli *c);
 

@@ -231,14 +231,98 @@ static int cli_load_keys(cli *c, smx_engine *e)
     return 0;
 }
 
+/* Loads the keys of every hop of every distinct ProxyJump chain the hosts use. */
+static void cli_load_hop_keys(cli *c, smx_engine *e)
+{
+    smx_strvec seen = {0};
+    smx_keyring *kr = smx_engine_keyring(e);
+    for (size_t h = 0; h < c->nhosts; h++) {
+        const char *chain = c->hosts[h].hc->proxyjump;
+        if (!chain || strcmp(chain, "none") == 0 || smx_strvec_contains(&seen, chain))
+            continue;
+        smx_strvec_push(&seen, chain);
+        smx_hostcfg *hops = NULL;
+        size_t n = 0;
+        smx_err err = {{0}};
+        if (smx_engine_resolve_hops(e, chain, &hops, &n, &err) < 0)
+            continue;   /* the hosts behind it fail with this error when they connect */
+        for (size_t i = 0; i < n; i++) {
+            for (size_t k = 0; k < hops[i].identityfile.n; k++)
+                smx_keyring_load_file(kr, hops[i].identityfile.v[k], &err);
+            smx_hostcfg_free(&hops[i]);
+        }
+        free(hops);
+    }
+    smx_strvec_free(&seen);
+}
+
+/* --proxy-*: the seeds' proxy_username / proxy_password / proxy_key_filename / proxy_pkey /
+ * proxy_passphrase, for the first jump hop. */
+static int cli_load_proxy_credentials(cli *c, smx_engine *e, char **proxy_pw)
+{
+    smx_keyring *kr = smx_engine_keyring(e);
+    smx_jump_overrides jo = {0};
+    jo.user = c->proxy_user;
+    smx_err err = {{0}};
+    if (c->proxy_passphrase_env) {
+        char *p = cli_take_env(c, "--proxy-passphrase-env", c->proxy_passphrase_env);
+        if (!p)
+            return EXIT_USAGE;
+        smx_keyring_add_passphrase(kr, p);
+        cli_wipe(p);
+    }
+    for (size_t i = 0; i < c->proxy_keys.n; i++) {
+        if (smx_keyring_load_file(kr, c->proxy_keys.v[i], &err) < 0) {
+            cli_error(c, "--proxy-key %s", err.msg);
+            return EXIT_UNREACHABLE;
+        }
+        smx_strvec_push(&jo.identityfiles, c->proxy_keys.v[i]);
+    }
+    if (c->proxy_key_env) {
+        char *content = cli_take_env(c, "--proxy-key-env", c->proxy_key_env);
+        char label[300];
+        snprintf(label, sizeof label, "env:%s", c->proxy_key_env);
+        int rc = content ? smx_keyring_add_content(kr, label, content, &err) : SMX_EINVAL;
+        cli_wipe(content);
+        if (rc < 0) {
+            if (content)
+                cli_error(c, "--proxy-key-env %s", err.msg);
+            smx_strvec_free(&jo.identityfiles);
+            return content ? EXIT_UNREACHABLE : EXIT_USAGE;
+        }
+        smx_strvec_push(&jo.identityfiles, label);
+    }
+    if (c->proxy_password_env) {
+        *proxy_pw = cli_take_env(c, "--proxy-password-env", c->proxy_password_env);
+        if (!*proxy_pw) {
+            smx_strvec_free(&jo.identityfiles);
+            return EXIT_USAGE;
+        }
+        jo.password = *proxy_pw;
+    }
+    int rc = smx_engine_set_jump_overrides(e, &jo);
+    smx_strvec_free(&jo.identityfiles);
+    return rc < 0 ? EXIT_UNREACHABLE : 0;
+}
+
 int cli_load_credentials(cli *c, smx_engine *e)
 {
+    smx_engine_set_config(e, c->config);
     int rc = cli_load_password(c, e);
     if (rc)
         return rc;
     rc = cli_load_keys(c, e);
     if (rc)
         return rc;
+    char *proxy_pw = NULL;
+    rc = cli_load_proxy_credentials(c, e, &proxy_pw);
+    if (proxy_pw) {
+        /* the engine keeps a pointer: the copy lives as long as the cli (wiped in cli_free) */
+        c->proxy_password = proxy_pw;
+    }
+    if (rc)
+        return rc;
+    cli_load_hop_keys(c, e);
     const char *sock = getenv("SSH_AUTH_SOCK");
     smx_engine_use_agent(e, !c->no_agent && sock && *sock);
     return 0;

@@ -7,6 +7,7 @@
 #include "job.h"
 #include "knownhosts.h"
 #include "ttyprompt.h"
+#include "jumphost.h"
 
 void smx_engine_opts_default(smx_engine_opts *o)
 {
@@ -63,6 +64,8 @@ void smx_engine_free(smx_engine *e)
     smx_secret_wipe(&e->password);
     smx_kbd_free_all(e);
     smx_prompter_free(e->prompter);
+    smx_strvec_free(&e->jump_ov.identityfiles);
+    smx_config_free(e->owned_config);
     smx_engine_knownhosts_free(e);
     free(e);
 }
@@ -125,6 +128,8 @@ void smx_engine_job_done(smx_engine *e, smx_job *job)
     e->running--;
     e->finished++;
     engine_pump(e);
+    if (!e->queue_head && e->running == 0)
+        smx_jumphosts_close_idle(e);   /* nothing left to carry: let the loop end */
 }
 
 int smx_engine_run(smx_engine *e)

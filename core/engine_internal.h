@@ -50,6 +50,10 @@ struct smx_engine {
     int total, finished;
     struct smx_prompter *prompter;
     int prompter_tried;
+    const smx_config *config;           /* for resolving jump hops (set by the client) */
+    smx_config *owned_config;           /* the empty one made when the client set none */
+    struct smx_jumphost *jumphosts;     /* open jump connections, by chain */
+    smx_jump_overrides jump_ov;         /* credentials for the first hop (--proxy-*) */
     smx_kbd_wait *kbd_waits;
 };
 
@@ -58,6 +62,11 @@ struct smx_engine {
 struct smx_session;
 int smx_hostkey_verify(smx_engine *e, struct smx_session *s);
 void smx_engine_knownhosts_free(smx_engine *e);
+
+/* The transport a session with these settings connects through: ProxyJump, ProxyCommand or
+ * direct TCP. NULL with err set on failure. */
+struct smx_transport *smx_engine_make_transport(smx_engine *e, const smx_hostcfg *hc,
+                                                smx_err *err);
 
 /* core/engine.c: a job slot became free / a job finished. */
 void smx_engine_job_done(smx_engine *e, smx_job *job);

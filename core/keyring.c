@@ -18,6 +18,7 @@ struct smx_keyring {
     keyring_entry *entries;
     ssh_key content_key;
     smx_secret fixed;         /* --passphrase-env */
+    smx_secret fixed2;        /* --proxy-passphrase-env */
     smx_secret asked;         /* what the operator typed, reused for later keys */
     smx_ask_fn ask;
     void *ask_ud;
@@ -64,6 +65,7 @@ void smx_keyring_free(smx_keyring *kr)
     }
     ssh_key_free(kr->content_key);
     smx_secret_wipe(&kr->fixed);
+    smx_secret_wipe(&kr->fixed2);
     smx_secret_wipe(&kr->asked);
     free(kr);
 }
@@ -71,6 +73,11 @@ void smx_keyring_free(smx_keyring *kr)
 void smx_keyring_set_passphrase(smx_keyring *kr, const char *pass)
 {
     smx_secret_set(&kr->fixed, pass, strlen(pass));
+}
+
+void smx_keyring_add_passphrase(smx_keyring *kr, const char *pass)
+{
+    smx_secret_set(&kr->fixed2, pass, strlen(pass));
 }
 
 void smx_keyring_set_ask(smx_keyring *kr, smx_ask_fn ask, void *ud)
@@ -101,11 +108,13 @@ static int keyring_try_passphrases(smx_keyring *kr, const char *label, const cha
                                    ssh_key *out, smx_err *err)
 {
     int enc;
-    if (kr->fixed.s) {
-        if (keyring_import(content, kr->fixed.s, out, &enc) == 0)
+    if (kr->fixed.s || kr->fixed2.s) {
+        if (kr->fixed.s && keyring_import(content, kr->fixed.s, out, &enc) == 0)
             return 0;
-        return smx_seterr(err, SMX_EPASSPHRASE, "key %s: wrong passphrase (from --passphrase-env)",
-                          label);
+        if (kr->fixed2.s && keyring_import(content, kr->fixed2.s, out, &enc) == 0)
+            return 0;
+        return smx_seterr(err, SMX_EPASSPHRASE, "key %s: wrong passphrase (from --passphrase-env"
+                          "%s)", label, kr->fixed2.s ? " / --proxy-passphrase-env" : "");
     }
     if (kr->asked.s && keyring_import(content, kr->asked.s, out, &enc) == 0)
         return 0;
@@ -242,6 +251,26 @@ int smx_keyring_load_content(smx_keyring *kr, const char *label, const char *con
     ssh_key_free(kr->content_key);
     kr->content_key = NULL;
     return keyring_load_text(kr, label, content, &kr->content_key, err);
+}
+
+int smx_keyring_add_content(smx_keyring *kr, const char *label, const char *content, smx_err *err)
+{
+    keyring_entry *e = keyring_find(kr, label);
+    if (e)
+        return e->status;
+    e = calloc(1, sizeof *e);
+    if (!e || !(e->path = strdup(label))) {
+        free(e);
+        return SMX_ENOMEM;
+    }
+    smx_err local = {{0}};
+    e->status = keyring_load_text(kr, label, content, &e->key, &local);
+    memcpy(e->errmsg, local.msg, sizeof e->errmsg);
+    if (err)
+        memcpy(err->msg, local.msg, sizeof err->msg);
+    e->next = kr->entries;
+    kr->entries = e;
+    return e->status;
 }
 
 ssh_key smx_keyring_get(const smx_keyring *kr, const char *path)

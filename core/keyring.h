@@ -29,6 +29,8 @@ void smx_keyring_free(smx_keyring *kr);
 /* Passphrase source for encrypted keys: a fixed one (--passphrase-env) and/or an ask function
  * (asked once per run; the answer is reused for every encrypted key it opens). */
 void smx_keyring_set_passphrase(smx_keyring *kr, const char *pass);
+/* A second fixed passphrase (for jump host keys: --proxy-passphrase-env). */
+void smx_keyring_add_passphrase(smx_keyring *kr, const char *pass);
 void smx_keyring_set_ask(smx_keyring *kr, smx_ask_fn ask, void *ud);
 
 /* Loads path (idempotent). Returns 0, SMX_ENOENT (no such file: skipped silently, as ssh does
@@ -37,6 +39,8 @@ void smx_keyring_set_ask(smx_keyring *kr, smx_ask_fn ask, void *ud);
 int smx_keyring_load_file(smx_keyring *kr, const char *path, smx_err *err);
 /* Key given as content (OpenSSH or PEM text), e.g. from --key-env. */
 int smx_keyring_load_content(smx_keyring *kr, const char *label, const char *content, smx_err *err);
+/* Key content stored under a label usable like a path (e.g. "env:VAR" in an identity list). */
+int smx_keyring_add_content(smx_keyring *kr, const char *label, const char *content, smx_err *err);
 /* The loaded key for path, or NULL. */
 ssh_key smx_keyring_get(const smx_keyring *kr, const char *path);
 /* The key loaded with smx_keyring_load_content, or NULL. */

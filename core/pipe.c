@@ -14,6 +14,7 @@ struct smx_pipe {
     smx_pipe_open_fn open;
     void *open_arg;
     smx_pipe_done_cb done;
+    void (*opened_cb)(smx_pipe *p, void *ud);
     void *ud;
     smx_pipe_stats stats;
 
@@ -322,7 +323,14 @@ static int pipe_chan_open(smx_chan *c)
 static void pipe_chan_opened(smx_chan *c)
 {
     smx_pipe *p = c->data;
+    if (p->opened_cb)
+        p->opened_cb(p, p->ud);
     pipe_start_reading(p);
+}
+
+void smx_pipe_on_opened(smx_pipe *p, void (*cb)(smx_pipe *p, void *ud))
+{
+    p->opened_cb = cb;
 }
 
 static void pipe_chan_failed(smx_chan *c, int code, const char *why)

@@ -31,6 +31,8 @@ smx_pipe *smx_pipe_new(uv_stream_t *stream, smx_pipe_done_cb done, void *ud);
 /* Opens the channel on c with open(ch, arg) and starts moving bytes once it is open. On refusal
  * done() gets the reason. */
 void smx_pipe_open(smx_pipe *p, smx_conn *c, smx_pipe_open_fn open, void *arg);
+/* Optional: told once when the channel is open (before any byte moves). */
+void smx_pipe_on_opened(smx_pipe *p, void (*cb)(smx_pipe *p, void *ud));
 /* Ends the pipe at once (both sides closed); done is called. */
 void smx_pipe_abort(smx_pipe *p, const char *why);
 const smx_pipe_stats *smx_pipe_get_stats(const smx_pipe *p);

@@ -311,11 +311,20 @@ static void session_on_io(smx_fdwatch *w, int status, int events)
         session_on_socket_error(s, status);
 }
 
+/* A transport failed: the stage it names, and which jump hop if it was one. */
+static void session_transport_failed(smx_session *s, smx_transport *t, int status)
+{
+    if (t->error_hop > 0 && s->result->err_stage == SMX_STAGE_NONE)
+        s->result->err_hop = t->error_hop;
+    smx_session_fail(s, t->error_stage ? t->error_stage : SMX_STAGE_CONNECT, status, "%s",
+                     t->errmsg);
+}
+
 static void session_on_connected(smx_transport *t, int status)
 {
     smx_session *s = t->data;
     if (status < 0) {
-        smx_session_fail(s, t->error_stage, status, "%s", t->errmsg);
+        session_transport_failed(s, t, status);
         return;
     }
     s->result->t.connect += smx_ms_since(s->t_phase);
@@ -339,14 +348,16 @@ static void session_on_slot(smx_gate_waiter *w)
     s->state = SMX_SESSION_CONNECT;
     s->t_phase = uv_hrtime();
     session_arm(s, (uint64_t)session_connect_timeout_ms(s));
-    smx_transport_connect(s->transport, session_on_connected);
+    int rc = smx_transport_connect(s->transport, session_on_connected);
+    if (rc < 0)
+        session_transport_failed(s, s->transport, rc);
 }
 
 static void session_on_prepared(smx_transport *t, int status)
 {
     smx_session *s = t->data;
     if (status < 0) {
-        smx_session_fail(s, t->error_stage, status, "%s", t->errmsg);
+        session_transport_failed(s, t, status);
         return;
     }
     s->result->t.resolve += smx_ms_since(s->t_phase);
@@ -365,10 +376,10 @@ static void session_on_prepared(smx_transport *t, int status)
 static void session_begin_attempt(smx_session *s)
 {
     s->result->attempts++;
-    s->transport = smx_tcp_transport_new(s->engine->loop, s->engine->resolver, s->hc->hostname,
-                                         s->hc->port);
+    smx_err err = {{0}};
+    s->transport = smx_engine_make_transport(s->engine, s->hc, &err);
     if (!s->transport) {
-        smx_session_fail(s, SMX_STAGE_CONNECT, SMX_ENOMEM, "out of memory");
+        smx_session_fail(s, SMX_STAGE_CONNECT, SMX_EINVAL, "%s", err.msg);
         return;
     }
     s->transport->data = s;

@@ -52,7 +52,21 @@ typedef struct smx_exec_callbacks {
     void *ud;
 } smx_exec_callbacks;
 
+/* Credentials for the first jump hop, as paramiko-jump / the seeds' proxy_* options: a user,
+ * key files or key content label (loaded into the keyring), and a password. */
+typedef struct smx_jump_overrides {
+    const char *user;
+    smx_strvec identityfiles;
+    const char *password;
+} smx_jump_overrides;
+
 int smx_engine_new(smx_engine **out, uv_loop_t *loop, const smx_engine_opts *o);
+/* The ssh_config that jump hops are resolved against (must outlive the engine's run). */
+void smx_engine_set_config(smx_engine *e, const smx_config *cfg);
+/* Takes a copy of the first-hop credentials. */
+int smx_engine_set_jump_overrides(smx_engine *e, const smx_jump_overrides *jo);
+int smx_engine_resolve_hops(smx_engine *e, const char *chain, smx_hostcfg **hops, size_t *n,
+                            smx_err *err);
 void smx_engine_free(smx_engine *e);
 smx_keyring *smx_engine_keyring(smx_engine *e);
 int smx_engine_set_password(smx_engine *e, const char *pw, size_t len);

@@ -36,8 +36,9 @@ struct smx_transport {
     smx_fdwatch watch;         /* valid once connected (watch.active) */
     char gate_key[128];        /* set by prepare */
     char peer[128];            /* "addr:port" we connected to, for messages */
-    char errmsg[256];
+    char errmsg[600];
     int error_stage;           /* enum smx_stage value of where it failed (core/result.h) */
+    int error_hop;             /* 1-based jump hop that failed, 0 for none (set by jump transports) */
 };
 
 static inline int smx_transport_prepare(smx_transport *t, smx_transport_cb cb)

@@ -1,0 +1,342 @@
+#include "jumphost.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "container.h"
+#include "engine_internal.h"
+#include "pipe.h"
+
+#define JUMP_MAX_DEPTH 8
+
+typedef struct jump_tp jump_tp;
+
+enum jumphost_state { JH_CONNECTING, JH_READY, JH_FAILED };
+
+struct smx_jumphost {
+    smx_jumphost *next;
+    smx_engine *e;
+    char *chain;               /* "a,b": this is b, reached through a */
+    int hop;                   /* 1-based position of this host in its chain */
+    smx_conn *conn;
+    enum jumphost_state state;
+    int refs;
+    jump_tp *waiters;          /* transports waiting for the connection */
+    char errmsg[560];
+    int err_stage, err_hop;
+};
+
+struct jump_tp {
+    smx_transport base;
+    smx_jumphost *jh;
+    jump_tp *next_waiter;
+    char *host;
+    int port;
+    smx_transport_cb cb;
+    smx_pipe *pipe;
+    int opened;
+    int closing, watch_closing;
+    smx_transport_close_cb close_cb;
+};
+
+/* ---- the jump connection ------------------------------------------------------------------ */
+
+static void jumphost_notify(smx_jumphost *jh)
+{
+    jump_tp *w = jh->waiters;
+    jh->waiters = NULL;
+    while (w) {
+        jump_tp *next = w->next_waiter;
+        w->next_waiter = NULL;
+        if (jh->state == JH_READY) {
+            w->cb(&w->base, 0);
+        } else {
+            snprintf(w->base.errmsg, sizeof w->base.errmsg, "%s", jh->errmsg);
+            w->base.error_stage = jh->err_stage;
+            w->base.error_hop = jh->err_hop;
+            w->cb(&w->base, SMX_ECONNECT);
+        }
+        w = next;
+    }
+}
+
+static void jumphost_on_ready(smx_conn *c, void *ud)
+{
+    smx_jumphost *jh = ud;
+    jh->state = JH_READY;
+    jumphost_notify(jh);
+}
+
+static void jumphost_on_ended(smx_conn *c, void *ud)
+{
+    smx_jumphost *jh = ud;
+    const smx_result *r = &c->result;
+    jh->state = JH_FAILED;
+    jh->err_stage = r->err_stage != SMX_STAGE_NONE ? r->err_stage : SMX_STAGE_CONNECT;
+    jh->err_hop = r->err_hop > 0 ? r->err_hop : jh->hop;   /* an earlier hop may be the cause */
+    if (r->err_hop > 0)
+        snprintf(jh->errmsg, sizeof jh->errmsg, "%s", r->err_msg);
+    else
+        snprintf(jh->errmsg, sizeof jh->errmsg, "jump host %s (hop %d): %s",
+                 c->hc->host, jh->hop, r->err_msg[0] ? r->err_msg : "connection closed");
+    jumphost_notify(jh);
+}
+
+static void jumphost_on_closed(smx_conn *c, void *ud)
+{
+    smx_jumphost *jh = ud;
+    smx_engine *e = jh->e;
+    for (smx_jumphost **pp = &e->jumphosts; *pp; pp = &(*pp)->next) {
+        if (*pp == jh) {
+            *pp = jh->next;
+            break;
+        }
+    }
+    free(jh->chain);
+    free(jh);
+}
+
+static const smx_conn_events jumphost_events = {
+    .ready = jumphost_on_ready,
+    .ended = jumphost_on_ended,
+    .closed = jumphost_on_closed,
+};
+
+static int chain_depth(const char *chain)
+{
+    int n = 1;
+    for (const char *p = chain; *p; p++)
+        n += *p == ',';
+    return n;
+}
+
+/* The jump connection for `chain`, shared; created and started on first use. */
+static smx_jumphost *jumphost_get(smx_engine *e, const char *chain, smx_err *err)
+{
+    for (smx_jumphost *jh = e->jumphosts; jh; jh = jh->next)
+        if (strcmp(jh->chain, chain) == 0 && jh->state != JH_FAILED && jh->conn)
+            return jh;
+    if (chain_depth(chain) > JUMP_MAX_DEPTH) {
+        smx_seterr(err, SMX_EINVAL, "ProxyJump chain \"%s\" is deeper than %d hops (a loop in "
+                   "ssh_config?)", chain, JUMP_MAX_DEPTH);
+        return NULL;
+    }
+    smx_hostcfg *hops = NULL;
+    size_t n = 0;
+    if (smx_engine_resolve_hops(e, chain, &hops, &n, err) < 0)
+        return NULL;
+    smx_jumphost *jh = calloc(1, sizeof *jh);
+    smx_hostcfg *last = calloc(1, sizeof *last);
+    if (!jh || !last || !(jh->chain = strdup(chain))) {
+        free(jh);
+        free(last);
+        for (size_t i = 0; i < n; i++)
+            smx_hostcfg_free(&hops[i]);
+        free(hops);
+        smx_seterr(err, SMX_ENOMEM, "out of memory");
+        return NULL;
+    }
+    *last = hops[n - 1];   /* the conn takes the last hop's settings; the rest are not needed */
+    for (size_t i = 0; i + 1 < n; i++)
+        smx_hostcfg_free(&hops[i]);
+    free(hops);
+    jh->e = e;
+    jh->hop = (int)n;
+    const char *pw = n == 1 ? e->jump_ov.password : NULL;
+    jh->conn = smx_conn_new(e, last->host, last, pw, &jumphost_events, jh);
+    if (!jh->conn) {
+        smx_hostcfg_free(last);
+        free(last);
+        free(jh->chain);
+        free(jh);
+        smx_seterr(err, SMX_ENOMEM, "out of memory");
+        return NULL;
+    }
+    jh->next = e->jumphosts;
+    e->jumphosts = jh;
+    smx_conn_start(jh->conn);
+    return jh;
+}
+
+static void jumphost_release(smx_jumphost *jh)
+{
+    smx_engine *e = jh->e;
+    if (--jh->refs > 0)
+        return;
+    /* Idle: keep it while the run still has hosts to start (they will want it), else close. */
+    if (!e->queue_head && e->running == 0 && jh->conn && jh->state != JH_FAILED)
+        smx_conn_close(jh->conn);
+}
+
+void smx_jumphosts_close_idle(smx_engine *e)
+{
+    for (smx_jumphost *jh = e->jumphosts; jh; jh = jh->next)
+        if (jh->refs == 0 && jh->conn)
+            smx_conn_close(jh->conn);
+}
+
+/* ---- the transport ------------------------------------------------------------------------ */
+
+static int jump_prepare(smx_transport *t, smx_transport_cb cb)
+{
+    jump_tp *tp = (jump_tp *)t;
+    smx_jumphost *jh = tp->jh;
+    tp->cb = cb;
+    snprintf(t->gate_key, sizeof t->gate_key, "jump:%s>%s:%d", jh->chain, tp->host, tp->port);
+    snprintf(t->peer, sizeof t->peer, "%s:%d via %s", tp->host, tp->port, jh->conn->hc->host);
+    if (jh->state == JH_READY) {
+        cb(t, 0);
+    } else {
+        tp->next_waiter = jh->waiters;
+        jh->waiters = tp;
+    }
+    return 0;
+}
+
+static int jump_open_channel(ssh_channel ch, void *arg)
+{
+    jump_tp *tp = arg;
+    return ssh_channel_open_forward(ch, tp->host, tp->port, "127.0.0.1", 0);
+}
+
+static void jump_on_opened(smx_pipe *p, void *ud)
+{
+    jump_tp *tp = ud;
+    tp->opened = 1;
+    tp->cb(&tp->base, 0);
+}
+
+static void jump_finish_close(jump_tp *tp);
+
+static void jump_on_pipe_done(smx_pipe *p, const char *err, void *ud)
+{
+    jump_tp *tp = ud;
+    tp->pipe = NULL;
+    if (tp->closing) {
+        jump_finish_close(tp);
+        return;
+    }
+    if (!tp->opened) {
+        smx_jumphost *jh = tp->jh;
+        snprintf(tp->base.errmsg, sizeof tp->base.errmsg,
+                 "jump host %s (hop %d) could not open a channel to %s:%d: %s",
+                 jh->conn ? jh->conn->hc->host : "?", jh->hop, tp->host, tp->port,
+                 err ? err : "refused");
+        tp->base.error_stage = SMX_STAGE_CONNECT;
+        tp->base.error_hop = jh->hop;
+        tp->cb(&tp->base, SMX_ECHANNEL);
+    }
+    /* after the open, the target session sees EOF on its socket and reports it itself */
+}
+
+static int jump_connect(smx_transport *t, smx_transport_cb cb)
+{
+    jump_tp *tp = (jump_tp *)t;
+    tp->cb = cb;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0) {
+        snprintf(t->errmsg, sizeof t->errmsg, "socketpair: %s", strerror(errno));
+        t->error_stage = SMX_STAGE_CONNECT;
+        return errno == EMFILE || errno == ENFILE ? SMX_EMFILE : SMX_ECONNECT;
+    }
+    uv_pipe_t *stream = malloc(sizeof *stream);
+    if (!stream || uv_pipe_init(t->loop, stream, 0) < 0 || uv_pipe_open(stream, sv[1]) < 0) {
+        free(stream);
+        close(sv[0]);
+        close(sv[1]);
+        snprintf(t->errmsg, sizeof t->errmsg, "cannot set up the jump channel's socket");
+        t->error_stage = SMX_STAGE_CONNECT;
+        return SMX_ECONNECT;
+    }
+    t->fd = sv[0];
+    smx_fdwatch_init(t->loop, &t->watch, sv[0], NULL, tp);
+    tp->pipe = smx_pipe_new((uv_stream_t *)stream, jump_on_pipe_done, tp);
+    if (!tp->pipe) {
+        uv_close((uv_handle_t *)stream, (uv_close_cb)free);
+        return SMX_ENOMEM;
+    }
+    smx_pipe_on_opened(tp->pipe, jump_on_opened);
+    smx_pipe_open(tp->pipe, tp->jh->conn, jump_open_channel, tp);
+    return 0;
+}
+
+static void jump_finish_close(jump_tp *tp)
+{
+    if (tp->pipe || tp->watch_closing)
+        return;   /* still waiting for one of them */
+    smx_jumphost *jh = tp->jh;
+    smx_transport_close_cb cb = tp->close_cb;
+    void *data = tp->base.data;
+    if (tp->base.fd >= 0 && !tp->base.watch.active)
+        close(tp->base.fd);
+    free(tp->host);
+    free(tp);
+    jumphost_release(jh);
+    if (cb)
+        cb(data);
+}
+
+static void jump_on_watch_closed(uv_handle_t *h)
+{
+    smx_fdwatch *w = SMX_CONTAINER_OF(h, smx_fdwatch, poll);
+    jump_tp *tp = (jump_tp *)SMX_CONTAINER_OF(w, smx_transport, watch);
+    close(tp->base.fd);
+    tp->base.fd = -1;
+    tp->watch_closing = 0;
+    jump_finish_close(tp);
+}
+
+static void jump_close(smx_transport *t, smx_transport_close_cb cb)
+{
+    jump_tp *tp = (jump_tp *)t;
+    tp->closing = 1;
+    tp->close_cb = cb;
+    for (jump_tp **pp = &tp->jh->waiters; *pp; pp = &(*pp)->next_waiter) {
+        if (*pp == tp) {
+            *pp = tp->next_waiter;
+            break;
+        }
+    }
+    if (t->watch.active) {
+        tp->watch_closing = 1;
+        smx_fdwatch_close(&t->watch, jump_on_watch_closed);
+    }
+    if (tp->pipe)
+        smx_pipe_abort(tp->pipe, "target session closed");   /* done -> jump_finish_close */
+    else
+        jump_finish_close(tp);
+}
+
+static const smx_transport_vtbl jump_vtbl = {
+    .name = "jump",
+    .prepare = jump_prepare,
+    .connect = jump_connect,
+    .close = jump_close,
+};
+
+smx_transport *smx_jump_transport_new(smx_engine *e, const char *chain, const char *host,
+                                      int port, smx_err *err)
+{
+    smx_jumphost *jh = jumphost_get(e, chain, err);
+    if (!jh)
+        return NULL;
+    jump_tp *tp = calloc(1, sizeof *tp);
+    if (!tp || !(tp->host = strdup(host))) {
+        free(tp);
+        smx_seterr(err, SMX_ENOMEM, "out of memory");
+        return NULL;
+    }
+    tp->base.vt = &jump_vtbl;
+    tp->base.loop = e->loop;
+    tp->base.fd = -1;
+    tp->jh = jh;
+    tp->port = port;
+    jh->refs++;
+    return &tp->base;
+}
