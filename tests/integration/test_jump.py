@@ -117,8 +117,7 @@ def test_failures_name_the_hop_and_stage():
     cfg = config("cfg-fail", {
         "ha": ("a", None),
         "deadhop": ("a", {"Port": dead}),
-        "badauth": ("b", {"IdentityFile": KEYS.ecdsa + ".missing", "PubkeyAuthentication": "yes",
-                          "PreferredAuthentications": "publickey"}),
+        "badauth": ("b", {"User": "no-such-user-sshmux"}),
         "via-dead": ("target", {"ProxyJump": "deadhop"}),
         "via-badauth": ("target", {"ProxyJump": "ha,badauth"}),
         "good": ("target", {"ProxyJump": "ha"}),
