@@ -283,6 +283,17 @@ int cmd_forward(int argc, char **argv)
     return rc;
 }
 
+/* The aliases end here: one -L spec, the last argument as the target. */
+static int fwd_run_alias(cli *c, const char *spec)
+{
+    smx_strvec_push(&c->lspecs, spec);
+    char *target = strdup(c->args.v[c->args.n - 1]);
+    smx_strvec_free(&c->args);
+    smx_strvec_push_owned(&c->args, target);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    return fwd_run_all(c);
+}
+
 /* Jumpstarter's `ssh forward-tcp [--address ADDR] PORT`: local PORT -> the target's PORT. */
 int cmd_forward_tcp(int argc, char **argv)
 {
@@ -297,12 +308,7 @@ int cmd_forward_tcp(int argc, char **argv)
         const char *addr = c.address ? c.address : "127.0.0.1";
         snprintf(spec, sizeof spec, "%s%s%s:%s:localhost:%s", strchr(addr, ':') ? "[" : "", addr,
                  strchr(addr, ':') ? "]" : "", c.args.v[0], c.args.v[0]);
-        smx_strvec_push(&c.lspecs, spec);
-        char *target = strdup(c.args.v[1]);
-        smx_strvec_free(&c.args);
-        smx_strvec_push_owned(&c.args, target);
-        setvbuf(stdout, NULL, _IOLBF, 0);
-        rc = fwd_run_all(&c);
+        rc = fwd_run_alias(&c, spec);
     }
     cli_free(&c);
     return rc;
@@ -331,12 +337,7 @@ int cmd_forward_unix(int argc, char **argv)
             cli_error(&c, "forward-unix: socket paths must contain a '/' (e.g. ./x.sock)");
             rc = EXIT_USAGE;
         } else {
-            smx_strvec_push(&c.lspecs, spec);
-            char *target = strdup(c.args.v[c.args.n - 1]);
-            smx_strvec_free(&c.args);
-            smx_strvec_push_owned(&c.args, target);
-            setvbuf(stdout, NULL, _IOLBF, 0);
-            rc = fwd_run_all(&c);
+            rc = fwd_run_alias(&c, spec);
         }
     }
     cli_free(&c);

@@ -98,11 +98,8 @@ static void conn_ended(smx_session *s)
         c->ev->ended(c, c->ud);
 }
 
-static void conn_closed(smx_session *s)
+static void conn_free(smx_conn *c)
 {
-    smx_conn *c = s->data;
-    const smx_conn_events *ev = c->ev;
-    void *ud = c->ud;
     smx_result_free(&c->result);
     smx_hostcfg_free(c->hc);
     free(c->hc);
@@ -111,6 +108,14 @@ static void conn_closed(smx_session *s)
         free(c->password);
     }
     free(c);
+}
+
+static void conn_closed(smx_session *s)
+{
+    smx_conn *c = s->data;
+    const smx_conn_events *ev = c->ev;
+    void *ud = c->ud;
+    conn_free(c);
     if (ev->closed)
         ev->closed(NULL, ud);
 }
@@ -153,14 +158,7 @@ void smx_conn_start(smx_conn *c)
 
 void smx_conn_free_unstarted(smx_conn *c)
 {
-    smx_result_free(&c->result);
-    smx_hostcfg_free(c->hc);
-    free(c->hc);
-    if (c->password) {
-        explicit_bzero(c->password, strlen(c->password));
-        free(c->password);
-    }
-    free(c);
+    conn_free(c);
 }
 
 void smx_conn_close(smx_conn *c)

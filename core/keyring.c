@@ -215,7 +215,9 @@ static keyring_entry *keyring_find(const smx_keyring *kr, const char *path)
     return NULL;
 }
 
-int smx_keyring_load_file(smx_keyring *kr, const char *path, smx_err *err)
+/* Loads a key once per path or label: `content` is the key text, or NULL to read `path`. The
+ * outcome (key or error) is remembered and returned again on later calls. */
+static int keyring_entry_load(smx_keyring *kr, const char *path, const char *content, smx_err *err)
 {
     keyring_entry *e = keyring_find(kr, path);
     if (e) {
@@ -230,9 +232,12 @@ int smx_keyring_load_file(smx_keyring *kr, const char *path, smx_err *err)
     }
     smx_err local = {{0}};
     int code = 0;
-    char *text = keyring_read_file(path, &local, &code);
-    if (text) {
+    char *text = content ? NULL : keyring_read_file(path, &local, &code);
+    if (content)
+        code = keyring_load_text(kr, path, content, &e->key, &local);
+    else if (text)
         code = keyring_load_text(kr, path, text, &e->key, &local);
+    if (text) {
         explicit_bzero(text, strlen(text));
         free(text);
     }
@@ -245,6 +250,11 @@ int smx_keyring_load_file(smx_keyring *kr, const char *path, smx_err *err)
     return code;
 }
 
+int smx_keyring_load_file(smx_keyring *kr, const char *path, smx_err *err)
+{
+    return keyring_entry_load(kr, path, NULL, err);
+}
+
 int smx_keyring_load_content(smx_keyring *kr, const char *label, const char *content,
                              smx_err *err)
 {
@@ -255,22 +265,7 @@ int smx_keyring_load_content(smx_keyring *kr, const char *label, const char *con
 
 int smx_keyring_add_content(smx_keyring *kr, const char *label, const char *content, smx_err *err)
 {
-    keyring_entry *e = keyring_find(kr, label);
-    if (e)
-        return e->status;
-    e = calloc(1, sizeof *e);
-    if (!e || !(e->path = strdup(label))) {
-        free(e);
-        return SMX_ENOMEM;
-    }
-    smx_err local = {{0}};
-    e->status = keyring_load_text(kr, label, content, &e->key, &local);
-    memcpy(e->errmsg, local.msg, sizeof e->errmsg);
-    if (err)
-        memcpy(err->msg, local.msg, sizeof err->msg);
-    e->next = kr->entries;
-    kr->entries = e;
-    return e->status;
+    return keyring_entry_load(kr, label, content, err);
 }
 
 ssh_key smx_keyring_get(const smx_keyring *kr, const char *path)
