@@ -278,6 +278,10 @@ static void session_on_socket_error(smx_session *s, int status)
 {
     switch (s->state) {
     case SMX_SESSION_HANDSHAKE:
+        if (s->transport->errmsg[0]) {   /* the transport knows why (a ProxyCommand exited) */
+            smx_session_fail(s, SMX_STAGE_CONNECT, SMX_ECONNECT, "%s", s->transport->errmsg);
+            return;
+        }
         if (s->result->attempts <= s->engine->opts.retries) {
             session_backoff(s);
             return;
@@ -454,6 +458,10 @@ static void session_step_handshake(smx_session *s)
     if (rc == SSH_AGAIN)
         return;
     if (rc != SSH_OK) {
+        if (s->transport->errmsg[0]) {   /* the transport knows why (a ProxyCommand exited) */
+            smx_session_fail(s, SMX_STAGE_CONNECT, SMX_ECONNECT, "%s", s->transport->errmsg);
+            return;
+        }
         if (session_is_early_drop(s) && s->result->attempts <= s->engine->opts.retries) {
             session_backoff(s);
             return;

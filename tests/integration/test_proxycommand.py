@@ -18,6 +18,7 @@ MARK = "pc" + secrets.token_hex(6)       # in every child's environment and some
 TOKENS_LOG = None
 ENV_DUMP = None
 HOLD_FIFO = None
+RELEASED = None
 N = 20
 
 
@@ -35,7 +36,7 @@ def add_alias(alias, proxycommand, **options):
 
 
 def setup():
-    global F, TOKENS_LOG, ENV_DUMP, HOLD_FIFO
+    global F, TOKENS_LOG, ENV_DUMP, HOLD_FIFO, RELEASED
     if not shutil.which("ssh"):
         skip("OpenSSH's ssh (the bridge) is not installed")
     F = Fleet(n=N)
@@ -43,14 +44,15 @@ def setup():
     ENV_DUMP = F.wd.file("child-env.txt")
     HOLD_FIFO = F.wd.file("hold.fifo")
     os.mkfifo(HOLD_FIFO)
+    RELEASED = F.wd.file("released")   # created on release: a retried attempt must not block
     # %n in a comment: each bridge's /bin/sh command line names its alias.
     for i in range(1, N + 1):
         add_alias(f"pc{i:02d}", f'echo "%n %h %p %r" >> {TOKENS_LOG}; exec {bridge()} # {MARK}-%n')
     add_alias("pcfail", "sh -c 'echo boom >&2; exit 3'")
     add_alias("pchang", f"sleep 600 # {MARK}-hang", ConnectTimeout=2)
     # Blocks (one process: sh in open()) until the test writes a line into the FIFO.
-    add_alias("pchold", f"read line < {HOLD_FIFO}; echo released >&2; exit 7 # {MARK}-hold",
-              ConnectTimeout=60)
+    add_alias("pchold", f"[ -e {RELEASED} ] || read line < {HOLD_FIFO}; echo released >&2; "
+              f"exit 7 # {MARK}-hold", ConnectTimeout=60)
     add_alias("pcstubborn", f"trap '' TERM; sleep 600 # {MARK}-stubborn", ConnectTimeout=2)
     add_alias("pcenv", f"env > {ENV_DUMP}; exec {bridge()}")
     probe_wiring()
@@ -112,6 +114,7 @@ def kill_leftovers():
 
 def release_hold():
     """Write a line into HOLD_FIFO if the held command has it open (never blocks)."""
+    open(RELEASED, "w").close()
     try:
         fd = os.open(HOLD_FIFO, os.O_WRONLY | os.O_NONBLOCK)
     except OSError:   # ENXIO: no reader (yet, or any more)
@@ -188,7 +191,7 @@ def test_command_exits_at_once():
     check(bad["timing_ms"]["total"] < 5000, bad["timing_ms"])
     for h in F.names[:5]:
         check_eq((rows[h]["ok"], rows[h]["stdout"]), (True, "hi\n"), h)
-    check(took < 5, f"run took {took:.1f}s")
+    check(took < 15, f"run took {took:.1f}s")   # the good hosts' handshakes, on a loaded box
     check_rc(r, 255)
     check_in("boom", r.stderr)
 
@@ -203,7 +206,7 @@ def test_silent_command_times_out_and_is_killed():
     check_in("ConnectTimeout", err["message"])
     check(1800 < rows["pchang"]["timing_ms"]["total"] < 3500, rows["pchang"]["timing_ms"])
     check_eq(rows["h0001"]["ok"], True)
-    check(took < 6, f"run took {took:.1f}s")
+    check(took < 15, f"run took {took:.1f}s")
     check_rc(r, 255)
     hung = [p for p, cmd in marked().items() if f"{MARK}-hang" in cmd]
     check_eq(hung, [], "the sleep 600 ProxyCommand is gone")
@@ -216,7 +219,9 @@ def test_sigterm_ignored_gets_sigkill():
     took = time.monotonic() - t0
     row = json_lines(r.stdout)[0]
     check_eq(row["error"]["stage"], "connect")
-    check(2.8 < took < 6, f"run took {took:.1f}s (TERM, then KILL after 1 s)")
+    # The session ends once its child is reaped: ConnectTimeout 2 s, TERM, KILL 1 s later.
+    check(2800 < row["timing_ms"]["total"] < 4500, row["timing_ms"])
+    check(took < 15, f"run took {took:.1f}s")
     check_rc(r, 255)
     check_no_leftovers("a child that ignores SIGTERM")
 
