@@ -1,6 +1,8 @@
 /* sshmux exec: run one command on every target. */
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <stdio.h>
 #include <sys/resource.h>
 
 #include "cli.h"
@@ -25,6 +27,34 @@ static void exec_fit_fanout(cli *c)
         cli_warn(c, "fanout %d lowered to %ld: only %ld file descriptors available (ulimit -n)",
                  c->eng.fanout, usable, (long)rl.rlim_cur);
         c->eng.fanout = (int)usable;
+    }
+}
+
+typedef struct exec_signals {
+    uv_signal_t sig[2];
+    smx_engine *e;
+    int caught;
+} exec_signals;
+
+static void exec_on_signal(uv_signal_t *h, int signum)
+{
+    exec_signals *es = h->data;
+    if (es->caught++)
+        return;
+    fprintf(stderr, "sshmux: %s: canceling (hosts not started are reported as canceled)\n",
+            signum == SIGINT ? "interrupted" : "terminated");
+    smx_engine_cancel(es->e, signum == SIGINT ? "canceled (SIGINT)" : "canceled (SIGTERM)");
+}
+
+/* Watched but unref'd: they must not keep the loop alive once the hosts are done. */
+static void exec_watch_signals(exec_signals *es, uv_loop_t *loop, smx_engine *e)
+{
+    es->e = e;
+    for (int i = 0; i < 2; i++) {
+        uv_signal_init(loop, &es->sig[i]);
+        es->sig[i].data = es;
+        uv_signal_start(&es->sig[i], exec_on_signal, i == 0 ? SIGINT : SIGTERM);
+        uv_unref((uv_handle_t *)&es->sig[i]);
     }
 }
 
@@ -85,9 +115,15 @@ int cmd_exec(int argc, char **argv)
         }
         h->hc = NULL;   /* the engine owns it now */
     }
+    exec_signals es = {0};
+    exec_watch_signals(&es, loop, e);
     uint64_t t0 = uv_hrtime();
     smx_engine_run(e);
     rc = output_finish(o, (double)(uv_hrtime() - t0) / 1e6, e);
+    if (es.caught)
+        rc = 130;   /* as a shell reports an interrupted command */
+    uv_close((uv_handle_t *)&es.sig[0], NULL);
+    uv_close((uv_handle_t *)&es.sig[1], NULL);
 out_engine:
     smx_engine_free(e);
     output_free(o);

@@ -117,7 +117,11 @@ static void engine_pump(smx_engine *e)
         e->queue_head = job->next;
         if (!e->queue_head)
             e->queue_tail = NULL;
-        job->next = NULL;
+        job->next = e->running_head;
+        job->prev = NULL;
+        if (e->running_head)
+            e->running_head->prev = job;
+        e->running_head = job;
         e->running++;
         smx_job_start(job);
     }
@@ -125,11 +129,42 @@ static void engine_pump(smx_engine *e)
 
 void smx_engine_job_done(smx_engine *e, smx_job *job)
 {
+    if (job->prev)
+        job->prev->next = job->next;
+    else
+        e->running_head = job->next;
+    if (job->next)
+        job->next->prev = job->prev;
     e->running--;
     e->finished++;
     engine_pump(e);
     if (!e->queue_head && e->running == 0)
         smx_jumphosts_close_idle(e);   /* nothing left to carry: let the loop end */
+}
+
+static enum smx_stage engine_stage_of(const smx_session *s)
+{
+    switch (s->state) {
+    case SMX_SESSION_NEW:
+    case SMX_SESSION_PREPARE: return SMX_STAGE_RESOLVE;
+    case SMX_SESSION_AUTH: return SMX_STAGE_AUTH;
+    case SMX_SESSION_READY: return SMX_STAGE_EXEC;
+    default: return SMX_STAGE_CONNECT;
+    }
+}
+
+void smx_engine_cancel(smx_engine *e, const char *why)
+{
+    while (e->queue_head) {
+        smx_job *job = e->queue_head;
+        e->queue_head = job->next;
+        e->finished++;
+        smx_job_discard(job, why);
+    }
+    e->queue_tail = NULL;
+    for (smx_job *job = e->running_head; job; job = job->next)
+        smx_session_fail(&job->session, engine_stage_of(&job->session), SMX_ECANCELED, "%s", why);
+    smx_jumphosts_close_idle(e);
 }
 
 int smx_engine_run(smx_engine *e)

@@ -46,6 +46,7 @@ struct smx_engine {
     unsigned hostkey_added;
 
     smx_job *queue_head, *queue_tail;   /* not yet started */
+    smx_job *running_head;              /* started, not yet done */
     int running;
     int total, finished;
     struct smx_prompter *prompter;

@@ -354,6 +354,22 @@ smx_job *smx_exec_job_new(smx_engine *e, const char *target, smx_hostcfg *hc,
     return job;
 }
 
+void smx_job_discard(smx_job *job, const char *why)
+{
+    smx_result *r = job->result;
+    const smx_exec_callbacks *cb = job->cb;
+    smx_result_set_error(r, SMX_STAGE_CONNECT, SMX_ECANCELED, why);
+    free(job->command);
+    if (job->password) {
+        explicit_bzero(job->password, strlen(job->password));
+        free(job->password);
+    }
+    smx_hostcfg_free(job->hc);
+    free(job->hc);
+    free(job);
+    cb->on_done(cb->ud, r);
+}
+
 void smx_job_start(smx_job *job)
 {
     uv_timer_init(job->engine->loop, &job->timer);

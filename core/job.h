@@ -20,7 +20,7 @@ enum smx_exec_state {
 };
 
 struct smx_job {
-    smx_job *next;
+    smx_job *next, *prev;           /* queue (next only), then the running list */
     smx_engine *engine;
     smx_session session;
     smx_hostcfg *hc;
@@ -45,5 +45,7 @@ smx_job *smx_exec_job_new(smx_engine *e, const char *target, smx_hostcfg *hc,
                           const char *password, const smx_exec_opts *x,
                           const smx_exec_callbacks *cb);
 void smx_job_start(smx_job *job);
+/* A job that never started: its result reports `why`, then it is freed. */
+void smx_job_discard(smx_job *job, const char *why);
 
 #endif

@@ -76,6 +76,9 @@ void smx_engine_use_agent(smx_engine *e, int on);
  * copied. The exec options and callbacks must outlive the run. */
 int smx_engine_add_exec(smx_engine *e, const char *target, smx_hostcfg *hc, const char *password,
                         const smx_exec_opts *x, const smx_exec_callbacks *cb);
+/* Stops the run: hosts not started yet finish as canceled (`why`), running ones are closed
+ * (their results say `why`). Safe from a signal watcher on the loop. */
+void smx_engine_cancel(smx_engine *e, const char *why);
 /* Runs until every queued host is done. */
 int smx_engine_run(smx_engine *e);
 unsigned smx_engine_hostkeys_unverified(const smx_engine *e);

@@ -160,6 +160,24 @@ def test_fd_limit_lowers_fanout_not_hang():
     check_in("fanout 200 lowered", r.stderr)
 
 
+def test_sigint_cancels_cleanly():
+    # Ctrl-C: running hosts are closed, hosts not started are reported, exit 130, no hang.
+    p = fixture.spawn([fixture.sshmux_bin(), "exec", "-F", F.cfg, "--json", "-f", "2", "-w",
+                       F.hostlist(5), "sleep 30"], workdir=F.wd)
+    fixture.wait_until(lambda: len(F.sshd._session_pids()) >= 2, 15, "two commands running")
+    t0 = time.monotonic()
+    p.send_signal(2)
+    out, err = p.communicate(timeout=15)
+    check(time.monotonic() - t0 < 5, "cancel took too long")
+    check_eq(p.returncode, 130, err)
+    rows = json_lines(out)
+    check_eq(len(rows), 5)
+    stages = sorted(r["error"]["stage"] for r in rows)
+    check_eq(stages, ["connect", "connect", "connect", "exec", "exec"])
+    check(all("canceled (SIGINT)" in r["error"]["message"] for r in rows), str(rows))
+    check_in("5 hosts", err)
+
+
 if __name__ == "__main__":
     setup()
     main([v for k, v in sorted(globals().items()) if k.startswith("test_")])
