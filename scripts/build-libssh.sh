@@ -12,8 +12,12 @@ DEPS=${2:-$TOP/build/deps}
 VERSION=0.11.5
 DEBVER=0.11.5-0+deb13u1
 PREFIX=$DEPS/libssh-$BACKEND
+PATCHES=$TOP/scripts/libssh-patches
+# The stamp names the patch set too, so changing a patch rebuilds.
+PATCHSUM=$(cat "$PATCHES"/*.patch 2>/dev/null | sha256sum | cut -c1-12)
+STAMP=$PREFIX/.built-$DEBVER-$PATCHSUM
 
-if [ -f "$PREFIX/.built-$DEBVER" ]; then exit 0; fi
+if [ -f "$STAMP" ]; then exit 0; fi
 mkdir -p "$DEPS"
 
 SRC=$DEPS/libssh-src-$VERSION
@@ -40,6 +44,12 @@ COPY=$DEPS/libssh-src-$BACKEND
 BLD=$DEPS/libssh-build-$BACKEND
 rm -rf "$COPY" "$BLD" "$PREFIX"
 cp -a "$SRC" "$COPY"
+# Our patches (scripts/libssh-patches, each says why) go into the private copy only.
+for p in "$PATCHES"/*.patch; do
+    [ -f "$p" ] || continue
+    patch -d "$COPY" -p1 -s --no-backup-if-mismatch < "$p" || {
+        echo "build-libssh: $p does not apply" >&2; exit 1; }
+done
 cmake -S "$COPY" -B "$BLD" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_INSTALL_PREFIX="$PREFIX" -DCMAKE_INSTALL_LIBDIR=lib \
     -DBUILD_SHARED_LIBS=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON \
@@ -48,5 +58,5 @@ cmake -S "$COPY" -B "$BLD" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     "${crypto[@]}" >"$BLD.log" 2>&1 || { tail -30 "$BLD.log" >&2; exit 1; }
 cmake --build "$BLD" -j"$(nproc)" >>"$BLD.log" 2>&1 || { tail -30 "$BLD.log" >&2; exit 1; }
 cmake --install "$BLD" >>"$BLD.log" 2>&1 || { tail -30 "$BLD.log" >&2; exit 1; }
-touch "$PREFIX/.built-$DEBVER"
+touch "$STAMP"
 echo "build-libssh: libssh $VERSION ($BACKEND) in $PREFIX"

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config ninja-build
       libuv1-dev libjansson-dev libssl-dev libmbedtls-dev zlib1g-dev libcmocka-dev
-      openssh-server openssh-client dpkg-dev xz-utils
+      openssh-server openssh-client dpkg-dev xz-utils patch
       pdsh procps iproute2 python3)
 
 SUDO=""
