@@ -112,6 +112,11 @@ int cli_resolve_hosts(cli *c, int need_targets)
         cli_error(c, "%s", err.msg);
         rc = EXIT_USAGE;
     }
+    if (rc == 0 && !c->quiet) {
+        const smx_strvec *warnings = smx_config_warnings(c->config);
+        for (size_t i = 0; warnings && i < warnings->n; i++)
+            cli_warn(c, "%s", warnings->v[i]);
+    }
     if (rc == 0 && targets.n) {
         c->hosts = calloc(targets.n, sizeof *c->hosts);
         if (!c->hosts)
