@@ -91,8 +91,10 @@ static ssh_key auth_key_candidate(smx_session *s, int n, int *is_agent, int *end
     ssh_key content = smx_keyring_content_key(kr);
     if (content && i++ == n)
         return content;
-    if (s->engine->use_agent && !hc->identitiesonly &&
-        !(hc->identityagent && strcmp(hc->identityagent, "none") == 0) && i++ == n) {
+    /* The agent: from $SSH_AUTH_SOCK (unless --no-agent) or an explicit IdentityAgent. */
+    int agent = hc->identityagent && strcmp(hc->identityagent, "none") == 0 ? 0
+              : smx_hostcfg_agent_socket(hc) ? 1 : s->engine->use_agent;
+    if (agent && !hc->identitiesonly && i++ == n) {
         *is_agent = 1;
         return NULL;
     }

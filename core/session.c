@@ -228,6 +228,20 @@ static int session_set_opt(smx_session *s, enum ssh_options_e opt, const void *v
     return val ? ssh_options_set(s->ssh, opt, val) : 0;
 }
 
+/* The agent socket IdentityAgent names: NULL for none or "use $SSH_AUTH_SOCK" (libssh's default),
+ * "$VAR" read from the environment, else the (expanded) path. */
+const char *smx_hostcfg_agent_socket(const smx_hostcfg *hc)
+{
+    const char *a = hc->identityagent;
+    if (!a || strcmp(a, "none") == 0 || strcmp(a, "SSH_AUTH_SOCK") == 0)
+        return NULL;
+    if (a[0] == '$') {
+        const char *v = getenv(a + 1);
+        return v && *v ? v : NULL;
+    }
+    return a;
+}
+
 /* libssh session for an fd we own: it gets a dup, because libssh closes the fd it was given in
  * error paths and in ssh_free, while our uv_poll is still registered on that number. */
 static int session_create_ssh(smx_session *s)
@@ -257,8 +271,9 @@ static int session_create_ssh(smx_session *s)
     rc |= session_set_opt(s, SSH_OPTIONS_HMAC_C_S, hc->macs);
     rc |= session_set_opt(s, SSH_OPTIONS_HMAC_S_C, hc->macs);
     rc |= ssh_options_set(s->ssh, SSH_OPTIONS_COMPRESSION, hc->compression ? "yes" : "no");
-    if (hc->identityagent && strcmp(hc->identityagent, "none") != 0)
-        rc |= ssh_options_set(s->ssh, SSH_OPTIONS_IDENTITY_AGENT, hc->identityagent);
+    const char *agent = smx_hostcfg_agent_socket(hc);
+    if (agent)
+        rc |= ssh_options_set(s->ssh, SSH_OPTIONS_IDENTITY_AGENT, agent);
     if (rc != 0) {
         /* The message names the algorithm lists: that is what libssh rejects here. */
         snprintf(s->transport->errmsg, sizeof s->transport->errmsg, "bad option: %s",

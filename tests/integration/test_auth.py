@@ -101,6 +101,11 @@ def test_agent():
     r, row = exec_json(sshd, "--no-agent", env={"SSH_AUTH_SOCK": sock})
     check_rc(r, 255)
     check_eq(row["error"]["stage"], "auth")
+    # IdentityAgent in ssh_config works without SSH_AUTH_SOCK; "none" turns it off
+    r, row = exec_json(sshd, cfg_extra={"IdentityAgent": sock})
+    check_rc(r, 0, str(row["error"]))
+    r, row = exec_json(sshd, env={"SSH_AUTH_SOCK": sock}, cfg_extra={"IdentityAgent": "none"})
+    check_rc(r, 255)
     fixture.kill_tree(agent.pid, agent)
     sshd.stop()
 
