@@ -95,11 +95,61 @@ static int cli_valid_env(const char *kv)
     return 1;
 }
 
+/* Numeric options: returns 1 if opt is one (0 or -1 in *rc), else 0. */
+static int cli_apply_numeric(cli *c, int opt, const char *arg, int *rc)
+{
+    long v;
+    struct { int opt; const char *name; long min, max; } t[] = {
+        {'p', "-p (port)", 1, 65535}, {'f', "-f (fanout)", 1, 100000},
+        {'u', "-u (command timeout, seconds)", 0, 86400L * 365},
+        {OPT_CONNECT_TIMEOUT, "--connect-timeout", 1, 3600},
+        {OPT_AUTH_TIMEOUT, "--auth-timeout", 1, 3600}, {OPT_KILL_GRACE, "--kill-grace", 0, 3600},
+        {OPT_RETRIES, "--retries", 0, 100}, {OPT_HANDSHAKES, "--handshakes", 1, 100000},
+        {OPT_MAX_OUTPUT, "--max-output (bytes)", 0, 1L << 40},
+        {OPT_BASE_PORT, "--base-port", 1, 65535},
+    };
+    size_t i = 0;
+    while (i < sizeof t / sizeof *t && t[i].opt != opt)
+        i++;
+    if (i == sizeof t / sizeof *t)
+        return 0;
+    *rc = cli_parse_long(c, t[i].name, arg, t[i].min, t[i].max, &v);
+    if (*rc < 0)
+        return 1;
+    switch (opt) {
+    case 'p': c->port = (int)v; break;
+    case 'f': c->eng.fanout = (int)v; break;
+    case 'u': c->x.timeout_ms = (int)v * 1000; break;
+    case OPT_CONNECT_TIMEOUT: c->eng.connect_timeout_ms = (int)v * 1000; break;
+    case OPT_AUTH_TIMEOUT: c->eng.auth_timeout_ms = (int)v * 1000; break;
+    case OPT_KILL_GRACE: c->x.kill_grace_ms = (int)v * 1000; break;
+    case OPT_RETRIES: c->eng.retries = (int)v; break;
+    case OPT_HANDSHAKES: c->eng.handshake_initial = (int)v; break;
+    case OPT_MAX_OUTPUT: c->x.max_output = (size_t)v; break;
+    case OPT_BASE_PORT: c->base_port = (int)v; break;
+    }
+    return 1;
+}
+
+static int cli_apply_mode(cli *c, const char *arg)
+{
+    char *end;
+    unsigned long m = strtoul(arg, &end, 8);
+    if (*arg == '\0' || *end || m > 0777) {
+        cli_error(c, "invalid value \"%s\" for --mode: expected octal permissions like 0600", arg);
+        return -1;
+    }
+    c->sock_mode = (unsigned)m;
+    return 0;
+}
+
 /* One option; returns 0 or -1 (message printed). */
 static int cli_apply_option(cli *c, int opt, const char *arg)
 {
-    long v;
     smx_err err = {{0}};
+    int rc;
+    if (cli_apply_numeric(c, opt, arg, &rc))
+        return rc;
     switch (opt) {
     case 'w': return smx_strvec_push(&c->wlists, arg);
     case 'x': return smx_strvec_push(&c->xlists, arg);
@@ -111,53 +161,16 @@ static int cli_apply_option(cli *c, int opt, const char *arg)
             return -1;
         }
         return smx_strvec_push(&c->ov.options, arg);
+    case 'J': {
+        /* As ssh: -J is ProxyJump given on the command line. */
+        char buf[2048];
+        snprintf(buf, sizeof buf, "ProxyJump=%s", arg);
+        return smx_strvec_push(&c->ov.options, buf);
+    }
     case 'l': c->login = arg; return 0;
-    case 'p':
-        if (cli_parse_long(c, "-p (port)", arg, 1, 65535, &v) < 0)
-            return -1;
-        c->port = (int)v;
-        return 0;
     case 'i': return smx_strvec_push(&c->ov.identityfiles, arg);
-    case 'f':
-        if (cli_parse_long(c, "-f (fanout)", arg, 1, 100000, &v) < 0)
-            return -1;
-        c->eng.fanout = (int)v;
-        return 0;
-    case 'u':
-        if (cli_parse_long(c, "-u (command timeout, seconds)", arg, 0, 86400 * 365, &v) < 0)
-            return -1;
-        c->x.timeout_ms = (int)v * 1000;
-        return 0;
-    case OPT_CONNECT_TIMEOUT:
-        if (cli_parse_long(c, "--connect-timeout", arg, 1, 3600, &v) < 0)
-            return -1;
-        c->eng.connect_timeout_ms = (int)v * 1000;
-        return 0;
-    case OPT_AUTH_TIMEOUT:
-        if (cli_parse_long(c, "--auth-timeout", arg, 1, 3600, &v) < 0)
-            return -1;
-        c->eng.auth_timeout_ms = (int)v * 1000;
-        return 0;
-    case OPT_KILL_GRACE:
-        if (cli_parse_long(c, "--kill-grace", arg, 0, 3600, &v) < 0)
-            return -1;
-        c->x.kill_grace_ms = (int)v * 1000;
-        return 0;
-    case OPT_RETRIES:
-        if (cli_parse_long(c, "--retries", arg, 0, 100, &v) < 0)
-            return -1;
-        c->eng.retries = (int)v;
-        return 0;
-    case OPT_HANDSHAKES:
-        if (cli_parse_long(c, "--handshakes", arg, 1, 100000, &v) < 0)
-            return -1;
-        c->eng.handshake_initial = (int)v;
-        return 0;
-    case OPT_MAX_OUTPUT:
-        if (cli_parse_long(c, "--max-output (bytes)", arg, 0, 1L << 40, &v) < 0)
-            return -1;
-        c->x.max_output = (size_t)v;
-        return 0;
+    case 'L': return smx_strvec_push(&c->lspecs, arg);
+    case OPT_MODE: return cli_apply_mode(c, arg);
     case OPT_ENV:
         if (!cli_valid_env(arg)) {
             cli_error(c, "--env \"%s\": expected NAME=VALUE with NAME made of letters, digits "
@@ -165,47 +178,24 @@ static int cli_apply_option(cli *c, int opt, const char *arg)
             return -1;
         }
         return smx_strvec_push(&c->env, arg);
-    case 'L': return smx_strvec_push(&c->lspecs, arg);
-    case OPT_BASE_PORT:
-        if (cli_parse_long(c, "--base-port", arg, 1, 65535, &v) < 0)
-            return -1;
-        c->base_port = (int)v;
-        return 0;
-    case OPT_MODE: {
-        char *end;
-        unsigned long m = strtoul(arg, &end, 8);
-        if (*arg == '\0' || *end || m > 0777) {
-            cli_error(c, "invalid value \"%s\" for --mode: expected octal permissions like 0600",
-                      arg);
-            return -1;
-        }
-        c->sock_mode = (unsigned)m;
-        return 0;
-    }
-    case 'J': {
-        /* As ssh: -J is ProxyJump given on the command line. */
-        char buf[2048];
-        snprintf(buf, sizeof buf, "ProxyJump=%s", arg);
-        return smx_strvec_push(&c->ov.options, buf);
-    }
-    case OPT_PROXY_USER: c->proxy_user = arg; return 0;
-    case OPT_PROXY_KEY: return smx_strvec_push(&c->proxy_keys, arg);
-    case OPT_PROXY_KEY_ENV: c->proxy_key_env = arg; return 0;
-    case OPT_PROXY_PASSWORD_ENV: c->proxy_password_env = arg; return 0;
-    case OPT_PROXY_PASSPHRASE_ENV: c->proxy_passphrase_env = arg; return 0;
-    case OPT_ADDRESS: c->address = arg; return 0;
-    case OPT_REMOTE: c->remote = arg; return 0;
     case 't': c->x.pty = 1; return 0;
     case 'b': c->gather = 1; return 0;
     case 'q': c->quiet = 1; return 0;
     case 'v': c->verbose++; return 0;
     case OPT_JSON: c->json = 1; return 0;
+    case OPT_ADDRESS: c->address = arg; return 0;
+    case OPT_REMOTE: c->remote = arg; return 0;
     case OPT_PASSWORD_ENV: c->password_env = arg; return 0;
     case OPT_PASSWORD_FILE: c->password_file = arg; return 0;
     case OPT_ASK_PASS: c->ask_pass = 1; return 0;
     case OPT_PASSPHRASE_ENV: c->passphrase_env = arg; return 0;
     case OPT_KEY_ENV: c->key_env = arg; return 0;
     case OPT_NO_AGENT: c->no_agent = 1; return 0;
+    case OPT_PROXY_USER: c->proxy_user = arg; return 0;
+    case OPT_PROXY_KEY: return smx_strvec_push(&c->proxy_keys, arg);
+    case OPT_PROXY_KEY_ENV: c->proxy_key_env = arg; return 0;
+    case OPT_PROXY_PASSWORD_ENV: c->proxy_password_env = arg; return 0;
+    case OPT_PROXY_PASSPHRASE_ENV: c->proxy_passphrase_env = arg; return 0;
     }
     return -1;
 }
