@@ -181,7 +181,7 @@ static int cli_apply_option(cli *c, int opt, const char *arg)
     case 't': c->x.pty = 1; return 0;
     case 'b': c->gather = 1; return 0;
     case 'q': c->quiet = 1; return 0;
-    case 'v': c->verbose++; return 0;
+    case 'v': c->eng.verbose = ++c->verbose; return 0;
     case OPT_JSON: c->json = 1; return 0;
     case OPT_ADDRESS: c->address = arg; return 0;
     case OPT_REMOTE: c->remote = arg; return 0;

@@ -134,6 +134,7 @@ static void kbdint_on_answers(void *ud, smx_strvec *answers)
     smx_session *s = w->waiters;
     w->waiters = NULL;
     while (s) {
+        smx_session_trace(s, "operator %s", answers ? "answered" : "gave no answer");
         smx_session *next = s->auth.kbd_next;
         s->auth.kbd_wait = NULL;
         s->auth.kbd_next = NULL;
@@ -202,6 +203,7 @@ static int kbdint_wait_for_operator(smx_session *s, const char *key, int n)
     w->waiters = s;
     s->auth.state = SMX_AUTH_KBDINT_WAIT;
     smx_session_pause_auth_clock(s);
+    smx_session_trace(s, "waiting for the operator");
     return 2;
 }
 
@@ -223,6 +225,7 @@ void smx_kbdint_cancel_wait(smx_session *s)
 int smx_kbdint_step(smx_session *s, int rc)
 {
     smx_auth *a = &s->auth;
+    smx_session_trace(s, "keyboard-interactive: libssh says %d (round %d)", rc, a->kbd_rounds);
     if (rc != SSH_AUTH_INFO)
         return smx_auth_method_done(s, rc, "keyboard-interactive");
     if (++a->kbd_rounds > KBDINT_MAX_ROUNDS)

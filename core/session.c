@@ -36,6 +36,19 @@ const char *smx_session_state_name(enum smx_session_state st)
     return "?";
 }
 
+void smx_session_trace(const smx_session *s, const char *fmt, ...)
+{
+    if (s->engine->opts.verbose < 2)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s: [%s] %s\n", s->result->host ? s->result->host : "?",
+            smx_session_state_name(s->state), msg);
+}
+
 double smx_ms_since(uint64_t hr_start)
 {
     return (double)(uv_hrtime() - hr_start) / 1e6;
@@ -560,6 +573,8 @@ static void session_update_watch(smx_session *s)
 
 static void session_step(smx_session *s)
 {
+    if (s->state == SMX_SESSION_AUTH)
+        smx_session_trace(s, "step (auth state %d)", s->auth.state);
     s->in_step++;
     switch (s->state) {
     case SMX_SESSION_HANDSHAKE:

@@ -90,6 +90,9 @@ void smx_session_fail(smx_session *s, enum smx_stage stage, int code, const char
 void smx_session_close(smx_session *s);
 
 const char *smx_session_state_name(enum smx_session_state st);
+/* A trace line on stderr at -vv: "host: [state] message". */
+void smx_session_trace(const smx_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 const char *smx_hostcfg_agent_socket(const smx_hostcfg *hc);
 double smx_ms_since(uint64_t hr_start);
 

@@ -27,6 +27,7 @@ typedef struct smx_engine_opts {
     int handshake_initial;     /* starting handshakes in flight per server address */
     int interactive;           /* may ask the operator (keyboard-interactive) on /dev/tty */
     int prompt_timeout_ms;     /* how long an operator question may stay unanswered */
+    int verbose;               /* 2+: trace session and auth steps on stderr (-vv) */
     /* Non-fatal notices about a host (e.g. host key accepted under StrictHostKeyChecking=no). */
     void (*warn)(void *ud, const char *host, const char *msg);
     void *ud;

@@ -52,7 +52,7 @@ static void prompter_set_echo(smx_prompter *p, int echo)
         t.c_lflag &= ~(tcflag_t)ECHO;
         t.c_lflag |= ECHONL;
     }
-    tcsetattr(p->fd, TCSAFLUSH, &t);
+    tcsetattr(p->fd, TCSANOW, &t);   /* never wait for output to drain */
 }
 
 static void prompter_write(smx_prompter *p, const char *s)
@@ -77,7 +77,7 @@ static void prompter_finish(smx_prompter *p, int ok)
     uv_poll_stop(&p->poll);
     uv_timer_stop(&p->timer);
     if (p->have_saved)
-        tcsetattr(p->fd, TCSAFLUSH, &p->saved);
+        tcsetattr(p->fd, TCSANOW, &p->saved);
     explicit_bzero(p->buf, sizeof p->buf);
     p->len = 0;
     p->head = r->next;

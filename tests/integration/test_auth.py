@@ -3,6 +3,7 @@ keys, key content from the environment, ssh-agent, password (env, file, ssh:// U
 keyboard-interactive answered from the password. Secrets never show up in output."""
 import json
 import os
+import threading
 import subprocess
 
 from common import *  # noqa: F403
@@ -168,6 +169,12 @@ def run_on_pty(args, answer, expect=b"Password:", timeout=60):
                          stderr=subprocess.PIPE, env=fixture.base_env(WD),
                          preexec_fn=become_tty_owner, pass_fds=(slave,))
     os.close(slave)
+    # stdout/stderr are drained by threads so sshmux can never block on a full pipe
+    outs = {}
+    readers = [threading.Thread(target=lambda n=n, f=f: outs.__setitem__(n, f.read()))
+               for n, f in (("out", p.stdout), ("err", p.stderr))]
+    for t in readers:
+        t.start()
     seen, answered, deadline = b"", 0, _time.monotonic() + timeout
     while p.poll() is None and _time.monotonic() < deadline:
         ready, _, _ = select.select([master], [], [], 0.2)
@@ -180,11 +187,21 @@ def run_on_pty(args, answer, expect=b"Password:", timeout=60):
             answered += 1
             os.write(master, answer.encode() + b"\n")
     if p.poll() is None:
+        if True:   # where it waits, for the failure message
+            for f in ("wchan", "stack", "syscall"):
+                try:
+                    print(f, open(f"/proc/{p.pid}/{f}").read())
+                except OSError as e:
+                    print(f, e)
         fixture.kill_tree(p.pid, p)
-        raise Failure(f"sshmux on a pty did not finish in {timeout}s; terminal:\n{seen!r}")
-    out, err = p.communicate()
+        for t in readers:
+            t.join(10)
+        raise Failure(f"sshmux on a pty did not finish in {timeout}s; terminal:\n{seen!r}\n"
+                      f"stderr:\n{outs.get('err', b'').decode()[-4000:]}")
+    for t in readers:
+        t.join(10)
     os.close(master)
-    return p.returncode, out.decode(), err.decode(), seen
+    return p.returncode, outs["out"].decode(), outs["err"].decode(), seen
 
 
 def test_keyboard_interactive_asked_once_for_the_fleet():
@@ -192,8 +209,9 @@ def test_keyboard_interactive_asked_once_for_the_fleet():
     cfg = WD.file("cfg-kbd", "".join(
         f"Host k{i}\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User {user.name}\n"
         f"  UserKnownHostsFile {KH}\n  PubkeyAuthentication no\n" for i in range(1, 6)))
-    rc, out, err, tty = run_on_pty(["exec", "-F", cfg, "--json", "-w", "k[1-5]", "id -un"],
-                                   user.password)
+    trace = ["-vv"] if os.environ.get("SSHMUX_TRACE") else []
+    rc, out, err, tty = run_on_pty(["exec", "-F", cfg, "--json"] + trace +
+                                   ["-w", "k[1-5]", "id -un"], user.password)
     check_eq(rc, 0, f"stderr: {err}\ntty: {tty!r}")
     rows = json_lines(out)
     check_eq(len(rows), 5)

@@ -162,9 +162,21 @@ def test_fd_limit_lowers_fanout_not_hang():
 
 def test_sigint_cancels_cleanly():
     # Ctrl-C: running hosts are closed, hosts not started are reported, exit 130, no hang.
+    marker = f"sigint-{os.getpid()}"
     p = fixture.spawn([fixture.sshmux_bin(), "exec", "-F", F.cfg, "--json", "-f", "2", "-w",
-                       F.hostlist(5), "sleep 30"], workdir=F.wd)
-    fixture.wait_until(lambda: len(F.sshd._session_pids()) >= 2, 15, "two commands running")
+                       F.hostlist(5), f"sleep 30; : {marker}"], workdir=F.wd)
+
+    def running():
+        n = 0
+        for d in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    n += marker.encode() in f.read()
+            except OSError:
+                pass
+        return n >= 2
+
+    fixture.wait_until(running, 20, "two commands running")
     t0 = time.monotonic()
     p.send_signal(2)
     out, err = p.communicate(timeout=15)
