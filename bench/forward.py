@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Forwarding benchmark: iperf3 through `sshmux forward -L` (both crypto backends) and through
+OpenSSH's `ssh -L`, in the same run, both directions (iperf3 -R), aes128-gcm and
+chacha20-poly1305; client CPU per GiB from the forwarder's own user+sys time; and a connection
+rate test (short connections per second through one forward).
+
+Everything runs on loopback against a throwaway sshd (tests/lib/fixture.py), bounded in time.
+Usage: bench/forward.py [--reps N] [--seconds S] [--out-dir bench/results]"""
+import argparse
+import csv
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(TOP, "tests", "lib"))
+import fixture  # noqa: E402
+
+CIPHERS = ["aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"]
+TOOLS = {"sshmux-openssl": os.path.join(TOP, "build", "openssl", "sshmux"),
+         "sshmux-mbedtls": os.path.join(TOP, "build", "mbedtls", "sshmux"),
+         "ssh": "ssh"}
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        st = f.read().rsplit(")", 1)[1].split()
+    return (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_port(port, timeout=10):
+    """Waits for a listener without connecting to it (a probe connection would be forwarded)."""
+    deadline = time.monotonic() + timeout
+    needle = f":{port:04X} "
+    while time.monotonic() < deadline:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                if any(needle in line and line.split()[3] == "0A" for line in f):
+                    return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class Fleet:
+    def __init__(self):
+        self.wd = fixture.Workdir(prefix="sshmux-fwdbench-")
+        self.keys = fixture.Keys(self.wd)
+        self.sshd = fixture.Sshd(self.wd, self.keys)
+        user = fixture.TestUser(self.wd).name if fixture.TestUser.available() else None
+        kh = self.sshd.write_known_hosts(self.wd.file("known_hosts"))
+        self.cfg = fixture.write_ssh_config(self.wd.file("ssh_config"), ["target"],
+                                            sshd=self.sshd, identity=self.keys.ed25519,
+                                            known_hosts=kh, user=user)
+        self.env = fixture.base_env(self.wd)
+
+
+def start_forwarder(fleet, tool, cipher, lport, dport):
+    spec = f"{lport}:127.0.0.1:{dport}"
+    if tool == "ssh":
+        cmd = ["ssh", "-F", fleet.cfg, "-o", f"Ciphers={cipher}", "-o", "BatchMode=yes",
+               "-o", "ExitOnForwardFailure=yes", "-N", "-L", spec, "target"]
+    else:
+        cmd = [TOOLS[tool], "forward", "-F", fleet.cfg, "-o", f"Ciphers={cipher}", "-L", spec,
+               "target"]
+    p = subprocess.Popen(cmd, env=fleet.env, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         start_new_session=True)
+    fixture.on_cleanup(lambda: fixture.kill_tree(p.pid, p), f"forwarder {p.pid}")
+    wait_port(lport)
+    return p
+
+
+def iperf(port, seconds, reverse):
+    args = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J"]
+    r = subprocess.run(args + (["-R"] if reverse else []), capture_output=True, text=True,
+                       timeout=seconds + 30)
+    j = json.loads(r.stdout)
+    if "error" in j:
+        raise RuntimeError(j["error"])
+    end = j["end"]["sum_received"]
+    return end["bytes"], end["bits_per_second"] / 8
+
+
+def measure_throughput(fleet, iperf_port, tool, cipher, reverse, seconds):
+    lport = fixture.free_port()
+    p = start_forwarder(fleet, tool, cipher, lport, iperf_port)
+    try:
+        cpu0 = cpu_seconds(p.pid)
+        nbytes, bps = iperf(lport, seconds, reverse)
+        cpu = cpu_seconds(p.pid) - cpu0
+    finally:
+        fixture.kill_tree(p.pid, p)
+    gib = nbytes / 2**30
+    return {"mb_per_s": bps / 1e6, "cpu_s_per_gib": cpu / gib if gib else 0.0, "gib": gib}
+
+
+def echo_server():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1024)
+
+    def serve():
+        while True:
+            try:
+                c, _ = s.accept()
+            except OSError:
+                return
+            try:
+                d = c.recv(64)
+                if d:
+                    c.sendall(d)
+            finally:
+                c.close()
+    threading.Thread(target=serve, daemon=True).start()
+    fixture.on_cleanup(s.close, "echo server")
+    return s.getsockname()[1]
+
+
+def measure_conn_rate(fleet, tool, seconds, threads=16):
+    dport = echo_server()
+    lport = fixture.free_port()
+    p = start_forwarder(fleet, tool, CIPHERS[0], lport, dport)
+    done, failed, stop = [0], [0], time.monotonic() + seconds
+
+    def worker():
+        while time.monotonic() < stop:
+            try:
+                with socket.create_connection(("127.0.0.1", lport), timeout=10) as c:
+                    c.sendall(b"x")
+                    if c.recv(1) == b"x":
+                        done[0] += 1
+                    else:
+                        failed[0] += 1
+            except OSError:
+                failed[0] += 1
+    ts = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    fixture.kill_tree(p.pid, p)
+    return done[0] / seconds, failed[0]
+
+
+def median_row(rows, key):
+    vals = [r[key] for r in rows]
+    return statistics.median(vals), min(vals), max(vals)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--out-dir", default=os.path.join(HERE, "results"))
+    ap.add_argument("--tools", default=",".join(TOOLS))
+    a = ap.parse_args()
+    tools = [t for t in a.tools.split(",") if t == "ssh" or os.access(TOOLS[t], os.X_OK)]
+    os.makedirs(a.out_dir, exist_ok=True)
+    fleet = Fleet()
+    iperf_port = fixture.free_port()
+    srv = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(iperf_port)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, start_new_session=True)
+    fixture.on_cleanup(lambda: fixture.kill_tree(srv.pid, srv), "iperf3 server")
+    wait_port(iperf_port)
+    rows = []
+    try:
+        for cipher in CIPHERS:
+            for reverse in (False, True):
+                for rep in range(a.reps):
+                    for tool in tools:   # interleaved: every tool sees the same machine state
+                        m = measure_throughput(fleet, iperf_port, tool, cipher, reverse, a.seconds)
+                        rows.append({"tool": tool, "cipher": cipher,
+                                     "direction": "download" if reverse else "upload",
+                                     "rep": rep, **m})
+                        print(f"{tool:15s} {cipher:30s} {rows[-1]['direction']:8s} "
+                              f"{m['mb_per_s']:7.0f} MB/s {m['cpu_s_per_gib']:5.2f} s CPU/GiB",
+                              flush=True)
+        rates = {t: measure_conn_rate(fleet, t, a.seconds) for t in tools}
+    finally:
+        fixture.cleanup_all()
+    write_results(a.out_dir, rows, rates, tools)
+
+
+def write_results(out_dir, rows, rates, tools):
+    with open(os.path.join(out_dir, "forward.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["tool", "cipher", "direction", "rep", "mb_per_s",
+                                          "cpu_s_per_gib", "gib"])
+        w.writeheader()
+        w.writerows(rows)
+    lines = ["# Forwarding: iperf3 through sshmux forward vs ssh -L (same run)", "",
+             "Median (min-max) over repetitions; CPU = the forwarder process's user+sys per GiB "
+             "moved. Ratios against `ssh` (OpenSSH) in the same run.", "",
+             "| cipher | direction | tool | MB/s | CPU s/GiB | MB/s vs ssh | CPU/GiB vs ssh |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for cipher in CIPHERS:
+        for direction in ("upload", "download"):
+            base = [r for r in rows if r["tool"] == "ssh" and r["cipher"] == cipher
+                    and r["direction"] == direction]
+            bt = median_row(base, "mb_per_s")[0] if base else None
+            bc = median_row(base, "cpu_s_per_gib")[0] if base else None
+            for tool in tools:
+                sel = [r for r in rows if r["tool"] == tool and r["cipher"] == cipher
+                       and r["direction"] == direction]
+                if not sel:
+                    continue
+                t, tmin, tmax = median_row(sel, "mb_per_s")
+                c, cmin, cmax = median_row(sel, "cpu_s_per_gib")
+                lines.append(f"| {cipher} | {direction} | {tool} | {t:.0f} ({tmin:.0f}-{tmax:.0f}) "
+                             f"| {c:.2f} ({cmin:.2f}-{cmax:.2f}) | "
+                             f"{t / bt:.2f}x | {c / bc:.2f}x |" if bt and bc else
+                             f"| {cipher} | {direction} | {tool} | {t:.0f} | {c:.2f} | - | - |")
+    lines += ["", "Connection rate (short connections through one forward, 16 clients):", ""]
+    for tool, (rate, failed) in rates.items():
+        lines.append(f"- {tool}: {rate:.0f} connections/s ({failed} failed)")
+    with open(os.path.join(out_dir, "forward.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
