@@ -153,38 +153,66 @@ def median_row(rows, key):
     return statistics.median(vals), min(vals), max(vals)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--out-dir", default=os.path.join(HERE, "results"))
-    ap.add_argument("--tools", default=",".join(TOOLS))
-    a = ap.parse_args()
-    tools = [t for t in a.tools.split(",") if t == "ssh" or os.access(TOOLS[t], os.X_OK)]
-    os.makedirs(a.out_dir, exist_ok=True)
+def run(reps, seconds, out_dir, tools=None, main_csv=None):
+    """Measures, writes forward.csv/forward.md in out_dir, and appends rows to main_csv (the
+    harness's results.csv columns) when given."""
+    tools = [t for t in (tools or list(TOOLS)) if t == "ssh" or os.access(TOOLS[t], os.X_OK)]
+    os.makedirs(out_dir, exist_ok=True)
     fleet = Fleet()
     iperf_port = fixture.free_port()
-    srv = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(iperf_port)], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, start_new_session=True)
+    srv = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(iperf_port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
     fixture.on_cleanup(lambda: fixture.kill_tree(srv.pid, srv), "iperf3 server")
     wait_port(iperf_port)
     rows = []
     try:
         for cipher in CIPHERS:
             for reverse in (False, True):
-                for rep in range(a.reps):
+                for rep in range(reps):
                     for tool in tools:   # interleaved: every tool sees the same machine state
-                        m = measure_throughput(fleet, iperf_port, tool, cipher, reverse, a.seconds)
+                        m = measure_throughput(fleet, iperf_port, tool, cipher, reverse, seconds)
                         rows.append({"tool": tool, "cipher": cipher,
                                      "direction": "download" if reverse else "upload",
                                      "rep": rep, **m})
                         print(f"{tool:15s} {cipher:30s} {rows[-1]['direction']:8s} "
                               f"{m['mb_per_s']:7.0f} MB/s {m['cpu_s_per_gib']:5.2f} s CPU/GiB",
                               flush=True)
-        rates = {t: measure_conn_rate(fleet, t, a.seconds) for t in tools}
+        rates = {t: measure_conn_rate(fleet, t, seconds) for t in tools}
     finally:
         fixture.cleanup_all()
-    write_results(a.out_dir, rows, rates, tools)
+    write_results(out_dir, rows, rates, tools)
+    if main_csv:
+        append_main_csv(main_csv, rows, seconds)
+
+
+def append_main_csv(path, rows, seconds):
+    """The harness's CSV: job forward-upload/-download, variant = cipher, one 'host'."""
+    new = not os.path.exists(path)
+    fields = ["tool", "variant", "job", "hosts", "fanout", "rep", "wall_s", "cpu_s",
+              "cpu_ms_per_host", "peak_mib", "ok", "failed", "server", "rc", "timed_out",
+              "cpu_user_s", "cpu_sys_s", "rusage_cpu_s", "notes"]
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        if new:
+            w.writeheader()
+        for r in rows:
+            w.writerow({"tool": r["tool"], "variant": r["cipher"], "job": f"forward-{r['direction']}",
+                        "hosts": 1, "fanout": 1, "rep": r["rep"], "wall_s": seconds,
+                        "cpu_s": round(r["cpu_s_per_gib"] * r["gib"], 4), "ok": 1, "failed": 0,
+                        "server": "loopback", "rc": 0, "timed_out": 0,
+                        "notes": f"{r['mb_per_s']:.0f} MB/s; {r['cpu_s_per_gib']:.2f} s CPU/GiB"})
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--out-dir", default=os.path.join(HERE, "results"))
+    ap.add_argument("--tools", default=",".join(TOOLS))
+    ap.add_argument("--csv", help="also append rows to this results CSV")
+    a = ap.parse_args()
+    run(a.reps, a.seconds, a.out_dir, a.tools.split(","), a.csv)
 
 
 def write_results(out_dir, rows, rates, tools):

@@ -175,6 +175,28 @@ class Group:
                 os.rmdir(d)
 
 
+def _block_signals():
+    """Helper threads block SIGINT/SIGTERM/SIGHUP so the kernel delivers them to the main
+    thread, interrupting its wait4 at once (Ctrl-C and kill stop the run promptly)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+
+
+class Deadline(threading.Thread):
+    """Calls fn() after timeout seconds unless cancel()ed first (a daemon threading.Timer)."""
+
+    def __init__(self, timeout, fn):
+        super().__init__(daemon=True)
+        self.timeout, self.fn, self._cancel = timeout, fn, threading.Event()
+
+    def run(self):
+        _block_signals()
+        if not self._cancel.wait(self.timeout):
+            self.fn()
+
+    def cancel(self):
+        self._cancel.set()
+
+
 def rss_kib(pid):
     """VmRSS and VmHWM of pid in KiB ((0, 0) if gone)."""
     try:
@@ -194,12 +216,37 @@ class RssSampler(threading.Thread):
         self._stop = threading.Event()
 
     def run(self):
+        _block_signals()
         while not self._stop.wait(self.interval):
             self.peak_kib = max(self.peak_kib, sum(rss_kib(p)[0] for p in self.pids_fn()))
 
     def stop(self):
         self._stop.set()
         self.join(timeout=5)
+
+
+class Drain(threading.Thread):
+    """Copies a pipe to a file until EOF."""
+
+    def __init__(self, pipe, path):
+        super().__init__(daemon=True)
+        self.pipe, self.path = pipe, path
+        self.start()
+
+    def run(self):
+        _block_signals()
+        with open(self.path, "wb") as f:
+            while True:
+                chunk = self.pipe.read1(1 << 16)
+                if not chunk:
+                    break
+                f.write(chunk)
+
+    def finish(self, timeout=10):
+        """Wait for EOF (every writer gone); then close the pipe regardless."""
+        self.join(timeout)
+        self.pipe.close()
+        self.join(1)
 
 
 class Result:
@@ -224,11 +271,13 @@ def run(cmd, env, timeout, cgroups, outdir, tag, stdin_path=None, netns=None):
     res.stdout_path = os.path.join(outdir, tag + ".out")
     res.stderr_path = os.path.join(outdir, tag + ".err")
     stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
-    with open(res.stdout_path, "wb") as out, open(res.stderr_path, "wb") as err:
-        t0 = time.monotonic()
-        p = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=out, stderr=err,
-                             start_new_session=True,
-                             preexec_fn=grp.attach_self if grp and grp.dirs else None)
+    # Output goes through pipes that we copy to files: written by the tool straight into a
+    # file, 64 KiB x N hosts of page cache would be charged to the tool's memory cgroup.
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True,
+                         preexec_fn=grp.attach_self if grp and grp.dirs else None)
+    drains = [Drain(p.stdout, res.stdout_path), Drain(p.stderr, res.stderr_path)]
     if stdin_path:
         stdin.close()
     kill = fixture.on_cleanup(lambda: fixture.kill_tree(p.pid), f"pid {p.pid}")
@@ -245,7 +294,7 @@ def run(cmd, env, timeout, cgroups, outdir, tag, stdin_path=None, netns=None):
         if grp:
             for d in grp.dirs:
                 _kill_cgroup(d)
-    timer = threading.Timer(timeout, on_timeout)
+    timer = Deadline(timeout, on_timeout)
     timer.start()
     try:
         _, status, ru = os.wait4(p.pid, 0)
@@ -262,6 +311,8 @@ def run(cmd, env, timeout, cgroups, outdir, tag, stdin_path=None, netns=None):
     if grp:
         for d in grp.dirs:
             _kill_cgroup(d)
+    for d in drains:
+        d.finish()
     res.rusage_cpu_s = ru.ru_utime + ru.ru_stime
     cg = grp.cpu() if grp else None
     res.cpu_user_s, res.cpu_sys_s = cg if cg else (ru.ru_utime, ru.ru_stime)

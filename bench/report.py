@@ -31,6 +31,23 @@ class CsvLog:
             csv.writer(f).writerow([_fmt(row.get(c)) for c in COLUMNS])
 
 
+def load_csv(path):
+    """Rows of a results.csv back as dicts with numbers converted."""
+    ints = {"hosts", "fanout", "rep", "ok", "failed", "timed_out"}
+    rows = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            for k, v in r.items():
+                if k in ints and v != "":
+                    r[k] = int(v)
+                elif k.endswith(("_s", "_mib", "_host")) and v != "":
+                    r[k] = float(v)
+                elif v == "" and k != "notes":
+                    r[k] = None
+            rows.append(r)
+    return rows
+
+
 def _fmt(v):
     if v is None:
         return ""
@@ -108,14 +125,17 @@ def markdown(rows, stock_rows, meta, sessions=None):
             if tool != BASE and variant == "samekex" and bwall and bcpu and wall and cpu:
                 headlines.append((server, job, n, tool, wall / bwall, cpu / bcpu))
         L.append("")
-        notes = sorted({f"{r['tool']}: {r['notes']}" for r in grp if r.get("notes")})
+        notes = _merged_notes(grp, ["tool"])
         if notes:
-            L += ["Errors reported by the tools (counts per message, all reps):", ""]
-            L += [f"- {x}" for x in notes[:20]] + [""]
+            L += ["Messages from the tools (count summed over all reps):", ""]
+            L += [f"- {x}" for x in notes] + [""]
     if headlines:
         top = max(h[2] for h in headlines)
         hl = ["## Headline (variant samekex, largest N, vs sshmux-openssl)", ""]
-        for server, job, n, tool, rw, rc in sorted(headlines, key=lambda h: (h[1], h[3])):
+        order = _tool_order({h[3] for h in headlines})
+        for server, job, n, tool, rw, rc in sorted(
+                headlines, key=lambda h: (_JOB_ORDER.index(h[1]) if h[1] in _JOB_ORDER else 9,
+                                          order.index(h[3]))):
             if n == top:
                 hl.append(f"- job `{job}`, {n} hosts ({server}): **{tool}: {rc:.1f}x the CPU "
                           f"per host, {rw:.1f}x the wall time**")
@@ -131,16 +151,35 @@ def markdown(rows, stock_rows, meta, sessions=None):
             L.append(f"| {tool} | {variant} | {rs[0]['hosts']} | {rs[0]['fanout']} | "
                      f"{_spread(pct, '{:.0f}')} | {_spread([r['wall_s'] for r in rs])} |")
         L.append("")
-        notes = sorted({f"{r['tool']}/{r['variant']}: {r['notes']}" for r in stock_rows
-                        if r.get("notes")})
+        notes = _merged_notes(stock_rows, ["tool", "variant"])
         if notes:
-            L += ["Errors reported against the stock sshd:", ""] + [f"- {x}" for x in notes] + [""]
+            L += ["Messages from the tools against the stock sshd (count summed over all reps):",
+                  ""] + [f"- {x}" for x in notes] + [""]
     if sessions:
         L += sessions + [""]
     return "\n".join(L) + "\n"
 
 
 _JOB_ORDER = ("true", "echo", "64k")
+
+
+def _merged_notes(rows, keys, per_key=6):
+    """'tool[/variant]: msg xN; msg xN' lines, counts summed over rows (reps)."""
+    out = []
+    order = _tool_order({r["tool"] for r in rows})
+    for key, rs in sorted(_groups(rows, keys).items(),
+                          key=lambda kv: (order.index(kv[0][0]), kv[0][1:])):
+        counts = {}
+        for r in rs:
+            for part in filter(None, (r.get("notes") or "").split("; ")):
+                m = re.match(r"(.*) x(\d+)$", part)
+                msg, n = (m[1], int(m[2])) if m else (part, 1)
+                counts[msg] = counts.get(msg, 0) + n
+        if counts:
+            top = sorted(counts.items(), key=lambda kv: -kv[1])[:per_key]
+            out.append(f"{'/'.join(map(str, key))} ({len(rs)} runs): "
+                       + "; ".join(f"{m} x{n}" for m, n in top))
+    return out
 
 
 def _intro_len(L):
@@ -152,9 +191,14 @@ def _intro_len(L):
 
 
 def plots(rows, outdir, job="true", variant="samekex"):
-    """wall.png and cpu_per_host.png: median against N, one line per tool (min-max bars).
+    """wall.png and cpu_per_host.png: median against N, one line per tool (min-max bars), for
+    job/variant (or the first ones measured if those were not).
     Returns the list of files written (empty if gnuplot is missing)."""
     gp = shutil.which("gnuplot")
+    jobs = [r["job"] for r in rows]
+    job = job if job in jobs else (jobs[0] if jobs else job)   # e.g. --jobs echo
+    variants = [r["variant"] for r in rows]
+    variant = variant if variant in variants else (variants[0] if variants else variant)
     sel = [r for r in rows if r["job"] == job and r["variant"] == variant]
     if not gp or not sel:
         return []

@@ -49,8 +49,11 @@ PREFIX_RE = re.compile(r"(h\d{4,}): ")
 
 def _prefixed(text):
     """pdsh-style 'host: payload' output -> ({host: payload text}, glued). A prefix found in
-    the middle of a line (pdsh prints a host's unterminated last line and the next host's
-    output on the same line) still starts that host's output; glued counts those."""
+    the middle of a line still starts that host's output (pdsh prints a host's unterminated
+    last line and the next host's output on the same line); glued counts those. pdsh also
+    prints an unterminated line longer than its 8 KiB buffer in pieces, and only the first
+    piece has the prefix: the rest lands after another host's prefix, and both hosts then
+    fail the job's check - their output cannot be attributed."""
     out, glued = {}, 0
     parts = PREFIX_RE.split(text)
     for i in range(1, len(parts) - 1, 2):
@@ -119,7 +122,7 @@ class Prefixed:
         ok, nfailed = _count(ctx, outputs, failed)
         notes = dict(sorted(notes.items(), key=lambda kv: -kv[1])[:5])
         if glued:
-            notes["output glued onto the previous host's unterminated line"] = glued
+            notes["host prefix in mid-line (output of hosts interleaved)"] = glued
         return ok, nfailed, notes
 
 
