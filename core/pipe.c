@@ -270,21 +270,25 @@ static int pipe_on_data(ssh_session ss, ssh_channel ch, void *data, uint32_t len
 }
 
 /* Moves what the data callback left in libssh to the stream, up to the high-water mark. Reading
- * it lets libssh grow our window again. */
+ * it lets libssh grow our window again. `held` is cleared only by a read that found nothing:
+ * reading can pull new packets into libssh's buffer (the callback holds them while `held`), so
+ * checking afterwards could leave data held with no write pending to come back for it. */
 static void pipe_drain_held(smx_pipe *p)
 {
     static const size_t chunk = PIPE_READ_SIZE;
     char *buf = malloc(chunk);
     p->in_libssh++;
-    while (buf && p->queued < PIPE_HIGH_WATER && !p->error) {
+    while (buf && !p->error) {
+        if (p->queued >= PIPE_HIGH_WATER)
+            break;   /* still held; the write completions call us again */
         int n = ssh_channel_read_nonblocking(p->chan.ch, buf, (uint32_t)chunk, 0);
-        if (n <= 0)
+        if (n <= 0) {
+            p->held = 0;   /* nothing buffered (or EOF/error): new data may flow again */
             break;
+        }
         if (pipe_write_stream(p, buf, (size_t)n) < 0)
             pipe_set_error(p, "stream write failed");
     }
-    if (p->queued < PIPE_HIGH_WATER && p->chan.ch && ssh_channel_poll(p->chan.ch, 0) <= 0)
-        p->held = 0;
     p->in_libssh--;
     free(buf);
     smx_conn_flush(p->chan.conn);   /* a WINDOW_ADJUST may be queued */
