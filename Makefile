@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CMAKE_GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 CTEST_ARGS ?= --output-on-failure
 
-.PHONY: all deps build-openssl build-mbedtls build-asan test test-openssl test-mbedtls test-asan \
+.PHONY: bench-quick all deps build-openssl build-mbedtls build-asan test test-openssl test-mbedtls test-asan \
         demo bench clean
 
 all: build-openssl
@@ -41,19 +41,26 @@ test-asan: build-asan
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_ARGS)
 
 # Every build first, then every suite: a failure in one backend doesn't hide the others' results.
+# Last, the benchmark smoke run (bench/run --quick: 100 hosts, sshmux against its peers, < 90 s).
 test: build-openssl build-mbedtls build-asan
 	@rc=0; \
 	for b in openssl mbedtls asan; do \
 	    echo "=== suite: $$b ==="; \
 	    ( cd build/$$b && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	      ctest $(CTEST_ARGS) ) || rc=1; \
-	done; exit $$rc
+	done; \
+	echo "=== bench smoke: bench/run --quick ==="; \
+	bench/run --quick --out build/bench-quick/results.csv || rc=1; \
+	exit $$rc
 
 demo: build-openssl
 	python3 scripts/demo.py build/sshmux
 
 bench: build-openssl build-mbedtls
-	bench/run $(BENCH_ARGS)
+	bench/run --medium $(BENCH_ARGS)
+
+bench-quick: build-openssl build-mbedtls
+	bench/run --quick --out build/bench-quick/results.csv
 
 clean:
 	rm -rf build/openssl build/mbedtls build/asan build/sshmux
