@@ -176,13 +176,20 @@ def run_on_pty(args, answer, expect=b"Password:", timeout=60):
     for t in readers:
         t.start()
     seen, answered, deadline = b"", 0, _time.monotonic() + timeout
+    tty_open = True
     while p.poll() is None and _time.monotonic() < deadline:
+        if not tty_open:
+            # EIO on the master: the session leader is exiting (the kernel hangs up its
+            # terminal first); wait for the exit itself.
+            _time.sleep(0.05)
+            continue
         ready, _, _ = select.select([master], [], [], 0.2)
         if ready:
             try:
                 seen += os.read(master, 4096)
             except OSError:
-                break
+                tty_open = False
+                continue
         if seen.count(expect) > answered:
             answered += 1
             os.write(master, answer.encode() + b"\n")
