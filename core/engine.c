@@ -47,15 +47,7 @@ void smx_engine_free(smx_engine *e)
     smx_job *job = e->queue_head;
     while (job) {   /* never started: nothing on the loop refers to them */
         smx_job *next = job->next;
-        smx_result_destroy(job->result);
-        smx_hostcfg_free(job->hc);
-        free(job->hc);
-        free(job->command);
-        if (job->password) {
-            explicit_bzero(job->password, strlen(job->password));
-            free(job->password);
-        }
-        free(job);
+        smx_job_free_unstarted(job);
         job = next;
     }
     smx_resolver_free(e->resolver);

@@ -284,12 +284,9 @@ static void exec_ended(smx_session *s)
     r->ok = r->err_stage == SMX_STAGE_NONE && r->exit_code == 0;
 }
 
-static void exec_on_timer_closed(uv_handle_t *h)
+/* Frees what the job owns (not its result, which goes to the caller). */
+static void exec_job_release(smx_job *job)
 {
-    smx_job *job = h->data;
-    smx_result *r = job->result;
-    job->result = NULL;
-    smx_engine *e = job->engine;
     smx_buf_free(&job->partial[0]);
     smx_buf_free(&job->partial[1]);
     free(job->command);
@@ -299,9 +296,16 @@ static void exec_on_timer_closed(uv_handle_t *h)
     }
     smx_hostcfg_free(job->hc);
     free(job->hc);
-    const smx_exec_callbacks *cb = job->cb;
-    smx_engine_job_done(e, job);
     free(job);
+}
+
+static void exec_on_timer_closed(uv_handle_t *h)
+{
+    smx_job *job = h->data;
+    smx_result *r = job->result;
+    const smx_exec_callbacks *cb = job->cb;
+    smx_engine_job_done(job->engine, job);
+    exec_job_release(job);
     cb->on_done(cb->ud, r);
 }
 
@@ -359,15 +363,14 @@ void smx_job_discard(smx_job *job, const char *why)
     smx_result *r = job->result;
     const smx_exec_callbacks *cb = job->cb;
     smx_result_set_error(r, SMX_STAGE_CONNECT, SMX_ECANCELED, why);
-    free(job->command);
-    if (job->password) {
-        explicit_bzero(job->password, strlen(job->password));
-        free(job->password);
-    }
-    smx_hostcfg_free(job->hc);
-    free(job->hc);
-    free(job);
+    exec_job_release(job);
     cb->on_done(cb->ud, r);
+}
+
+void smx_job_free_unstarted(smx_job *job)
+{
+    smx_result_destroy(job->result);
+    exec_job_release(job);
 }
 
 void smx_job_start(smx_job *job)

@@ -47,5 +47,7 @@ smx_job *smx_exec_job_new(smx_engine *e, const char *target, smx_hostcfg *hc,
 void smx_job_start(smx_job *job);
 /* A job that never started: its result reports `why`, then it is freed. */
 void smx_job_discard(smx_job *job, const char *why);
+/* A job that never started, freed with its result (engine teardown). */
+void smx_job_free_unstarted(smx_job *job);
 
 #endif
