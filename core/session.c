@@ -549,6 +549,7 @@ static void session_step_auth(smx_session *s)
 
 int smx_session_poll(smx_session *s)
 {
+    smx_transport_before_read(s->transport);
     for (int i = 0; i < SESSION_DRAIN_BUDGET; i++) {
         int rc = ssh_event_dopoll(s->event, 0);
         if (rc == SSH_ERROR || !ssh_is_connected(s->ssh))

@@ -26,6 +26,8 @@ typedef struct smx_transport_vtbl {
     /* Abandons in-flight work, closes the fd and watch, frees t, then calls cb(t->data) (cb may be
      * NULL; it may run before close returns). */
     void (*close)(smx_transport *t, smx_transport_close_cb cb);
+    /* Optional: called each time the session is about to let libssh read the fd. */
+    void (*before_read)(smx_transport *t);
 } smx_transport_vtbl;
 
 struct smx_transport {
@@ -48,6 +50,11 @@ static inline int smx_transport_prepare(smx_transport *t, smx_transport_cb cb)
 static inline int smx_transport_connect(smx_transport *t, smx_transport_cb cb)
 {
     return t->vt->connect(t, cb);
+}
+static inline void smx_transport_before_read(smx_transport *t)
+{
+    if (t->vt->before_read)
+        t->vt->before_read(t);
 }
 static inline void smx_transport_close(smx_transport *t, smx_transport_close_cb cb)
 {
