@@ -23,6 +23,7 @@ const char *smx_strerror(int code)
     case SMX_ECLOSED: return "connection closed by peer";
     case SMX_ECANCELED: return "canceled";
     case SMX_EPASSPHRASE: return "wrong passphrase";
+    case SMX_EBUSY: return "jump connection full";
     }
     return "unknown error";
 }

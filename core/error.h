@@ -23,7 +23,8 @@ enum smx_errcode {
     SMX_EMFILE = -13,     /* out of file descriptors */
     SMX_ECLOSED = -14,    /* peer closed the connection */
     SMX_ECANCELED = -15,
-    SMX_EPASSPHRASE = -16 /* wrong passphrase for an encrypted key */
+    SMX_EPASSPHRASE = -16, /* wrong passphrase for an encrypted key */
+    SMX_EBUSY = -17        /* a jump host refused a channel while full: try another connection */
 };
 
 const char *smx_strerror(int code);

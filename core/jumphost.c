@@ -14,6 +14,10 @@
 #include "pipe.h"
 
 #define JUMP_MAX_DEPTH 8
+/* Connections to one jump chain at most. One carries every target until the bastion refuses a
+ * channel while carrying others (a per-connection limit: sshd out of descriptors, a channel cap
+ * in another server); then targets spill onto a second connection, and so on. */
+#define JUMP_MAX_CONNS 8
 
 typedef struct jump_tp jump_tp;
 
@@ -24,9 +28,12 @@ struct smx_jumphost {
     smx_engine *e;
     char *chain;               /* "a,b": this is b, reached through a */
     int hop;                   /* 1-based position of this host in its chain */
+    int nth;                   /* 1 for the first connection to this chain, 2 for the next... */
     smx_conn *conn;
     enum jumphost_state state;
-    int refs;
+    int refs;                  /* transports using this connection */
+    int open_chans;            /* ... whose channel the bastion has confirmed */
+    int capacity;              /* channels it held when it refused one; 0 = no limit seen */
     jump_tp *waiters;          /* transports waiting for the connection */
     char errmsg[560];
     int err_stage, err_hop;
@@ -116,12 +123,28 @@ static int chain_depth(const char *chain)
     return n;
 }
 
-/* The jump connection for `chain`, shared; created and started on first use. */
+static int jumphost_has_room(const smx_jumphost *jh)
+{
+    return jh->capacity == 0 || jh->refs < jh->capacity;
+}
+
+/* The jump connection for `chain`, shared: the first one with room, else a new one (up to
+ * JUMP_MAX_CONNS; past that, the least loaded, whose refusals then fail their hosts). */
 static smx_jumphost *jumphost_get(smx_engine *e, const char *chain, smx_err *err)
 {
-    for (smx_jumphost *jh = e->jumphosts; jh; jh = jh->next)
-        if (strcmp(jh->chain, chain) == 0 && jh->state != JH_FAILED && jh->conn)
+    smx_jumphost *least = NULL;
+    int count = 0;
+    for (smx_jumphost *jh = e->jumphosts; jh; jh = jh->next) {
+        if (strcmp(jh->chain, chain) != 0 || jh->state == JH_FAILED || !jh->conn)
+            continue;
+        if (jumphost_has_room(jh))
             return jh;
+        count++;
+        if (!least || jh->refs - jh->capacity < least->refs - least->capacity)
+            least = jh;
+    }
+    if (count >= JUMP_MAX_CONNS)
+        return least;
     if (chain_depth(chain) > JUMP_MAX_DEPTH) {
         smx_seterr(err, SMX_EINVAL, "ProxyJump chain \"%s\" is deeper than %d hops (a loop in "
                    "ssh_config?)", chain, JUMP_MAX_DEPTH);
@@ -148,6 +171,7 @@ static smx_jumphost *jumphost_get(smx_engine *e, const char *chain, smx_err *err
     free(hops);
     jh->e = e;
     jh->hop = (int)n;
+    jh->nth = count + 1;
     const char *pw = n == 1 ? e->jump_ov.password : NULL;
     jh->conn = smx_conn_new(e, last->host, last, pw, &jumphost_events, jh);
     if (!jh->conn) {
@@ -209,29 +233,47 @@ static void jump_on_opened(smx_pipe *p, void *ud)
 {
     jump_tp *tp = ud;
     tp->opened = 1;
+    tp->jh->open_chans++;
     tp->cb(&tp->base, 0);
 }
 
 static void jump_finish_close(jump_tp *tp);
 
+/* A refusal while the connection carries other channels says "full", not "no": remember how
+ * many it held, so new targets go to another connection, and have this one retried there. A
+ * refusal on an empty connection (AllowTcpForwarding no, target unreachable) is the answer. */
+static void jump_report_refusal(jump_tp *tp, const char *err)
+{
+    smx_jumphost *jh = tp->jh;
+    const char *name = jh->conn ? jh->conn->hc->host : "?";
+    int busy = jh->open_chans > 0;
+    if (busy && (jh->capacity == 0 || jh->open_chans < jh->capacity))
+        jh->capacity = jh->open_chans;
+    if (busy)
+        snprintf(tp->base.errmsg, sizeof tp->base.errmsg,
+                 "jump host %s (hop %d) refused a channel to %s:%d while carrying %d (%s)",
+                 name, jh->hop, tp->host, tp->port, jh->open_chans, err ? err : "refused");
+    else
+        snprintf(tp->base.errmsg, sizeof tp->base.errmsg,
+                 "jump host %s (hop %d) could not open a channel to %s:%d: %s", name, jh->hop,
+                 tp->host, tp->port, err ? err : "refused");
+    tp->base.error_stage = SMX_STAGE_CONNECT;
+    tp->base.error_hop = jh->hop;
+    tp->cb(&tp->base, busy ? SMX_EBUSY : SMX_ECHANNEL);
+}
+
 static void jump_on_pipe_done(smx_pipe *p, const char *err, void *ud)
 {
     jump_tp *tp = ud;
     tp->pipe = NULL;
+    if (tp->opened)
+        tp->jh->open_chans--;
     if (tp->closing) {
         jump_finish_close(tp);
         return;
     }
-    if (!tp->opened) {
-        smx_jumphost *jh = tp->jh;
-        snprintf(tp->base.errmsg, sizeof tp->base.errmsg,
-                 "jump host %s (hop %d) could not open a channel to %s:%d: %s",
-                 jh->conn ? jh->conn->hc->host : "?", jh->hop, tp->host, tp->port,
-                 err ? err : "refused");
-        tp->base.error_stage = SMX_STAGE_CONNECT;
-        tp->base.error_hop = jh->hop;
-        tp->cb(&tp->base, SMX_ECHANNEL);
-    }
+    if (!tp->opened)
+        jump_report_refusal(tp, err);
     /* after the open, the target session sees EOF on its socket and reports it itself */
 }
 

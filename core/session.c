@@ -297,7 +297,7 @@ static int session_create_ssh(smx_session *s)
     return 0;
 }
 
-static void session_backoff(smx_session *s);
+static void session_backoff(smx_session *s, enum smx_gate_outcome outcome);
 
 /* The socket reported an error or hang-up (libuv has stopped watching it). libssh may not have
  * noticed yet (it can stop after a pre-banner line such as sshd's "Exceeded MaxStartups"), so
@@ -311,7 +311,7 @@ static void session_on_socket_error(smx_session *s, int status)
             return;
         }
         if (s->result->attempts <= s->engine->opts.retries) {
-            session_backoff(s);
+            session_backoff(s, SMX_GATE_DROPPED);
             return;
         }
         smx_session_fail(s, SMX_STAGE_CONNECT, SMX_ECLOSED,
@@ -346,6 +346,12 @@ static void session_on_io(smx_fdwatch *w, int status, int events)
 /* A transport failed: the stage it names, and which jump hop if it was one. */
 static void session_transport_failed(smx_session *s, smx_transport *t, int status)
 {
+    if (status == SMX_EBUSY && s->result->attempts <= s->engine->opts.retries) {
+        /* The jump connection is full; the next attempt gets another one (core/jumphost.c). */
+        smx_session_trace(s, "%s; retrying", t->errmsg);
+        session_backoff(s, SMX_GATE_NEUTRAL);
+        return;
+    }
     if (t->error_hop > 0 && s->result->err_stage == SMX_STAGE_NONE)
         s->result->err_hop = t->error_hop;
     smx_session_fail(s, t->error_stage ? t->error_stage : SMX_STAGE_CONNECT, status, "%s",
@@ -448,12 +454,12 @@ static int session_is_early_drop(smx_session *s)
            strstr(msg, "Connection refused") || strstr(msg, "Broken pipe");
 }
 
-static void session_backoff(smx_session *s)
+static void session_backoff(smx_session *s, enum smx_gate_outcome outcome)
 {
     int attempt = s->result->attempts;
     uint64_t base = 50u << (attempt < 6 ? attempt : 6);       /* 100 ms .. 3.2 s */
     uint64_t delay = base / 2 + (uint64_t)(rand() % (int)(base + 1));  /* jitter: 0.5x .. 1.5x */
-    session_release_slot(s, SMX_GATE_DROPPED);
+    session_release_slot(s, outcome);
     session_drop_attempt(s);
     s->state = SMX_SESSION_BACKOFF;
     session_arm(s, delay);
@@ -491,7 +497,7 @@ static void session_step_handshake(smx_session *s)
             return;
         }
         if (session_is_early_drop(s) && s->result->attempts <= s->engine->opts.retries) {
-            session_backoff(s);
+            session_backoff(s, SMX_GATE_DROPPED);
             return;
         }
         if (s->result->attempts > 1)

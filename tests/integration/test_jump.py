@@ -1,6 +1,6 @@
 """Jump hosts (ProxyJump / -J) against real sshds: 200 targets through one bastion over exactly
-one TCP connection, 2- and 3-hop chains, -J with ssh:// URIs, a bastion that refuses channels,
-failures reported with the hop and stage, first-hop credentials (--proxy-*), forwarding through
+one TCP connection, 2- and 3-hop chains, -J with ssh:// URIs, a bastion that refuses channels
+(by policy: the hosts fail; because one connection is full: the rest spill onto more), failures reported with the hop and stage, first-hop credentials (--proxy-*), forwarding through
 a bastion."""
 import json
 import os
@@ -49,24 +49,12 @@ def test_200_targets_one_connection_to_the_bastion():
     entries = {"bastion": ("a", None)}
     entries.update({f"t{i:03d}": ("target", {"ProxyJump": "bastion"}) for i in range(1, 201)})
     cfg = config("cfg-200", entries)
-    peak, stop = [0], [False]
-
-    def sample():
-        while not stop[0]:
-            peak[0] = max(peak[0], SSHD["a"].count_established_connections())
-            time.sleep(0.05)
-
-    t = threading.Thread(target=sample)
-    t.start()
-    try:
-        r, rows = run(cfg, "-w", "t[001-200]", "sleep 1; echo $((40+2))")
-    finally:
-        stop[0] = True
-        t.join()
+    (r, rows), peak = peak_connections(
+        SSHD["a"], lambda: run(cfg, "-w", "t[001-200]", "sleep 1; echo $((40+2))"))
     check_rc(r, 0)
     check_eq(len(rows), 200)
     check(all(x["ok"] and x["stdout"] == "42\n" for x in rows.values()), "every target ran")
-    check_eq(peak[0], 1, "TCP connections to the bastion")
+    check_eq(peak, 1, "TCP connections to the bastion")
 
 
 def test_two_and_three_hop_chains():
@@ -110,6 +98,44 @@ def test_bastion_refusing_channels():
         check_eq(err["hop"], 1)
         check_in("nofwd", err["message"])
         check_in("could not open a channel", err["message"])
+
+
+def peak_connections(sshd, fn):
+    """Runs fn() while sampling sshd's established connections; returns (fn(), peak)."""
+    peak, stop = [0], [False]
+
+    def sample():
+        while not stop[0]:
+            peak[0] = max(peak[0], sshd.count_established_connections())
+            time.sleep(0.05)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        return fn(), peak[0]
+    finally:
+        stop[0] = True
+        t.join()
+
+
+def test_full_bastion_spills_onto_a_second_connection():
+    # A real sshd that runs out of descriptors: each per-connection sshd can hold ~30
+    # direct-tcpip channels, then refuses with "open failed" (reason 2), like a bastion with a
+    # channel cap. 100 targets held open at once need several connections; none may fail.
+    full = fixture.Sshd(WD, KEYS, nofile=40)
+    full.write_known_hosts(KH, append=True)
+    SSHD["full"] = full
+    entries = {"full": ("full", None)}
+    entries.update({f"f{i:03d}": ("target", {"ProxyJump": "full"}) for i in range(1, 101)})
+    cfg = config("cfg-full", entries)
+    (r, rows), peak = peak_connections(
+        full, lambda: run(cfg, "-f", "100", "-w", "f[001-100]", "sleep 2; echo ok"))
+    check_rc(r, 0, r.stderr[-2000:])
+    check_eq(len(rows), 100)
+    check(all(x["ok"] and x["stdout"] == "ok\n" for x in rows.values()), "every target ran")
+    check(2 <= peak <= 8, f"{peak} connections to the full bastion (want 2..8)")
+    check_in("Too many open files", full.log_text(), "the bastion did refuse channels")
+    check(any(x["attempts"] > 1 for x in rows.values()), "refused targets were retried")
 
 
 def test_failures_name_the_hop_and_stage():

@@ -13,7 +13,7 @@ Typical use:
 Environment: SSHMUX (binary), SSHMUX_CRYPTO, SSHMUX_KEEP_TMP=1 keeps temp dirs.
 """
 import atexit, difflib, functools, json, os, pwd, re, secrets, shutil, signal, socket
-import subprocess, sys, tempfile, threading, time, traceback
+import resource, subprocess, sys, tempfile, threading, time, traceback
 from contextlib import suppress
 
 import tarpit
@@ -317,7 +317,7 @@ class Sshd:
 
     Sshd(workdir, keys=None, authorized=None, max_startups=None, max_sessions=None,
          extra_config="", password_auth=False, kbdint=False, host_key_types=("ed25519",),
-         stock=False)
+         stock=False, nofile=None)
     - authorized: .pub paths for authorized_keys (default: all keys.pubs(); [] = none).
     - tuned for fan-out by default (MaxStartups 2000:30:2000, MaxSessions 100); stock=True leaves
       both unset (OpenSSH defaults 10:30:100 / 10); explicit values always win.
@@ -325,6 +325,8 @@ class Sshd:
       overrides them); from its first `Match` line on, it goes at the end.
     - host_key_types: any of "ed25519", "rsa", "ecdsa": the host keys generated and served.
     - password_auth / kbdint need root (UsePAM yes); skip() otherwise.
+    - nofile: RLIMIT_NOFILE for sshd and so for every per-connection sshd: a server that runs out
+      of descriptors and refuses channels (direct-tcpip) once a connection carries a few dozen.
     UsePAM is yes as root, no otherwise (unprivileged sshd: only Sshd.user, keys only).
     Attributes: host, port, user (current user; PermitRootLogin yes), config_path, log_path,
     authorized_keys, host_keys, proc."""
@@ -332,7 +334,7 @@ class Sshd:
 
     def __init__(self, workdir, keys=None, authorized=None, max_startups=None, max_sessions=None,
                  extra_config="", password_auth=False, kbdint=False,
-                 host_key_types=("ed25519",), stock=False):
+                 host_key_types=("ed25519",), stock=False, nofile=None):
         if (password_auth or kbdint) and not IS_ROOT:
             skip("password/keyboard-interactive auth needs root (sshd with PAM); uid "
                  f"{os.geteuid()}")
@@ -351,6 +353,7 @@ class Sshd:
         self.opts = dict(max_startups=max_startups, max_sessions=max_sessions,
                          extra_config=extra_config, password_auth=password_auth, kbdint=kbdint)
         self.proc = self.port = self.log_path = None
+        self.nofile = nofile
         self._gen_host_keys()
         on_cleanup(self.stop, f"sshd {self.dir}")
         for attempt in range(5):   # the free port may get taken by a parallel test: retry
@@ -404,9 +407,13 @@ class Sshd:
                                f"--- config\n{self._config()}")
         self.log_path = os.path.join(self.workdir.path, f"sshd-{self.port}.log")
         with open(self.log_path, "ab") as log:
+            limit = None
+            if self.nofile:
+                def limit():
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
             self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", self.config_path],
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=limit)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
