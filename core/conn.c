@@ -7,6 +7,12 @@
 
 #define CONN_MAX_OPENING 32   /* channel opens in flight: a burst of connections waits its turn */
 
+static void conn_list_init(smx_chan *head)
+{
+    head->next = head->prev = head;
+    head->mnext = head->mprev = head;
+}
+
 static void conn_list_remove(smx_chan *ch)
 {
     if (ch->next) {
@@ -16,11 +22,34 @@ static void conn_list_remove(smx_chan *ch)
     ch->next = ch->prev = NULL;
 }
 
+static void conn_list_append(smx_chan *head, smx_chan *ch)
+{
+    ch->prev = head->prev;
+    ch->next = head;
+    head->prev->next = ch;
+    head->prev = ch;
+}
+
+static void conn_unmark(smx_chan *ch)
+{
+    if (ch->mnext) {
+        ch->mprev->mnext = ch->mnext;
+        ch->mnext->mprev = ch->mprev;
+    }
+    ch->mnext = ch->mprev = NULL;
+}
+
+static void conn_forget(smx_chan *ch)
+{
+    conn_list_remove(ch);
+    conn_unmark(ch);
+}
+
 static void conn_fail_channel(smx_chan *ch, int code, const char *why)
 {
     if (ch->state == SMX_CHAN_OPENING)
         ch->conn->opening--;
-    conn_list_remove(ch);
+    conn_forget(ch);
     if (ch->ch) {
         ssh_channel_free(ch->ch);
         ch->ch = NULL;
@@ -32,10 +61,12 @@ static void conn_fail_channel(smx_chan *ch, int code, const char *why)
 /* Starts queued opens while under the cap; re-calls pending ones. */
 static void conn_drive_opens(smx_conn *c)
 {
-    smx_chan *ch = c->head.next;
-    while (ch != &c->head) {
+    smx_chan *ch = c->pending.next;
+    while (ch != &c->pending) {
         smx_chan *next = ch->next;
-        if (ch->state == SMX_CHAN_QUEUED && c->opening < c->max_opening) {
+        if (ch->state == SMX_CHAN_QUEUED && c->opening >= c->max_opening)
+            break;   /* queued ones stay in order behind the opening ones */
+        if (ch->state == SMX_CHAN_QUEUED) {
             ch->ch = ssh_channel_new(c->session.ssh);
             if (!ch->ch) {
                 conn_fail_channel(ch, SMX_ENOMEM, "cannot allocate a channel");
@@ -45,18 +76,40 @@ static void conn_drive_opens(smx_conn *c)
             ch->state = SMX_CHAN_OPENING;
             c->opening++;
         }
-        if (ch->state == SMX_CHAN_OPENING) {
-            int rc = ch->ops->open(ch);
-            if (rc == SSH_OK) {
-                ch->state = SMX_CHAN_OPEN;
-                c->opening--;
-                ch->ops->opened(ch);
-            } else if (rc != SSH_AGAIN) {
-                conn_fail_channel(ch, SMX_ECHANNEL, ssh_get_error(c->session.ssh));
-            }
+        int rc = ch->ops->open(ch);
+        if (rc == SSH_OK) {
+            ch->state = SMX_CHAN_OPEN;
+            c->opening--;
+            conn_list_remove(ch);
+            conn_list_append(&c->open, ch);
+            ch->ops->opened(ch);
+        } else if (rc != SSH_AGAIN) {
+            conn_fail_channel(ch, SMX_ECHANNEL, ssh_get_error(c->session.ssh));
         }
         ch = next;
     }
+}
+
+/* Runs after_poll for the channels marked so far. The list is moved aside first: a channel
+ * that marks itself again is served in the next round, not in a loop here. */
+static void conn_run_marked(smx_conn *c)
+{
+    if (c->marked.mnext == &c->marked || c->running_marked)
+        return;
+    c->running_marked = 1;
+    smx_chan batch;
+    batch.mnext = c->marked.mnext;
+    batch.mprev = c->marked.mprev;
+    batch.mnext->mprev = &batch;
+    batch.mprev->mnext = &batch;
+    c->marked.mnext = c->marked.mprev = &c->marked;
+    while (batch.mnext != &batch) {
+        smx_chan *ch = batch.mnext;
+        conn_unmark(ch);
+        if (ch->state == SMX_CHAN_OPEN && ch->ops->after_poll)
+            ch->ops->after_poll(ch);
+    }
+    c->running_marked = 0;
 }
 
 static void conn_ready(smx_session *s)
@@ -78,12 +131,7 @@ static void conn_step(smx_session *s)
         return;
     }
     conn_drive_opens(c);   /* answers to opens arrive in the poll */
-    for (smx_chan *ch = c->head.next; ch != &c->head;) {
-        smx_chan *next = ch->next;
-        if (ch->state == SMX_CHAN_OPEN && ch->ops->after_poll)
-            ch->ops->after_poll(ch);
-        ch = next;
-    }
+    conn_run_marked(c);
 }
 
 static void conn_ended(smx_session *s)
@@ -91,8 +139,10 @@ static void conn_ended(smx_session *s)
     smx_conn *c = s->data;
     char why[600];
     snprintf(why, sizeof why, "%s", c->result.err_msg[0] ? c->result.err_msg : "connection closed");
-    while (c->head.next != &c->head)
-        conn_fail_channel(c->head.next, SMX_ECLOSED, why);
+    while (c->pending.next != &c->pending)
+        conn_fail_channel(c->pending.next, SMX_ECLOSED, why);
+    while (c->open.next != &c->open)
+        conn_fail_channel(c->open.next, SMX_ECLOSED, why);
     c->ready = 0;
     if (c->ev->ended)
         c->ev->ended(c, c->ud);
@@ -144,7 +194,9 @@ smx_conn *smx_conn_new(smx_engine *e, const char *target, smx_hostcfg *hc, const
     c->password = password ? strdup(password) : NULL;
     c->ev = ev;
     c->ud = ud;
-    c->head.next = c->head.prev = &c->head;
+    conn_list_init(&c->pending);
+    conn_list_init(&c->open);
+    conn_list_init(&c->marked);
     c->max_opening = CONN_MAX_OPENING;
     smx_session_init(&c->session, e, hc, &conn_handler, c, &c->result);
     c->session.password = c->password;
@@ -173,10 +225,7 @@ void smx_chan_start(smx_chan *ch, smx_conn *c, const smx_chan_ops *ops, void *da
     ch->ops = ops;
     ch->data = data;
     ch->state = SMX_CHAN_QUEUED;
-    ch->prev = c->head.prev;
-    ch->next = &c->head;
-    c->head.prev->next = ch;
-    c->head.prev = ch;
+    conn_list_append(&c->pending, ch);
     if (c->ready)
         smx_session_kick(&c->session);
 }
@@ -186,7 +235,7 @@ void smx_chan_release(smx_chan *ch)
     smx_conn *c = ch->conn;
     if (ch->state == SMX_CHAN_OPENING)
         c->opening--;
-    conn_list_remove(ch);
+    conn_forget(ch);
     if (ch->ch) {
         if (ch->state == SMX_CHAN_OPEN && ssh_channel_is_open(ch->ch))
             ssh_channel_close(ch->ch);
@@ -198,7 +247,22 @@ void smx_chan_release(smx_chan *ch)
         smx_conn_flush(c);
 }
 
+void smx_chan_mark(smx_chan *ch)
+{
+    smx_chan *head = &ch->conn->marked;
+    if (ch->mnext || ch->state == SMX_CHAN_CLOSED)
+        return;
+    ch->mprev = head->mprev;
+    ch->mnext = head;
+    head->mprev->mnext = ch;
+    head->mprev = ch;
+}
+
 void smx_conn_flush(smx_conn *c)
 {
+    /* Outside a step (a stream callback read from libssh), packets for any channel may have
+     * been processed: serve the marks now, there may be no wakeup to do it later. */
+    if (!c->session.in_step)
+        conn_run_marked(c);
     smx_session_sync_watch(&c->session);
 }

@@ -1,7 +1,9 @@
 /* A connection: an authenticated session that hosts many channels over its lifetime (forwarded
  * connections, direct-tcpip channels for targets behind a jump host). Each channel is an
  * smx_chan with its own small state machine; the connection re-calls pending channel opens on
- * every wakeup and dispatches incoming packets to channel callbacks. */
+ * every wakeup and dispatches incoming packets to channel callbacks. A wakeup costs in proportion
+ * to the channels with something to do (pending opens, marked channels), not to all of them:
+ * one connection may carry thousands. */
 #ifndef SSHMUX_CONN_H
 #define SSHMUX_CONN_H
 
@@ -23,12 +25,13 @@ typedef struct smx_chan_ops {
     void (*opened)(smx_chan *c);
     /* Open refused, or the connection ended before/while it was open. c->ch is already freed. */
     void (*failed)(smx_chan *c, int code, const char *why);
-    /* After each round of incoming packets (optional). */
+    /* After the round of incoming packets in which smx_chan_mark(c) was called (optional). */
     void (*after_poll)(smx_chan *c);
 } smx_chan_ops;
 
 struct smx_chan {
-    smx_chan *next, *prev;
+    smx_chan *next, *prev;      /* on the connection's pending or open list */
+    smx_chan *mnext, *mprev;    /* on its marked list, when marked */
     smx_conn *conn;
     ssh_channel ch;
     const smx_chan_ops *ops;
@@ -52,8 +55,11 @@ struct smx_conn {
     smx_result result;
     const smx_conn_events *ev;
     void *ud;
-    smx_chan head;              /* sentinel: every channel of this connection */
+    smx_chan pending;           /* sentinel: channels queued or opening */
+    smx_chan open;              /* sentinel: open channels */
+    smx_chan marked;            /* sentinel (mnext/mprev): after_poll due */
     int opening, max_opening;   /* opens in flight, and their cap */
+    int running_marked;         /* inside the after_poll round (no nesting) */
     int ready;
 };
 
@@ -70,6 +76,9 @@ void smx_conn_close(smx_conn *c);
 void smx_chan_start(smx_chan *ch, smx_conn *c, const smx_chan_ops *ops, void *data);
 /* Sends CLOSE (if open), frees the libssh channel and forgets ch (no callbacks after this). */
 void smx_chan_release(smx_chan *ch);
+/* Asks for one ops->after_poll call after the current (or next) round of packets; from a
+ * channel callback, this is how work that must not run inside libssh gets done. */
+void smx_chan_mark(smx_chan *ch);
 /* The connection's fd may have bytes to flush after channel writes made outside a step. */
 void smx_conn_flush(smx_conn *c);
 

@@ -199,6 +199,7 @@ static int pipe_on_wontblock(ssh_session ss, ssh_channel ch, uint32_t bytes, voi
     if (p->rlen && pipe_flush_to_channel(p))
         pipe_start_reading(p);
     pipe_send_eof_if_due(p);
+    smx_chan_mark(&p->chan);   /* a write error or the EOF just sent may end the pipe */
     return 0;
 }
 
@@ -261,11 +262,14 @@ static int pipe_on_data(ssh_session ss, ssh_channel ch, void *data, uint32_t len
         return (int)len;   /* nobody to deliver to: drop, keep the window open */
     if (p->held || p->queued >= PIPE_HIGH_WATER) {
         p->held = 1;       /* stays in libssh; our window to the peer closes behind it */
+        smx_chan_mark(&p->chan);
         return 0;
     }
     int rc = pipe_write_stream(p, data, len);
-    if (rc < 0)
+    if (rc < 0) {
         pipe_set_error(p, uv_strerror(rc));
+        smx_chan_mark(&p->chan);
+    }
     return (int)len;
 }
 
@@ -296,7 +300,9 @@ static void pipe_drain_held(smx_pipe *p)
 
 static void pipe_on_eof(ssh_session ss, ssh_channel ch, void *ud)
 {
-    ((smx_pipe *)ud)->chan_eof = 1;
+    smx_pipe *p = ud;
+    p->chan_eof = 1;
+    smx_chan_mark(&p->chan);   /* half-close or end: decided after the poll, outside libssh */
 }
 
 static void pipe_on_close(ssh_session ss, ssh_channel ch, void *ud)
@@ -304,6 +310,7 @@ static void pipe_on_close(ssh_session ss, ssh_channel ch, void *ud)
     smx_pipe *p = ud;
     p->chan_eof = 1;
     p->peer_closed = 1;
+    smx_chan_mark(&p->chan);
 }
 
 /* ---- channel lifecycle (smx_chan ops) --------------------------------------------------- */
@@ -347,7 +354,8 @@ static void pipe_chan_failed(smx_chan *c, int code, const char *why)
     }
 }
 
-/* After each round of packets: deliver what was held, then see whether we are done. */
+/* After a round of packets in which a callback marked us: deliver what was held, then see
+ * whether we are done. */
 static void pipe_chan_after_poll(smx_chan *c)
 {
     smx_pipe *p = c->data;
