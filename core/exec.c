@@ -191,7 +191,6 @@ static int exec_advance(smx_job *job)
             if (rc != SSH_OK)
                 goto refused;
             job->st = SMX_EXEC_RUNNING;
-            job->t_exec = uv_hrtime();
             if (job->x->timeout_ms > 0)
                 uv_timer_start(&job->timer, exec_on_timer, (uint64_t)job->x->timeout_ms, 0);
             return 0;
@@ -225,6 +224,9 @@ static void exec_ready(smx_session *s)
     job->chcb.channel_exit_signal_function = exec_on_exit_signal;
     ssh_set_channel_callbacks(job->ch, &job->chcb);
     job->st = SMX_EXEC_OPEN;
+    /* The exec phase runs from the channel open to the channel close: under load the server's
+     * answers to the open and the exec request are a real part of what a command costs. */
+    job->t_exec = uv_hrtime();
     s->handler->step(s);
 }
 

@@ -63,7 +63,17 @@ def test_json_fields():
         check(row["server_banner"].startswith("SSH-2.0-OpenSSH"), row["server_banner"])
         for k in ("resolve", "connect", "handshake", "auth", "exec", "total"):
             check(isinstance(row["timing_ms"][k], (int, float)), k)
-        check(row["timing_ms"]["total"] >= row["timing_ms"]["exec"], "total >= exec")
+        tm = row["timing_ms"]
+        phases = sum(tm[k] for k in ("resolve", "connect", "handshake", "auth", "exec"))
+        check(tm["exec"] > 0, f"exec covers the channel open and close: {tm}")
+        check(tm["total"] + 0.5 >= phases, f"total covers every phase: {tm}")
+
+
+def test_exec_timing_covers_the_command():
+    r = F.run("--json", "-w", F.hostlist(1), "sleep 0.3")
+    check_rc(r, 0)
+    tm = json_lines(r.stdout)[0]["timing_ms"]
+    check(300 <= tm["exec"] <= tm["total"], tm)
 
 
 def test_gather_groups_identical_output():
