@@ -228,6 +228,29 @@ def test_keyboard_interactive_asked_once_for_the_fleet():
     sshd.stop()
 
 
+def test_keyboard_interactive_on_the_bastion_asked_once():
+    # paramiko-jump's 2FA case: the bastion wants keyboard-interactive, the targets behind it a
+    # key. One prompt for the whole fleet, and the targets' sessions run through the bastion.
+    user, bastion = password_sshd(kbdint=True)
+    target = only_key_sshd(KEYS.ed25519_pub)
+    cfg = WD.file("cfg-kbd-bastion", (
+        f"Host kbastion\n  HostName 127.0.0.1\n  Port {bastion.port}\n  User {user.name}\n"
+        f"  PubkeyAuthentication no\n  UserKnownHostsFile {KH}\n"
+        f"Host j*\n  HostName 127.0.0.1\n  Port {target.port}\n  User {user.name}\n"
+        f"  IdentityFile {KEYS.ed25519}\n  IdentitiesOnly yes\n  UserKnownHostsFile {KH}\n"
+        f"  ProxyJump kbastion\n"))
+    rc, out, err, tty = run_on_pty(["exec", "-F", cfg, "--json", "-w", "j[1-5]", "id -un"],
+                                   user.password)
+    check_eq(rc, 0, f"stderr: {err}\ntty: {tty!r}")
+    rows = json_lines(out)
+    check_eq(len(rows), 5)
+    check(all(r["ok"] and r["stdout"] == f"{user.name}\n" and r["auth_method"] == "publickey"
+              for r in rows), str(rows))
+    check_eq(tty.count(b"Password:"), 1, f"prompted more than once: {tty!r}")
+    check(user.password.encode() not in tty + out + err, "the answer leaked")
+    bastion.stop()
+
+
 if __name__ == "__main__":
     import json  # noqa: F401
     setup()
