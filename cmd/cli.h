@@ -60,8 +60,6 @@ void cli_free(cli *c);
 void cli_error(const cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_warn(const cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* cmd/agentprobe.c: keys held by the agent at path, -1 if it does not answer in time. */
-int cli_agent_probe(const char *path, int timeout_ms);
 
 /* cmd/prompt.c: reads a line from /dev/tty without echo; NULL if there is no terminal. */
 char *cli_ask_secret(const char *prompt, void *ud);

@@ -328,14 +328,8 @@ int cli_load_credentials(cli *c, smx_engine *e)
     if (rc)
         return rc;
     cli_load_hop_keys(c, e);
+    /* the engine asks the agent for its keys once, without blocking, when a session needs them */
     const char *sock = getenv("SSH_AUTH_SOCK");
-    int use_agent = !c->no_agent && sock && *sock;
-    if (use_agent) {
-        int keys = cli_agent_probe(sock, 2000);
-        if (keys < 0)
-            cli_warn(c, "ssh-agent at $SSH_AUTH_SOCK does not answer; not using it");
-        use_agent = keys > 0;
-    }
-    smx_engine_use_agent(e, use_agent);
+    smx_engine_use_agent(e, !c->no_agent && sock && *sock);
     return 0;
 }

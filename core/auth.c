@@ -5,8 +5,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include "container.h"
 #include "engine_internal.h"
 #include "session.h"
+
+#define SSH_AGENT_RSA_SHA2_256 0x02
+#define SSH_AGENT_RSA_SHA2_512 0x04
 
 void smx_auth_init(smx_auth *a, const char *preferred, int pubkey, int kbdint, int password)
 {
@@ -47,6 +51,10 @@ static int auth_failed(smx_session *s, const char *why)
                  (a->allowed & SSH_AUTH_METHOD_PUBLICKEY) ? "publickey " : "",
                  (a->allowed & SSH_AUTH_METHOD_INTERACTIVE) ? "keyboard-interactive " : "",
                  (a->allowed & SSH_AUTH_METHOD_PASSWORD) ? "password" : "");
+    if (a->agent && smx_agent_error(a->agent)[0]) {
+        size_t len = strlen(msg);
+        snprintf(msg + len, sizeof msg - len, "; %s", smx_agent_error(a->agent));
+    }
     if (s->result->err_stage == SMX_STAGE_NONE)
         smx_result_set_error(s->result, SMX_STAGE_AUTH, SMX_EAUTH, msg);
     return SMX_EAUTH;
@@ -143,6 +151,132 @@ static int auth_handle(smx_session *s, int rc, const char *method)
     }
 }
 
+/* ---- ssh-agent: core/agent.c talks to it without blocking; these states wait for it ------- */
+
+static int auth_agent_try(smx_session *s);
+
+static void auth_agent_answered(smx_agent_waiter *w, int status, const unsigned char *sig,
+                                size_t len)
+{
+    smx_auth *a = SMX_CONTAINER_OF(w, smx_auth, agent_w);
+    smx_session *s = SMX_CONTAINER_OF(a, smx_session, auth);
+    if (a->state == SMX_AUTH_AGENT_SIGNING) {
+        if (status == 0 && len && (a->agent_sig = malloc(len))) {
+            memcpy(a->agent_sig, sig, len);
+            a->agent_siglen = len;
+            a->state = SMX_AUTH_AGENT_SEND;
+        } else {
+            a->agent_idx++;   /* refused (or a confirmation said no): its next identity */
+            a->state = SMX_AUTH_AGENT_TRY;
+        }
+    }
+    smx_session_kick(s);   /* AGENT_LIST: the list is in (or the agent failed) */
+}
+
+/* The agent for this host: IdentityAgent, else $SSH_AUTH_SOCK. -1 if there is none. */
+static int auth_agent_start(smx_session *s)
+{
+    const char *path = smx_hostcfg_agent_socket(s->hc);
+    if (!path)
+        path = getenv("SSH_AUTH_SOCK");
+    if (!path || !*path || !(s->auth.agent = smx_agent_get(s->engine, path)))
+        return -1;
+    s->auth.agent_idx = 0;
+    return 0;
+}
+
+/* The agent is done with (exhausted, failed): the next key candidate. */
+static int auth_agent_done(smx_session *s)
+{
+    s->auth.state = SMX_AUTH_NEXT;
+    return smx_auth_step(s);
+}
+
+static int auth_agent_list(smx_session *s)
+{
+    smx_auth *a = &s->auth;
+    int n = smx_agent_identities(a->agent, &a->agent_w, auth_agent_answered);
+    if (n == SMX_AGENT_PENDING)
+        return 0;
+    if (n <= 0)
+        return auth_agent_done(s);
+    a->state = SMX_AUTH_AGENT_TRY;
+    return auth_agent_try(s);
+}
+
+/* Asks the server whether it takes identity agent_idx, before asking the agent to sign. */
+static int auth_agent_try(smx_session *s)
+{
+    smx_auth *a = &s->auth;
+    for (;;) {
+        ssh_key key = smx_agent_key(a->agent, a->agent_idx);
+        if (!key)
+            return auth_agent_done(s);
+        int rc = ssh_userauth_try_publickey(s->ssh, NULL, key);
+        if (rc == SSH_AUTH_AGAIN)
+            return 0;
+        if (rc == SSH_AUTH_SUCCESS)
+            break;
+        if (rc == SSH_AUTH_ERROR)
+            return auth_handle(s, rc, "publickey");
+        a->agent_idx++;   /* not this one */
+    }
+    a->state = SMX_AUTH_AGENT_TOSIGN;
+    return smx_auth_step(s);
+}
+
+static int auth_agent_tosign(smx_session *s)
+{
+    smx_auth *a = &s->auth;
+    ssh_key key = smx_agent_key(a->agent, a->agent_idx);
+    ssh_buffer tosign = NULL;
+    const char *algo = NULL;
+    int rc = ssh_userauth_publickey_tosign(s->ssh, NULL, key, &tosign, &algo);
+    if (rc == SSH_AUTH_AGAIN)
+        return 0;
+    if (rc == SSH_AUTH_ERROR)
+        return auth_handle(s, rc, "publickey");
+    if (rc == SSH_AUTH_SUCCESS) {
+        unsigned flags = !algo ? 0 : strcmp(algo, "rsa-sha2-256") == 0 ? SSH_AGENT_RSA_SHA2_256
+                       : strcmp(algo, "rsa-sha2-512") == 0 ? SSH_AGENT_RSA_SHA2_512 : 0;
+        rc = smx_agent_sign(a->agent, &a->agent_w, auth_agent_answered, key,
+                            ssh_buffer_get(tosign), ssh_buffer_get_len(tosign), flags);
+        ssh_buffer_free(tosign);
+        if (rc == 0) {
+            a->state = SMX_AUTH_AGENT_SIGNING;
+            return 0;
+        }
+    }
+    a->agent_idx++;   /* this key cannot be used after all */
+    a->state = SMX_AUTH_AGENT_TRY;
+    return auth_agent_try(s);
+}
+
+static int auth_agent_send(smx_session *s)
+{
+    smx_auth *a = &s->auth;
+    ssh_key key = smx_agent_key(a->agent, a->agent_idx);
+    int rc = ssh_userauth_publickey_signed(s->ssh, NULL, key, a->agent_sig, a->agent_siglen);
+    if (rc == SSH_AUTH_AGAIN)
+        return 0;
+    free(a->agent_sig);
+    a->agent_sig = NULL;
+    if (rc == SSH_AUTH_DENIED) {
+        a->agent_idx++;
+        a->state = SMX_AUTH_AGENT_TRY;
+        return auth_agent_try(s);
+    }
+    return auth_handle(s, rc, "publickey");
+}
+
+void smx_auth_cancel(smx_session *s)
+{
+    smx_auth *a = &s->auth;
+    smx_agent_cancel(&a->agent_w);
+    free(a->agent_sig);
+    a->agent_sig = NULL;
+}
+
 static int auth_try_pubkey(smx_session *s)
 {
     smx_auth *a = &s->auth;
@@ -153,8 +287,10 @@ static int auth_try_pubkey(smx_session *s)
             return -1;   /* no more keys: next method */
         auth_note_tried(a, "publickey");
         if (is_agent) {
-            a->state = SMX_AUTH_AGENT;
-            return auth_handle(s, ssh_userauth_agent(s->ssh, NULL), "publickey");
+            if (auth_agent_start(s) < 0)
+                continue;   /* no agent to ask: next key */
+            a->state = SMX_AUTH_AGENT_LIST;
+            return auth_agent_list(s);
         }
         a->state = SMX_AUTH_PUBKEY;
         int rc = ssh_userauth_publickey(s->ssh, NULL, key);
@@ -227,12 +363,16 @@ int smx_auth_step(smx_session *s)
         return auth_next(s);
     case SMX_AUTH_PUBKEY:
         return auth_handle(s, ssh_userauth_publickey(s->ssh, NULL, a->pending_key), "publickey");
-    case SMX_AUTH_AGENT: {
-        int rc = ssh_userauth_agent(s->ssh, NULL);
-        if (rc == SSH_AUTH_DENIED)
-            a->agent_tried = 1;
-        return auth_handle(s, rc, "publickey");
-    }
+    case SMX_AUTH_AGENT_LIST:
+        return auth_agent_list(s);
+    case SMX_AUTH_AGENT_TRY:
+        return auth_agent_try(s);
+    case SMX_AUTH_AGENT_TOSIGN:
+        return auth_agent_tosign(s);
+    case SMX_AUTH_AGENT_SIGNING:
+        return 0;
+    case SMX_AUTH_AGENT_SEND:
+        return auth_agent_send(s);
     case SMX_AUTH_PASSWORD:
         return auth_handle(s, ssh_userauth_password(s->ssh, NULL, auth_password(s)), "password");
     case SMX_AUTH_KBDINT:

@@ -6,12 +6,20 @@
 #ifndef SSHMUX_AUTH_H
 #define SSHMUX_AUTH_H
 
+#include <stddef.h>
+
+#include "agent.h"
+
 enum smx_auth_state {
     SMX_AUTH_START,
     SMX_AUTH_NONE,          /* "none" pending: learns the server's methods (and may succeed) */
     SMX_AUTH_NEXT,          /* pick the next method / key */
     SMX_AUTH_PUBKEY,        /* ssh_userauth_publickey pending */
-    SMX_AUTH_AGENT,         /* ssh_userauth_agent pending */
+    SMX_AUTH_AGENT_LIST,    /* waiting for the agent's identity list */
+    SMX_AUTH_AGENT_TRY,     /* ssh_userauth_try_publickey pending for agent identity agent_idx */
+    SMX_AUTH_AGENT_TOSIGN,  /* ssh_userauth_publickey_tosign pending (service request) */
+    SMX_AUTH_AGENT_SIGNING, /* waiting for the agent's signature */
+    SMX_AUTH_AGENT_SEND,    /* ssh_userauth_publickey_signed pending */
     SMX_AUTH_PASSWORD,      /* ssh_userauth_password pending */
     SMX_AUTH_KBDINT,        /* ssh_userauth_kbdint pending */
     SMX_AUTH_KBDINT_WAIT,   /* waiting for the operator to answer prompts */
@@ -31,7 +39,11 @@ typedef struct smx_auth {
     int nmethods;
     int method_pos;         /* index of the method being tried */
     int key_pos;            /* next public key candidate within SMX_AM_PUBKEY */
-    int agent_tried;
+    struct smx_agent *agent;           /* the ssh-agent in use (engine-owned) */
+    int agent_idx;                     /* its identity being tried */
+    smx_agent_waiter agent_w;
+    unsigned char *agent_sig;          /* the agent's signature, until sent */
+    size_t agent_siglen;
     int allowed;            /* SSH_AUTH_METHOD_* bitmask the server offers */
     int kbd_rounds;
     int password_tried;
@@ -50,6 +62,8 @@ void smx_auth_init(smx_auth *a, const char *preferred, int pubkey, int kbdint, i
 /* core/kbdint.c: handles an answer of ssh_userauth_kbdint (fleet-shared answers, password reuse,
  * operator prompts). Same return convention as smx_auth_step. */
 int smx_kbdint_step(struct smx_session *s, int rc);
+/* Session teardown or a new attempt: drop a pending agent request. */
+void smx_auth_cancel(struct smx_session *s);
 /* Session teardown while waiting for the operator: leave the queue of waiters. */
 void smx_kbdint_cancel_wait(struct smx_session *s);
 /* For kbdint.c: treat rc as the answer of the pending `method` call (success/denied/partial). */

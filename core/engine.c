@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent.h"
 #include "engine_internal.h"
 #include "job.h"
 #include "knownhosts.h"
@@ -50,6 +51,7 @@ void smx_engine_free(smx_engine *e)
         smx_job_free_unstarted(job);
         job = next;
     }
+    smx_agents_close_all(e);
     smx_resolver_free(e->resolver);
     smx_gates_free(e->gates);
     smx_keyring_free(e->keyring);
@@ -130,8 +132,10 @@ void smx_engine_job_done(smx_engine *e, smx_job *job)
     e->running--;
     e->finished++;
     engine_pump(e);
-    if (!e->queue_head && e->running == 0)
+    if (!e->queue_head && e->running == 0) {
         smx_jumphosts_close_idle(e);   /* nothing left to carry: let the loop end */
+        smx_agents_close_all(e);       /* an unanswered agent request would keep it alive */
+    }
 }
 
 static enum smx_stage engine_stage_of(const smx_session *s)

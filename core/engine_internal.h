@@ -54,6 +54,7 @@ struct smx_engine {
     const smx_config *config;           /* for resolving jump hops (set by the client) */
     smx_config *owned_config;           /* the empty one made when the client set none */
     struct smx_jumphost *jumphosts;     /* open jump connections, by chain */
+    struct smx_agent *agents;           /* ssh-agent connections, by socket path */
     smx_jump_overrides jump_ov;         /* credentials for the first hop (--proxy-*) */
     smx_kbd_wait *kbd_waits;
 };

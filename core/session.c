@@ -101,6 +101,7 @@ static void session_release_slot(smx_session *s, enum smx_gate_outcome outcome)
 /* Frees this attempt's libssh session and transport; the session itself stays. */
 static void session_drop_attempt(smx_session *s)
 {
+    smx_auth_cancel(s);
     if (s->event) {
         if (s->ssh)
             ssh_event_remove_session(s->event, s->ssh);
@@ -145,9 +146,26 @@ void smx_session_close(smx_session *s)
     session_do_close(s);
 }
 
+/* A session that ends mid-phase still reports the time that phase took (a host that fails at
+ * auth after 8 s shows auth: 8000, not 0). */
+static void session_account_phase(smx_session *s)
+{
+    double *phase = NULL;
+    switch (s->state) {
+    case SMX_SESSION_PREPARE: phase = &s->result->t.resolve; break;
+    case SMX_SESSION_CONNECT: phase = &s->result->t.connect; break;
+    case SMX_SESSION_HANDSHAKE: phase = &s->result->t.handshake; break;
+    case SMX_SESSION_AUTH: phase = &s->result->t.auth; break;
+    default: return;
+    }
+    if (s->t_phase)
+        *phase += smx_ms_since(s->t_phase);
+}
+
 static void session_do_close(smx_session *s)
 {
     s->close_requested = 0;
+    session_account_phase(s);
     enum smx_session_state was = s->state;
     s->state = SMX_SESSION_CLOSING;
     smx_kbdint_cancel_wait(s);

@@ -89,13 +89,20 @@ def test_key_env_content():
     sshd.stop()
 
 
-def test_agent():
-    sshd = only_key_sshd(KEYS.rsa_pem_pub)
-    sock = os.path.join(WD.path, "agent.sock")
+def start_agent(name, *keys):
+    """A real ssh-agent on WD/name holding keys; returns (process, socket path)."""
+    sock = os.path.join(WD.path, name)
     agent = fixture.spawn(["ssh-agent", "-D", "-a", sock])
     fixture.wait_until(lambda: os.path.exists(sock), 10, "ssh-agent socket")
-    subprocess.run(["ssh-add", "-q", KEYS.rsa_pem], env={**os.environ, "SSH_AUTH_SOCK": sock},
-                   check=True, capture_output=True, timeout=20)
+    for k in keys:
+        subprocess.run(["ssh-add", "-q", k], env={**os.environ, "SSH_AUTH_SOCK": sock},
+                       check=True, capture_output=True, timeout=20)
+    return agent, sock
+
+
+def test_agent():
+    sshd = only_key_sshd(KEYS.rsa_pem_pub)
+    agent, sock = start_agent("agent.sock", KEYS.ed25519, KEYS.rsa_pem)   # one refused, one taken
     r, row = exec_json(sshd, env={"SSH_AUTH_SOCK": sock})
     check_rc(r, 0, str(row["error"]))
     check_eq(row["auth_method"], "publickey")
@@ -107,6 +114,101 @@ def test_agent():
     check_rc(r, 0, str(row["error"]))
     r, row = exec_json(sshd, env={"SSH_AUTH_SOCK": sock}, cfg_extra={"IdentityAgent": "none"})
     check_rc(r, 255)
+    fixture.kill_tree(agent.pid, agent)
+    sshd.stop()
+
+
+class StallingAgent:
+    """A unix-socket ssh-agent stand-in: with `upstream`, identity lists are relayed from that
+    real agent and sign requests are swallowed (never answered); without, nothing is answered.
+    What a wedged forwarded agent or a hardware key waiting for a touch looks like."""
+
+    def __init__(self, path, upstream=None):
+        import socket
+        self.path, self.upstream = path, upstream
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(path)
+        self.srv.listen(64)
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+        fixture.on_cleanup(self.close, f"stalling agent {path}")
+
+    def close(self):
+        for c in self.conns + [self.srv]:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _read_msg(c):
+        def exact(n):
+            b = b""
+            while len(b) < n:
+                d = c.recv(n - len(b))
+                if not d:
+                    raise EOFError
+                b += d
+            return b
+        n = int.from_bytes(exact(4), "big")
+        return exact(n)
+
+    def _serve(self, c):
+        import socket
+        try:
+            while True:
+                msg = self._read_msg(c)
+                if msg[0] == 11 and self.upstream:   # REQUEST_IDENTITIES: ask the real agent
+                    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as u:
+                        u.connect(self.upstream)
+                        u.sendall(len(msg).to_bytes(4, "big") + msg)
+                        answer = self._read_msg(u)
+                    c.sendall(len(answer).to_bytes(4, "big") + answer)
+                # anything else (sign requests; everything without upstream): no answer, ever
+        except (EOFError, OSError):
+            pass
+
+
+def test_stalled_agent_never_blocks_other_hosts():
+    # libssh's own agent client would block the whole loop here. Hosts that sign with a key
+    # file must finish at their own pace while hosts waiting on a stalled agent time out.
+    sshd = only_key_sshd(KEYS.ed25519_pub)
+    agent, real = start_agent("real-agent.sock", KEYS.ed25519)
+    signing = StallingAgent(os.path.join(WD.path, "no-sign.sock"), upstream=real)
+    mute = StallingAgent(os.path.join(WD.path, "mute.sock"))
+    text, user = "", fleet_user(WD) or sshd.user
+    for name, opts in (("key", {"IdentityFile": KEYS.ed25519, "IdentitiesOnly": "yes",
+                                 "IdentityAgent": "none"}),
+                       ("nosign", {"IdentityAgent": signing.path}),
+                       ("mute", {"IdentityAgent": mute.path})):
+        for i in range(1, 4):
+            text += fixture.ssh_config_entry(f"{name}{i}", HostName="127.0.0.1", Port=sshd.port,
+                                             User=user, UserKnownHostsFile=KH, **opts)
+    cfg = WD.file("cfg-stall", text)
+    r = fixture.run_sshmux(["exec", "-F", cfg, "--json", "--auth-timeout", "8", "-w",
+                            "key[1-3],nosign[1-3],mute[1-3]", "true"], timeout=60)
+    rows = {x["host"]: x for x in json_lines(r.stdout)}
+    check_eq(len(rows), 9, r.stderr)
+    for i in range(1, 4):
+        k, ns, mu = rows[f"key{i}"], rows[f"nosign{i}"], rows[f"mute{i}"]
+        check(k["ok"] and k["timing_ms"]["total"] < 2500, f"key host held up: {k}")
+        # the agent listed its key, the server took it, the signature never came: auth timeout
+        check(not ns["ok"] and ns["error"]["stage"] in ("auth", "timeout"), ns)
+        check(7000 < ns["timing_ms"]["total"] < 12000, f"nosign: {ns['timing_ms']}")
+        check(ns["timing_ms"]["auth"] > 7000, f"the auth phase shows its wait: {ns['timing_ms']}")
+        # the agent never listed anything: given up on after 5 s, the other methods fail
+        check_eq(mu["error"]["stage"], "auth", mu)
+        check_in("did not answer", mu["error"]["message"])
+        check(4500 < mu["timing_ms"]["total"] < 8000, mu["timing_ms"])
     fixture.kill_tree(agent.pid, agent)
     sshd.stop()
 

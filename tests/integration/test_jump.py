@@ -5,6 +5,7 @@ a bastion."""
 import json
 import os
 import socket
+import subprocess
 import threading
 import time
 
@@ -49,12 +50,21 @@ def test_200_targets_one_connection_to_the_bastion():
     entries = {"bastion": ("a", None)}
     entries.update({f"t{i:03d}": ("target", {"ProxyJump": "bastion"}) for i in range(1, 201)})
     cfg = config("cfg-200", entries)
+    logins = SSHD["a"].log_text().count("Accepted publickey")
     (r, rows), peak = peak_connections(
         SSHD["a"], lambda: run(cfg, "-w", "t[001-200]", "sleep 1; echo $((40+2))"))
     check_rc(r, 0)
     check_eq(len(rows), 200)
     check(all(x["ok"] and x["stdout"] == "42\n" for x in rows.values()), "every target ran")
-    check_eq(peak, 1, "TCP connections to the bastion")
+    # Counted by the bastion (its log: one login per connection) and on the wire (sockets to its
+    # port, sampled). The log is the exact count; the sample also sees other processes'
+    # sockets, so it only has to agree when it saw anything at all.
+    SSHD["a"].wait_log("Accepted publickey")
+    check_eq(SSHD["a"].log_text().count("Accepted publickey") - logins, 1,
+             "logins (TCP connections) at the bastion")
+    check(peak >= 1, "the sampler saw the connection")
+    if peak != 1:
+        print(f"note: {peak} sockets to the bastion's port seen: {''.join(SNAPSHOTS[:1])}")
 
 
 def test_two_and_three_hop_chains():
@@ -67,7 +77,8 @@ def test_two_and_three_hop_chains():
     check_rc(r, 0)
     check_eq(rows["two"]["stdout"], "deep\n")
     check_eq(rows["three"]["stdout"], "deep\n")
-    check_eq(SSHD["c"].count_established_connections(), 0, "chains closed at the end")
+    # the hop before c holds its connection to c until its sshd child notices the end
+    SSHD["c"].wait_connections(0, timeout=10)
 
 
 def test_dash_J_with_uri_and_user_at_host():
@@ -100,13 +111,21 @@ def test_bastion_refusing_channels():
         check_in("could not open a channel", err["message"])
 
 
+SNAPSHOTS = []
+
+
 def peak_connections(sshd, fn):
-    """Runs fn() while sampling sshd's established connections; returns (fn(), peak)."""
+    """Runs fn() while sampling sshd's established connections; returns (fn(), peak). The
+    first time the count passes 1, `ss` output for the port goes into SNAPSHOTS (diagnostics)."""
     peak, stop = [0], [False]
 
     def sample():
         while not stop[0]:
-            peak[0] = max(peak[0], sshd.count_established_connections())
+            n = sshd.count_established_connections()
+            if n > max(peak[0], 1) and not SNAPSHOTS:
+                ss = subprocess.run(["ss", "-tanpo"], capture_output=True, text=True).stdout
+                SNAPSHOTS.append("\n".join(l for l in ss.splitlines() if f":{sshd.port}" in l))
+            peak[0] = max(peak[0], n)
             time.sleep(0.05)
 
     t = threading.Thread(target=sample)
@@ -128,12 +147,12 @@ def test_full_bastion_spills_onto_a_second_connection():
     entries = {"full": ("full", None)}
     entries.update({f"f{i:03d}": ("target", {"ProxyJump": "full"}) for i in range(1, 101)})
     cfg = config("cfg-full", entries)
-    (r, rows), peak = peak_connections(
-        full, lambda: run(cfg, "-f", "100", "-w", "f[001-100]", "sleep 2; echo ok"))
+    r, rows = run(cfg, "-f", "100", "-w", "f[001-100]", "sleep 2; echo ok")
+    logins = full.log_text().count("Accepted publickey")
     check_rc(r, 0, r.stderr[-2000:])
     check_eq(len(rows), 100)
     check(all(x["ok"] and x["stdout"] == "ok\n" for x in rows.values()), "every target ran")
-    check(2 <= peak <= 8, f"{peak} connections to the full bastion (want 2..8)")
+    check(2 <= logins <= 8, f"{logins} connections to the full bastion (want 2..8)")
     check_in("Too many open files", full.log_text(), "the bastion did refuse channels")
     check(any(x["attempts"] > 1 for x in rows.values()), "refused targets were retried")
 
