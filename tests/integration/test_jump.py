@@ -123,8 +123,12 @@ def peak_connections(sshd, fn):
         while not stop[0]:
             n = sshd.count_established_connections()
             if n > max(peak[0], 1) and not SNAPSHOTS:
-                ss = subprocess.run(["ss", "-tanpo"], capture_output=True, text=True).stdout
-                SNAPSHOTS.append("\n".join(l for l in ss.splitlines() if f":{sshd.port}" in l))
+                try:
+                    ss = subprocess.run(["ss", "-tanpo"], capture_output=True, text=True).stdout
+                except OSError:   # no iproute2
+                    ss = open("/proc/net/tcp").read()
+                SNAPSHOTS.append("\n".join(l for l in ss.splitlines()
+                                            if f":{sshd.port}" in l or f":{sshd.port:04X}" in l))
             peak[0] = max(peak[0], n)
             time.sleep(0.05)
 
