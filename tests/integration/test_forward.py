@@ -1,5 +1,5 @@
 """sshmux forward (-L) against a real sshd: TCP and Unix sockets checked by sha256 both ways,
-half-close, 500 concurrent connections, a stalled reader with bounded memory, a port in use,
+half-close, 2000 concurrent connections over one session (500 where the fd limit is low), a stalled reader with bounded memory, a port in use,
 a refused remote port, fleet forwarding with --base-port, the forward-tcp/-unix aliases."""
 import hashlib
 import os
@@ -15,8 +15,22 @@ import netserv
 F = None
 
 
+def raise_fd_limit(want=16384):
+    """Raises this process's soft RLIMIT_NOFILE (sshd, started after, inherits it); returns it."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return max(soft, target)
+
+
+FD_LIMIT = 0
+
+
 def setup():
-    global F
+    global F, FD_LIMIT
+    FD_LIMIT = raise_fd_limit()
     F = Fleet(n=3)
 
 
@@ -117,7 +131,8 @@ def test_unix_sockets_both_sides():
 def test_many_concurrent_connections():
     echo = netserv.Server(netserv.echo)
     p, ls = start_forward("-L", f"0:127.0.0.1:{echo.port}", "h0001")
-    port, n = tcp_port(ls[0][0]), 500
+    # each connection costs 2 fds here (client + echo side) and 1 in sshd: thousands need room
+    port, n = tcp_port(ls[0][0]), 2000 if FD_LIMIT >= 8192 else 500
     socks = []
     for i in range(n):
         s = socket.create_connection(("127.0.0.1", port), timeout=30)
