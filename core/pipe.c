@@ -196,6 +196,10 @@ static int pipe_on_wontblock(ssh_session ss, ssh_channel ch, uint32_t bytes, voi
     smx_pipe *p = ud;
     if (p->in_write)
         return 0;   /* the write on the stack goes on by itself */
+    /* libssh calls this for every channel of the connection each time its socket turns
+     * writable: only a pipe that was waiting has anything to do. */
+    if (!p->rlen && !(p->stream_eof && !p->eof_sent))
+        return 0;
     if (p->rlen && pipe_flush_to_channel(p))
         pipe_start_reading(p);
     pipe_send_eof_if_due(p);
