@@ -60,19 +60,23 @@ class Fleet:
         self.env = fixture.base_env(self.wd)
 
 
-def start_forwarder(fleet, tool, cipher, lport, dport):
-    spec = f"{lport}:127.0.0.1:{dport}"
+def start_forwarder(fleet, tool, cipher, lport, dport, extra=()):
+    """extra: more (local port, remote port) pairs forwarded over the same session."""
+    specs = []
+    for lp, dp in ((lport, dport),) + tuple(extra):
+        specs += ["-L", f"{lp}:127.0.0.1:{dp}"]
     if tool == "ssh":
         cmd = ["ssh", "-F", fleet.cfg, "-o", f"Ciphers={cipher}", "-o", "BatchMode=yes",
-               "-o", "ExitOnForwardFailure=yes", "-N", "-L", spec, "target"]
+               "-o", "ExitOnForwardFailure=yes", "-N"] + specs + ["target"]
     else:
-        cmd = [TOOLS[tool], "forward", "-F", fleet.cfg, "-o", f"Ciphers={cipher}", "-L", spec,
-               "target"]
+        cmd = [TOOLS[tool], "forward", "-F", fleet.cfg, "-o", f"Ciphers={cipher}"] + specs + \
+              ["target"]
     p = subprocess.Popen(cmd, env=fleet.env, stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          start_new_session=True)
     fixture.on_cleanup(lambda: fixture.kill_tree(p.pid, p), f"forwarder {p.pid}")
-    wait_port(lport)
+    for lp in [lport] + [lp for lp, _ in extra]:
+        wait_port(lp)
     return p
 
 
@@ -148,6 +152,54 @@ def measure_conn_rate(fleet, tool, seconds, threads=16):
     return done[0] / seconds, failed[0]
 
 
+def idle_server():
+    """Accepts connections and holds them open, silent, until the bench ends."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(4096)
+    held = []
+
+    def serve():
+        while True:
+            try:
+                held.append(s.accept()[0])
+            except OSError:
+                return
+    threading.Thread(target=serve, daemon=True).start()
+    fixture.on_cleanup(lambda: [c.close() for c in held + [s]], "idle server")
+    return s.getsockname()[1]
+
+
+def measure_with_idle(fleet, iperf_port, tool, seconds, nidle):
+    """Download throughput and CPU/GiB through one forward while nidle other forwarded
+    connections sit open and silent on the same session (each an SSH channel)."""
+    lport, iport = fixture.free_port(), fixture.free_port()
+    p = start_forwarder(fleet, tool, CIPHERS[0], lport, iperf_port,
+                        extra=((iport, idle_server()),))
+    socks = []
+    try:
+        socks = [socket.create_connection(("127.0.0.1", iport), timeout=30) for _ in range(nidle)]
+        time.sleep(1)   # every channel open before measuring
+        cpu0 = cpu_seconds(p.pid)
+        nbytes, bps = iperf(lport, seconds, True)
+        cpu = cpu_seconds(p.pid) - cpu0
+    finally:
+        for c in socks:
+            c.close()
+        fixture.kill_tree(p.pid, p)
+    gib = nbytes / 2**30
+    return bps / 1e6, cpu / gib if gib else 0.0
+
+
+def raise_fd_limit(want):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return max(soft, target)
+
+
 def median_row(rows, key):
     vals = [r[key] for r in rows]
     return statistics.median(vals), min(vals), max(vals)
@@ -158,6 +210,8 @@ def run(reps, seconds, out_dir, tools=None, main_csv=None):
     harness's results.csv columns) when given."""
     tools = [t for t in (tools or list(TOOLS)) if t == "ssh" or os.access(TOOLS[t], os.X_OK)]
     os.makedirs(out_dir, exist_ok=True)
+    # idle channels: 2 fds each here, 1 in sshd (which inherits this limit)
+    nidle = 1500 if raise_fd_limit(8192) >= 4096 else 300
     fleet = Fleet()
     iperf_port = fixture.free_port()
     srv = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(iperf_port)],
@@ -179,9 +233,14 @@ def run(reps, seconds, out_dir, tools=None, main_csv=None):
                               f"{m['mb_per_s']:7.0f} MB/s {m['cpu_s_per_gib']:5.2f} s CPU/GiB",
                               flush=True)
         rates = {t: measure_conn_rate(fleet, t, seconds) for t in tools}
+        idle = {}
+        for t in tools:
+            idle[t] = measure_with_idle(fleet, iperf_port, t, seconds, nidle)
+            print(f"{t:15s} download with {nidle} idle channels {idle[t][0]:7.0f} MB/s "
+                  f"{idle[t][1]:5.2f} s CPU/GiB", flush=True)
     finally:
         fixture.cleanup_all()
-    write_results(out_dir, rows, rates, tools)
+    write_results(out_dir, rows, rates, tools, idle, nidle)
     if main_csv:
         append_main_csv(main_csv, rows, seconds)
 
@@ -215,7 +274,7 @@ def main():
     run(a.reps, a.seconds, a.out_dir, a.tools.split(","), a.csv)
 
 
-def write_results(out_dir, rows, rates, tools):
+def write_results(out_dir, rows, rates, tools, idle=None, nidle=0):
     with open(os.path.join(out_dir, "forward.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["tool", "cipher", "direction", "rep", "mb_per_s",
                                           "cpu_s_per_gib", "gib"])
@@ -246,6 +305,13 @@ def write_results(out_dir, rows, rates, tools):
     lines += ["", "Connection rate (short connections through one forward, 16 clients):", ""]
     for tool, (rate, failed) in rates.items():
         lines.append(f"- {tool}: {rate:.0f} connections/s ({failed} failed)")
+    if idle:
+        lines += ["", f"Download ({CIPHERS[0]}) through one forward while {nidle} other forwarded "
+                  "connections sit open and idle on the same session (one channel each; sshd's "
+                  "per-channel work bounds everyone's throughput here, the client CPU per GiB "
+                  "is the comparison):", ""]
+        for tool, (mbs, cpu) in idle.items():
+            lines.append(f"- {tool}: {mbs:.0f} MB/s, {cpu:.2f} s CPU/GiB")
     with open(os.path.join(out_dir, "forward.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
