@@ -245,6 +245,12 @@ int output_finish(output *o, double wall_ms, smx_engine *e)
         if (unverified)
             fprintf(stderr, "sshmux: warning: %u host keys were not verified "
                     "(StrictHostKeyChecking=no)\n", unverified);
+        size_t retried = 0;
+        for (size_t i = 0; i < o->n; i++)
+            retried += o->results[i]->attempts > 1;
+        if (retried)
+            fprintf(stderr, "sshmux: %zu hosts needed more than one attempt (a server dropping "
+                    "connections before the handshake, or a full jump connection)\n", retried);
         fprintf(stderr, "sshmux: %zu hosts: %zu ok, %zu exit non-zero, %zu failed, "
                 "%zu timed out in %.2f s\n", o->n, o->ok, o->nonzero, o->failed, o->timedout,
                 wall_ms / 1000.0);

@@ -159,6 +159,7 @@ def test_full_bastion_spills_onto_a_second_connection():
     check(2 <= logins <= 8, f"{logins} connections to the full bastion (want 2..8)")
     check_in("Too many open files", full.log_text(), "the bastion did refuse channels")
     check(any(x["attempts"] > 1 for x in rows.values()), "refused targets were retried")
+    check_in("needed more than one attempt", r.stderr, "the summary says so")
 
 
 def test_failures_name_the_hop_and_stage():
