@@ -9,6 +9,11 @@
 
 #include "pipe.h"
 
+/* A burst of connections (a scraper hitting every host's forward at once) must not overflow the
+ * accept queue: a dropped SYN costs the client a 1 s retransmit. The kernel caps this at
+ * net.core.somaxconn. */
+#define FWD_BACKLOG 4096
+
 typedef struct fwd_listener {
     struct fwd_listener *next;
     smx_forwarder *fw;
@@ -143,7 +148,7 @@ static int fwd_bind_tcp(smx_forwarder *fw, fwd_listener *l, smx_err *err)
     int rc = uv_tcp_bind(&l->h.tcp, ai->ai_addr, 0);
     freeaddrinfo(ai);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&l->h.tcp, 511, fwd_on_connection);
+        rc = uv_listen((uv_stream_t *)&l->h.tcp, FWD_BACKLOG, fwd_on_connection);
     if (rc < 0)
         return smx_seterr(err, SMX_EIO, "cannot listen on %s:%d: %s", addr, l->spec.bind_port,
                           uv_strerror(rc));
@@ -176,7 +181,7 @@ static int fwd_bind_unix(smx_forwarder *fw, fwd_listener *l, unsigned mode, smx_
             rc = UV_EPERM;
     }
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&l->h.unix_sock, 511, fwd_on_connection);
+        rc = uv_listen((uv_stream_t *)&l->h.unix_sock, FWD_BACKLOG, fwd_on_connection);
     if (rc < 0)
         return smx_seterr(err, SMX_EIO, "cannot listen on %s: %s", l->spec.bind_path,
                           rc == UV_EADDRINUSE ? "address already in use (remove the old socket)"

@@ -69,6 +69,16 @@ def test_json_fields():
         check(tm["total"] + 0.5 >= phases, f"total covers every phase: {tm}")
 
 
+def test_sessions_end_with_a_disconnect_message():
+    # sshd logs a session that ends without SSH_MSG_DISCONNECT as a dropped connection; at
+    # fleet scale that is thousands of misleading lines per run.
+    before = F.sshd.log_text().count("Received disconnect from")
+    r = F.run("-w", F.hostlist(3), "true")
+    check_rc(r, 0)
+    fixture.wait_until(lambda: F.sshd.log_text().count("Received disconnect from") - before >= 3,
+                       10, "three DISCONNECT messages in sshd's log")
+
+
 def test_exec_timing_covers_the_command():
     r = F.run("--json", "-w", F.hostlist(1), "sleep 0.3")
     check_rc(r, 0)

@@ -129,18 +129,32 @@ def test_unix_sockets_both_sides():
 
 
 def test_many_concurrent_connections():
-    echo = netserv.Server(netserv.echo)
+    echo = netserv.ManyEcho()
     p, ls = start_forward("-L", f"0:127.0.0.1:{echo.port}", "h0001")
     # each connection costs 2 fds here (client + echo side) and 1 in sshd: thousands need room
     port, n = tcp_port(ls[0][0]), 2000 if FD_LIMIT >= 8192 else 500
     socks = []
     for i in range(n):
-        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        s = socket.create_connection(("127.0.0.1", port), timeout=60)
         socks.append(s)
     for i, s in enumerate(socks):
         s.sendall(f"conn-{i}\n".encode())
         s.shutdown(socket.SHUT_WR)
-    bad = [i for i, s in enumerate(socks) if netserv.recv_all(s) != f"conn-{i}\n".encode()]
+    bad, stuck, deadline = [], [], time.monotonic() + 60
+    for i, s in enumerate(socks):
+        s.settimeout(max(0.05, deadline - time.monotonic()))   # 60 s for all, not each
+        try:
+            if netserv.recv_all(s) != f"conn-{i}\n".encode():
+                bad.append(i)
+        except socket.timeout:
+            stuck.append(i)
+    if stuck:   # say where the bytes are: sshmux's queues, the server's, or nowhere
+        import subprocess
+        ss = subprocess.run(["ss", "-tan", f"( sport = :{port} or dport = :{echo.port} )"],
+                            capture_output=True, text=True).stdout
+        raise Failure(f"{len(stuck)} of {n} connections got no echo in 60 s (first {stuck[:5]}); "
+                      f"server accepted {echo.accepted}; sshmux alive: {p.poll() is None}\n"
+                      + "\n".join(l for l in ss.splitlines() if not l.rstrip().endswith("*"))[:4000])
     check_eq(bad[:5], [])
     check(echo.accepted >= n, f"server saw {echo.accepted} connections")
     stop(p)
