@@ -129,7 +129,7 @@ def test_unix_sockets_both_sides():
 
 
 def test_many_concurrent_connections():
-    echo = netserv.ManyEcho()
+    echo = netserv.Server(netserv.echo)
     p, ls = start_forward("-L", f"0:127.0.0.1:{echo.port}", "h0001")
     # each connection costs 2 fds here (client + echo side) and 1 in sshd: thousands need room
     port, n = tcp_port(ls[0][0]), 2000 if FD_LIMIT >= 8192 else 500

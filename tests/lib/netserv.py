@@ -1,7 +1,6 @@
 """Small loopback servers for forwarding tests (threads, stdlib only): echo, sink (replies with
 the byte count and sha256 of what it got after EOF), source (sends a given payload), each on TCP
-127.0.0.1 or a Unix socket; ManyEcho, a one-thread echo server for thousands of connections.
-All stop at exit via fixture cleanups."""
+127.0.0.1 or a Unix socket. All stop at exit via fixture cleanups."""
 import hashlib
 import os
 import socket
@@ -97,60 +96,3 @@ def recv_all(c):
             return bytes(out)
         out += d
 
-
-class ManyEcho:
-    """An echo server for thousands of concurrent connections: one thread with a selector
-    (a thread per connection makes the test's own scheduling the bottleneck under load).
-    Echoes until EOF, then half-closes. Attributes: port, accepted."""
-
-    def __init__(self):
-        import selectors
-        self.sel = selectors.DefaultSelector()
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4096)
-        self.sock.setblocking(False)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self._stop = False
-        self.sel.register(self.sock, 1, None)
-        threading.Thread(target=self._loop, daemon=True).start()
-        fixture.on_cleanup(self.stop, f"echo server {self.port}")
-
-    def stop(self):
-        self._stop = True
-
-    def _loop(self):
-        import selectors
-        while not self._stop:
-            for key, ev in self.sel.select(timeout=0.2):
-                if key.fileobj is self.sock:
-                    try:
-                        while True:
-                            c, _ = self.sock.accept()
-                            c.setblocking(False)
-                            self.accepted += 1
-                            self.sel.register(c, selectors.EVENT_READ, None)
-                    except BlockingIOError:
-                        pass
-                    continue
-                c = key.fileobj
-                try:
-                    d = c.recv(65536)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    d = b""
-                if d:
-                    c.setblocking(True)   # tiny echoes: a blocking send never waits long
-                    c.sendall(d)
-                    c.setblocking(False)
-                    continue
-                self.sel.unregister(c)
-                try:
-                    c.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
-                c.close()
-        self.sel.close()
-        self.sock.close()
