@@ -191,15 +191,6 @@ def measure_with_idle(fleet, iperf_port, tool, seconds, nidle):
     return bps / 1e6, cpu / gib if gib else 0.0
 
 
-def raise_fd_limit(want):
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
-    if target > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return max(soft, target)
-
-
 def median_row(rows, key):
     vals = [r[key] for r in rows]
     return statistics.median(vals), min(vals), max(vals)
@@ -211,7 +202,7 @@ def run(reps, seconds, out_dir, tools=None, main_csv=None):
     tools = [t for t in (tools or list(TOOLS)) if t == "ssh" or os.access(TOOLS[t], os.X_OK)]
     os.makedirs(out_dir, exist_ok=True)
     # idle channels: 2 fds each here, 1 in sshd (which inherits this limit)
-    nidle = 1500 if raise_fd_limit(8192) >= 4096 else 300
+    nidle = 1500 if fixture.raise_fd_limit(8192) >= 4096 else 300
     fleet = Fleet()
     iperf_port = fixture.free_port()
     srv = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(iperf_port)],

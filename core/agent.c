@@ -13,7 +13,6 @@
 #define AGENT_IDENTITIES_ANSWER 12
 #define AGENTC_SIGN_REQUEST 13
 #define AGENT_SIGN_RESPONSE 14
-#define AGENT_FAILURE 5
 
 #define AGENT_MAX_MSG (256 * 1024)   /* OpenSSH's own limit on an agent message */
 #define AGENT_MAX_KEYS 1024
@@ -26,7 +25,6 @@ enum agent_state { AGENT_IDLE, AGENT_CONNECTING, AGENT_LISTING, AGENT_READY, AGE
 
 typedef struct agent_req {
     struct agent_req *next;
-    smx_agent *agent;
     smx_agent_waiter *w;       /* NULL once canceled: the answer is dropped */
     smx_agent_cb cb;
     int type;                  /* the request's message type */
@@ -206,11 +204,10 @@ static int agent_send(smx_agent *a, agent_req *r, const unsigned char *body, siz
     return 0;
 }
 
-static agent_req *agent_req_new(smx_agent *a, smx_agent_waiter *w, smx_agent_cb cb, int type)
+static agent_req *agent_req_new(smx_agent_waiter *w, smx_agent_cb cb, int type)
 {
     agent_req *r = calloc(1, sizeof *r);
     if (r) {
-        r->agent = a;
         r->w = w;
         r->cb = cb;
         r->type = type;
@@ -342,7 +339,7 @@ static void agent_on_connected(uv_connect_t *req, int status)
         agent_fail(a, uv_strerror(status));
         return;
     }
-    agent_req *r = agent_req_new(a, NULL, NULL, AGENTC_REQUEST_IDENTITIES);
+    agent_req *r = agent_req_new(NULL, NULL, AGENTC_REQUEST_IDENTITIES);
     if (!r) {
         agent_fail(a, "out of memory");
         return;
@@ -387,12 +384,11 @@ int smx_agent_identities(smx_agent *a, smx_agent_waiter *w, smx_agent_cb cb)
         return a->nkeys;
     if (a->state == AGENT_FAILED)
         return SMX_EIO;
-    agent_req *r = agent_req_new(a, w, cb, AGENTC_REQUEST_IDENTITIES);
+    agent_req *r = agent_req_new(w, cb, AGENTC_REQUEST_IDENTITIES);
     if (!r)
         return SMX_ENOMEM;
     r->next = a->list_waiters;
     a->list_waiters = r;
-    w->cb = cb;
     w->req = r;
     if (a->state == AGENT_IDLE)
         agent_connect(a);
@@ -415,7 +411,7 @@ int smx_agent_sign(smx_agent *a, smx_agent_waiter *w, smx_agent_cb cb, ssh_key k
     size_t blen = ssh_string_len(blob);
     size_t body_len = 4 + blen + 4 + len + 4;
     unsigned char *body = malloc(body_len);
-    agent_req *r = agent_req_new(a, w, cb, AGENTC_SIGN_REQUEST);
+    agent_req *r = agent_req_new(w, cb, AGENTC_SIGN_REQUEST);
     if (!body || !r || body_len > AGENT_MAX_MSG) {
         free(body);
         free(r);
@@ -434,7 +430,6 @@ int smx_agent_sign(smx_agent *a, smx_agent_waiter *w, smx_agent_cb cb, ssh_key k
         free(r);
         return rc;
     }
-    w->cb = cb;
     w->req = r;
     return 0;
 }

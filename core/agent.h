@@ -23,7 +23,6 @@ typedef void (*smx_agent_cb)(smx_agent_waiter *w, int status, const unsigned cha
 
 /* Embedded in its owner; zeroed or left from an earlier completed request. */
 struct smx_agent_waiter {
-    smx_agent_cb cb;
     struct agent_req *req;     /* in flight, or NULL */
 };
 

@@ -28,7 +28,6 @@ struct smx_jumphost {
     smx_engine *e;
     char *chain;               /* "a,b": this is b, reached through a */
     int hop;                   /* 1-based position of this host in its chain */
-    int nth;                   /* 1 for the first connection to this chain, 2 for the next... */
     smx_conn *conn;
     enum jumphost_state state;
     int refs;                  /* transports using this connection */
@@ -171,7 +170,6 @@ static smx_jumphost *jumphost_get(smx_engine *e, const char *chain, smx_err *err
     free(hops);
     jh->e = e;
     jh->hop = (int)n;
-    jh->nth = count + 1;
     const char *pw = n == 1 ? e->jump_ov.password : NULL;
     jh->conn = smx_conn_new(e, last->host, last, pw, &jumphost_events, jh);
     if (!jh->conn) {

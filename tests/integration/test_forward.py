@@ -15,22 +15,12 @@ import netserv
 F = None
 
 
-def raise_fd_limit(want=16384):
-    """Raises this process's soft RLIMIT_NOFILE (sshd, started after, inherits it); returns it."""
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
-    if target > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return max(soft, target)
-
-
 FD_LIMIT = 0
 
 
 def setup():
     global F, FD_LIMIT
-    FD_LIMIT = raise_fd_limit()
+    FD_LIMIT = fixture.raise_fd_limit(16384)
     F = Fleet(n=3)
 
 

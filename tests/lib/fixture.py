@@ -303,6 +303,16 @@ class Tarpit(tarpit.Tarpit):
         super().__init__(banner, backlog)
         on_cleanup(self.stop, f"tarpit {self.port}")
 
+def raise_fd_limit(want):
+    """Raises this process's soft RLIMIT_NOFILE towards want (as far as the hard limit allows;
+    sshds started afterwards inherit it); returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return max(soft, target)
+
+
 # ------------------------------------------------------------------ sshd
 @functools.lru_cache(maxsize=None)
 def openssh_version():
