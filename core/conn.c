@@ -249,13 +249,18 @@ void smx_chan_release(smx_chan *ch)
 
 void smx_chan_mark(smx_chan *ch)
 {
-    smx_chan *head = &ch->conn->marked;
+    smx_conn *c = ch->conn;
+    smx_chan *head = &c->marked;
     if (ch->mnext || ch->state == SMX_CHAN_CLOSED)
         return;
     ch->mprev = head->mprev;
     ch->mnext = head;
     head->mprev->mnext = ch;
     head->mprev = ch;
+    /* A step's poll runs its marks before it returns; a mark made anywhere else (outside a
+     * step, or by a libssh call inside the round of marks) needs a round of its own. */
+    if (!c->session.in_step || c->running_marked)
+        smx_session_defer_step(&c->session);
 }
 
 void smx_conn_flush(smx_conn *c)
@@ -264,5 +269,8 @@ void smx_conn_flush(smx_conn *c)
      * been processed: serve the marks now, there may be no wakeup to do it later. */
     if (!c->session.in_step)
         conn_run_marked(c);
+    /* Those packets may also have answered channel opens, which only a step picks up. */
+    if (c->pending.next != &c->pending)
+        smx_session_defer_step(&c->session);
     smx_session_sync_watch(&c->session);
 }

@@ -178,9 +178,10 @@ static void session_do_close(smx_session *s)
     session_drop_attempt(s);
     uv_timer_stop(&s->timer);
     uv_timer_stop(&s->keepalive);
-    s->handles_open += 2;
+    s->handles_open += 3;
     uv_close((uv_handle_t *)&s->timer, session_on_handle_closed);
     uv_close((uv_handle_t *)&s->keepalive, session_on_handle_closed);
+    uv_close((uv_handle_t *)&s->deferred, session_on_handle_closed);
     session_on_transport_closed(s);   /* drops the guard */
 }
 
@@ -452,8 +453,10 @@ void smx_session_start(smx_session *s)
     /* Handles are made here, not at init: a queued session that never starts owns none. */
     uv_timer_init(s->engine->loop, &s->timer);
     uv_timer_init(s->engine->loop, &s->keepalive);
+    uv_idle_init(s->engine->loop, &s->deferred);
     s->timer.data = s;
     s->keepalive.data = s;
+    s->deferred.data = s;
     s->t_start = uv_hrtime();
     s->last_rx = uv_now(s->engine->loop);
     session_begin_attempt(s);
@@ -641,4 +644,18 @@ void smx_session_pause_auth_clock(smx_session *s)
 void smx_session_kick(smx_session *s)
 {
     session_step(s);
+}
+
+static void session_on_deferred(uv_idle_t *h)
+{
+    smx_session *s = h->data;
+    uv_idle_stop(h);
+    if (s->state == SMX_SESSION_READY && !s->close_requested && !s->in_step)
+        session_step(s);
+}
+
+void smx_session_defer_step(smx_session *s)
+{
+    if (s->state == SMX_SESSION_READY && !uv_is_active((uv_handle_t *)&s->deferred))
+        uv_idle_start(&s->deferred, session_on_deferred);
 }

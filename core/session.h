@@ -66,6 +66,7 @@ struct smx_session {
 
     uv_timer_t timer;                 /* the current phase's timeout, or the backoff delay */
     uv_timer_t keepalive;
+    uv_idle_t deferred;               /* a step due on the next loop turn (smx_session_defer_step) */
     int handles_open;                 /* uv handles still to close before `closed` */
     uint64_t last_rx;                 /* uv_now of the last readable event (keepalive) */
     int in_step;                      /* re-entrancy guard for smx_session_close */
@@ -107,4 +108,7 @@ void smx_session_pause_auth_clock(smx_session *s);
 
 /* Runs one step as if the fd had woken us (after a job changed state on its own, e.g. a timer). */
 void smx_session_kick(smx_session *s);
+/* Runs one step on the next loop turn. For news that libssh took off the socket outside a step
+ * (any channel call may process incoming packets): the fd will not wake us for it again. */
+void smx_session_defer_step(smx_session *s);
 #endif

@@ -96,3 +96,23 @@ def recv_all(c):
             return bytes(out)
         out += d
 
+
+
+class EchoProcess:
+    """echoserver.py in its own process: a fast one-thread echo server (see there)."""
+
+    def __init__(self):
+        import subprocess
+        import sys
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "echoserver.py")
+        self.proc = fixture.spawn([sys.executable, script], stdin=subprocess.PIPE)
+        line = self.proc.stdout.readline()
+        if not line.strip().isdigit():
+            raise fixture.Failure(f"echo server did not start: {line!r} {self.proc.stderr.read()}")
+        self.port = int(line)
+
+    @property
+    def accepted(self):
+        self.proc.stdin.write("count\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline())
