@@ -1,5 +1,6 @@
 """sshmux forward (-L) against a real sshd: TCP and Unix sockets checked by sha256 both ways,
-half-close, 2000 concurrent connections over one session (500 where the fd limit is low), a stalled reader with bounded memory, a port in use,
+half-close, three bursts of 2000 concurrent connections over one session (500 where the fd limit
+is low) to a fast one-process echo server, a stalled reader with bounded memory, a port in use,
 a refused remote port, fleet forwarding with --base-port, the forward-tcp/-unix aliases."""
 import hashlib
 import os
