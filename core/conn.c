@@ -265,11 +265,9 @@ void smx_chan_mark(smx_chan *ch)
 
 void smx_conn_flush(smx_conn *c)
 {
-    /* Outside a step (a stream callback read from libssh), packets for any channel may have
-     * been processed: serve the marks now, there may be no wakeup to do it later. */
-    if (!c->session.in_step)
-        conn_run_marked(c);
-    /* Those packets may also have answered channel opens, which only a step picks up. */
+    /* The libssh call before this may have processed packets for any channel: marks made there
+     * have asked for a step already; answers to channel opens leave no trace but the open
+     * call's result, so a step re-asks while any are pending. */
     if (c->pending.next != &c->pending)
         smx_session_defer_step(&c->session);
     smx_session_sync_watch(&c->session);

@@ -79,7 +79,8 @@ void smx_chan_release(smx_chan *ch);
 /* Asks for one ops->after_poll call after the current (or next) round of packets; from a
  * channel callback, this is how work that must not run inside libssh gets done. */
 void smx_chan_mark(smx_chan *ch);
-/* The connection's fd may have bytes to flush after channel writes made outside a step. */
+/* After channel calls made outside a step: the fd may have bytes to flush, and packets libssh
+ * processed there may have answered pending opens (a step is deferred to pick them up). */
 void smx_conn_flush(smx_conn *c);
 
 #endif
