@@ -1,0 +1,84 @@
+"""Fault injection for the fault suite: end, reset or freeze the connections a real sshd serves.
+
+Three ways a connection dies, as an operator meets them:
+  kill_connections(sshd)        the sshd processes serving connections get SIGKILL (a crashed or
+                                OOM-killed server): the client sees EOF or a reset;
+  reset_connections(port)       the kernel destroys the TCP sockets (`ss -K`, a middlebox or a
+                                reboot): the client sees ECONNABORTED/ECONNRESET at once;
+  stop_connections(sshd)        the serving processes get SIGSTOP (a hung or partitioned server):
+                                the TCP connection stays up and nothing ever answers; only a
+                                keepalive or a timeout can tell. resume_connections() undoes it.
+The listener itself is left alone, so new connections (retries) still reach the server.
+"""
+import os
+import signal
+import subprocess
+from contextlib import suppress
+
+import fixture
+
+
+def serving_pids(sshd):
+    """Every process under the sshd listener (per-connection monitors, their privsep children
+    and the sessions they run), not the listener itself."""
+    if sshd.proc is None:
+        return []
+    return sorted(fixture.descendants(sshd.proc.pid))
+
+
+def _signal_all(pids, sig):
+    for p in pids:
+        with suppress(ProcessLookupError, PermissionError):
+            os.kill(p, sig)
+    return len(pids)
+
+
+def kill_connections(sshd, sig=signal.SIGKILL):
+    """Signals every process serving a connection of sshd; returns how many were signalled."""
+    return _signal_all(serving_pids(sshd), sig)
+
+
+def stop_connections(sshd):
+    """SIGSTOPs every serving process (resume_connections() is registered as a cleanup)."""
+    pids = serving_pids(sshd)
+    fixture.on_cleanup(lambda: _signal_all(pids, signal.SIGCONT), "resume stopped sshd")
+    return _signal_all(pids, signal.SIGSTOP)
+
+
+def resume_connections(sshd):
+    return _signal_all(serving_pids(sshd), signal.SIGCONT)
+
+
+def reset_connections(port, host=fixture.LOOPBACK):
+    """Destroys every TCP socket to or from host:port with `ss -K` (needs root and a kernel with
+    INET_DIAG_DESTROY). Returns how many sockets ss listed (both ends of loopback connections)."""
+    if os.geteuid() != 0:
+        fixture.skip("ss -K needs root")
+    out = ""
+    for side in ("dport", "sport"):
+        r = subprocess.run(["ss", "-K", "-t", "-n", "dst" if side == "dport" else "src", host,
+                            side, "=", str(port)], capture_output=True, text=True, timeout=10)
+        out += r.stdout
+    return sum(1 for line in out.splitlines() if line and not line.startswith(("State", "Netid")))
+
+
+def fd_count(pid):
+    """Open descriptors of a live process."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def fd_targets(pid):
+    """What each descriptor of pid points at (for a message when a count grew)."""
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with suppress(OSError):
+            out[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+    return out
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
