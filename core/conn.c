@@ -1,5 +1,6 @@
 #include "conn.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,7 +85,9 @@ static void conn_drive_opens(smx_conn *c)
             conn_list_append(&c->open, ch);
             ch->ops->opened(ch);
         } else if (rc != SSH_AGAIN) {
-            conn_fail_channel(ch, SMX_ECHANNEL, ssh_get_error(c->session.ssh));
+            char why[320];
+            smx_chan_refusal_text(ssh_get_error(c->session.ssh), why, sizeof why);
+            conn_fail_channel(ch, SMX_ECHANNEL, why);
         }
         ch = next;
     }
@@ -137,6 +140,7 @@ static void conn_step(smx_session *s)
 static void conn_ended(smx_session *s)
 {
     smx_conn *c = s->data;
+    c->ended = 1;
     char why[600];
     snprintf(why, sizeof why, "%s", c->result.err_msg[0] ? c->result.err_msg : "connection closed");
     while (c->pending.next != &c->pending)
@@ -160,14 +164,22 @@ static void conn_free(smx_conn *c)
     free(c);
 }
 
-static void conn_closed(smx_session *s)
+/* The last thing pointing at c is gone: the session's handles and every channel. */
+static void conn_finish(smx_conn *c)
 {
-    smx_conn *c = s->data;
     const smx_conn_events *ev = c->ev;
     void *ud = c->ud;
     conn_free(c);
     if (ev->closed)
         ev->closed(NULL, ud);
+}
+
+static void conn_closed(smx_session *s)
+{
+    smx_conn *c = s->data;
+    c->session_closed = 1;
+    if (c->chans == 0)
+        conn_finish(c);   /* else the last smx_chan_release does */
 }
 
 static const smx_session_handler conn_handler = {
@@ -225,6 +237,14 @@ void smx_chan_start(smx_chan *ch, smx_conn *c, const smx_chan_ops *ops, void *da
     ch->ops = ops;
     ch->data = data;
     ch->state = SMX_CHAN_QUEUED;
+    c->chans++;
+    if (c->ended) {
+        /* Nothing would ever open or fail it: the connection has failed its channels already. */
+        ch->state = SMX_CHAN_CLOSED;
+        ops->failed(ch, SMX_ECLOSED, c->result.err_msg[0] ? c->result.err_msg
+                                                          : "connection closed");
+        return;
+    }
     conn_list_append(&c->pending, ch);
     if (c->ready)
         smx_session_kick(&c->session);
@@ -233,18 +253,50 @@ void smx_chan_start(smx_chan *ch, smx_conn *c, const smx_chan_ops *ops, void *da
 void smx_chan_release(smx_chan *ch)
 {
     smx_conn *c = ch->conn;
-    if (ch->state == SMX_CHAN_OPENING)
+    if (!c)
+        return;
+    enum smx_chan_state was = ch->state;
+    if (was == SMX_CHAN_OPENING)
         c->opening--;
     conn_forget(ch);
     if (ch->ch) {
-        if (ch->state == SMX_CHAN_OPEN && ssh_channel_is_open(ch->ch))
+        if (was == SMX_CHAN_OPEN && ssh_channel_is_open(ch->ch))
             ssh_channel_close(ch->ch);
         ssh_channel_free(ch->ch);
         ch->ch = NULL;
     }
     ch->state = SMX_CHAN_CLOSED;
-    if (c->ready)
+    ch->conn = NULL;
+    if (c->ready && was != SMX_CHAN_CLOSED)
         smx_conn_flush(c);
+    if (--c->chans == 0 && c->session_closed)
+        conn_finish(c);
+}
+
+void smx_chan_refusal_text(const char *msg, char *out, size_t len)
+{
+    static const char *const reasons[] = {
+        NULL, "administratively prohibited", "connect failed", "unknown channel type",
+        "resource shortage",
+    };
+    unsigned chan, code;
+    int desc = 0;
+    if (!msg || sscanf(msg, "Channel opening failure: channel %u error (%u) %n", &chan, &code,
+                       &desc) < 2 || desc == 0) {
+        snprintf(out, len, "%s", msg && *msg ? msg : "channel open failed");
+        return;
+    }
+    const char *text = msg + desc;
+    char other[32];
+    const char *reason = code < sizeof reasons / sizeof *reasons ? reasons[code] : NULL;
+    if (!reason) {
+        snprintf(other, sizeof other, "reason %u", code);
+        reason = other;
+    }
+    if (*text)
+        snprintf(out, len, "channel refused: %s (%s)", reason, text);
+    else
+        snprintf(out, len, "channel refused: %s", reason);
 }
 
 void smx_chan_mark(smx_chan *ch)

@@ -23,7 +23,8 @@ typedef struct smx_chan_ops {
     int (*open)(smx_chan *c);
     /* The channel is open. */
     void (*opened)(smx_chan *c);
-    /* Open refused, or the connection ended before/while it was open. c->ch is already freed. */
+    /* Open refused, or the connection ended before/while it was open. c->ch is already freed;
+     * the owner still calls smx_chan_release (it may do so from here). */
     void (*failed)(smx_chan *c, int code, const char *why);
     /* After the round of incoming packets in which smx_chan_mark(c) was called (optional). */
     void (*after_poll)(smx_chan *c);
@@ -32,7 +33,7 @@ typedef struct smx_chan_ops {
 struct smx_chan {
     smx_chan *next, *prev;      /* on the connection's pending or open list */
     smx_chan *mnext, *mprev;    /* on its marked list, when marked */
-    smx_conn *conn;
+    smx_conn *conn;             /* NULL once released */
     ssh_channel ch;
     const smx_chan_ops *ops;
     enum smx_chan_state state;
@@ -41,9 +42,11 @@ struct smx_chan {
 
 typedef struct smx_conn_events {
     void (*ready)(smx_conn *c, void *ud);
-    /* The connection failed or closed (smx_conn_result says why); channels were failed first. */
+    /* The connection failed or closed (smx_conn_result says why); channels were failed first.
+     * Channels started after this fail at once. */
     void (*ended)(smx_conn *c, void *ud);
-    /* Memory may be freed: after this the conn pointer is gone. */
+    /* The session is closed and every channel released: after this the conn pointer is gone
+     * (c is passed as NULL). */
     void (*closed)(smx_conn *c, void *ud);
 } smx_conn_events;
 
@@ -61,6 +64,9 @@ struct smx_conn {
     int opening, max_opening;   /* opens in flight, and their cap */
     int running_marked;         /* inside the after_poll round (no nesting) */
     int ready;
+    int ended;                  /* the session failed or is closing: no new channels */
+    int session_closed;         /* ... and its handles are closed */
+    int chans;                  /* channels started and not yet released: they point at us */
 };
 
 /* hc is taken over; password (ssh:// URL) copied. */
@@ -72,10 +78,18 @@ void smx_conn_free_unstarted(smx_conn *c);
 /* Fails every channel and closes the session; `closed` follows. */
 void smx_conn_close(smx_conn *c);
 
-/* Queues a channel: it is opened as soon as the connection is ready and the cap allows. */
+/* Queues a channel: it is opened as soon as the connection is ready and the cap allows. On a
+ * connection that has ended, ops->failed runs before this returns. */
 void smx_chan_start(smx_chan *ch, smx_conn *c, const smx_chan_ops *ops, void *data);
-/* Sends CLOSE (if open), frees the libssh channel and forgets ch (no callbacks after this). */
+/* The one close path of a started channel, in any state (also after ops->failed): sends CLOSE
+ * (if open), frees the libssh channel and detaches ch (no callbacks after this; ch->conn is
+ * NULL). The connection outlives its channels: it is freed (and `closed` told) only once the
+ * last one is released. Idempotent. */
 void smx_chan_release(smx_chan *ch);
+/* Why a channel open was refused, from libssh's "Channel opening failure: channel N error (C)
+ * DESC": the RFC 4254 reason named ("connect failed: Connection refused"). Other messages are
+ * copied as they are. */
+void smx_chan_refusal_text(const char *libssh_msg, char *out, size_t len);
 /* Asks for one ops->after_poll call after the current (or next) round of packets; from a
  * channel callback, this is how work that must not run inside libssh gets done. */
 void smx_chan_mark(smx_chan *ch);

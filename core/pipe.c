@@ -66,14 +66,14 @@ static void pipe_on_stream_closed(uv_handle_t *h)
     free(p);
 }
 
+/* The channel goes first (the connection may be freed once its last channel is released), then
+ * the stream; the pipe is freed when the stream's close completes. */
 static void pipe_end_now(smx_pipe *p)
 {
     p->ending = 1;
-    if (p->chan.state != SMX_CHAN_CLOSED) {
-        if (p->chan.ch)
-            ssh_remove_channel_callbacks(p->chan.ch, &p->cb);
-        smx_chan_release(&p->chan);
-    }
+    if (p->chan.ch)
+        ssh_remove_channel_callbacks(p->chan.ch, &p->cb);
+    smx_chan_release(&p->chan);
     uv_close((uv_handle_t *)p->stream, pipe_on_stream_closed);
 }
 
@@ -109,8 +109,6 @@ void smx_pipe_abort(smx_pipe *p, const char *why)
     if (p->ending)
         return;
     pipe_set_error(p, why ? why : "aborted");
-    if (p->chan.state == SMX_CHAN_QUEUED || p->chan.state == SMX_CHAN_OPENING)
-        smx_chan_release(&p->chan);
     pipe_end_now(p);
 }
 
@@ -352,10 +350,10 @@ static void pipe_chan_failed(smx_chan *c, int code, const char *why)
 {
     smx_pipe *p = c->data;
     pipe_set_error(p, why);
-    if (!p->ending) {
-        p->ending = 1;
-        uv_close((uv_handle_t *)p->stream, pipe_on_stream_closed);
-    }
+    if (!p->ending)
+        pipe_end_now(p);
+    else
+        smx_chan_release(&p->chan);
 }
 
 /* After a round of packets in which a callback marked us: deliver what was held, then see
