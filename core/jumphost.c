@@ -20,6 +20,7 @@
 #define JUMP_MAX_CONNS 8
 
 typedef struct jump_tp jump_tp;
+static void jump_copy_failure(jump_tp *tp);
 
 enum jumphost_state { JH_CONNECTING, JH_READY, JH_FAILED };
 
@@ -27,10 +28,12 @@ struct smx_jumphost {
     smx_jumphost *next;
     smx_engine *e;
     char *chain;               /* "a,b": this is b, reached through a */
+    char *name;                /* b's Host name, for messages (outlives conn) */
     int hop;                   /* 1-based position of this host in its chain */
-    smx_conn *conn;
+    smx_conn *conn;            /* NULL once closed; jh itself lives on while refs > 0 */
     enum jumphost_state state;
-    int refs;                  /* transports using this connection */
+    int refs;                  /* transports pointing at jh: it outlives them (and so their
+                                  pipes), freed at 0 once its connection has closed */
     int open_chans;            /* ... whose channel the bastion has confirmed */
     int capacity;              /* channels it held when it refused one; 0 = no limit seen */
     jump_tp *waiters;          /* transports waiting for the connection */
@@ -63,9 +66,7 @@ static void jumphost_notify(smx_jumphost *jh)
         if (jh->state == JH_READY) {
             w->cb(&w->base, 0);
         } else {
-            snprintf(w->base.errmsg, sizeof w->base.errmsg, "%s", jh->errmsg);
-            w->base.error_stage = jh->err_stage;
-            w->base.error_hop = jh->err_hop;
+            jump_copy_failure(w);
             w->cb(&w->base, SMX_ECONNECT);
         }
         w = next;
@@ -94,6 +95,15 @@ static void jumphost_on_ended(smx_conn *c, void *ud)
     jumphost_notify(jh);
 }
 
+static void jumphost_free(smx_jumphost *jh)
+{
+    free(jh->chain);
+    free(jh->name);
+    free(jh);
+}
+
+/* The connection is gone (every channel on it released first); transports that still point at
+ * jh keep it until they are closed (jumphost_release). */
 static void jumphost_on_closed(smx_conn *c, void *ud)
 {
     smx_jumphost *jh = ud;
@@ -104,8 +114,10 @@ static void jumphost_on_closed(smx_conn *c, void *ud)
             break;
         }
     }
-    free(jh->chain);
-    free(jh);
+    jh->next = NULL;
+    jh->conn = NULL;   /* jumphost_on_ended ran first: state is JH_FAILED, errmsg says why */
+    if (jh->refs == 0)
+        jumphost_free(jh);
 }
 
 static const smx_conn_events jumphost_events = {
@@ -171,12 +183,12 @@ static smx_jumphost *jumphost_get(smx_engine *e, const char *chain, smx_err *err
     jh->e = e;
     jh->hop = (int)n;
     const char *pw = n == 1 ? e->jump_ov.password : NULL;
-    jh->conn = smx_conn_new(e, last->host, last, pw, &jumphost_events, jh);
+    jh->name = strdup(last->host ? last->host : "?");
+    jh->conn = jh->name ? smx_conn_new(e, last->host, last, pw, &jumphost_events, jh) : NULL;
     if (!jh->conn) {
         smx_hostcfg_free(last);
         free(last);
-        free(jh->chain);
-        free(jh);
+        jumphost_free(jh);
         smx_seterr(err, SMX_ENOMEM, "out of memory");
         return NULL;
     }
@@ -191,8 +203,12 @@ static void jumphost_release(smx_jumphost *jh)
     smx_engine *e = jh->e;
     if (--jh->refs > 0)
         return;
+    if (!jh->conn) {
+        jumphost_free(jh);   /* its connection closed while we pointed at it */
+        return;
+    }
     /* Idle: keep it while the run still has hosts to start (they will want it), else close. */
-    if (!e->queue_head && e->running == 0 && jh->conn && jh->state != JH_FAILED)
+    if (!e->queue_head && e->running == 0 && jh->state != JH_FAILED)
         smx_conn_close(jh->conn);
 }
 
@@ -205,18 +221,33 @@ void smx_jumphosts_close_idle(smx_engine *e)
 
 /* ---- the transport ------------------------------------------------------------------------ */
 
+/* The jump connection failed: the transport's error is the jump host's. */
+static void jump_copy_failure(jump_tp *tp)
+{
+    smx_jumphost *jh = tp->jh;
+    snprintf(tp->base.errmsg, sizeof tp->base.errmsg, "%s", jh->errmsg);
+    tp->base.error_stage = jh->err_stage;
+    tp->base.error_hop = jh->err_hop;
+}
+
 static int jump_prepare(smx_transport *t, smx_transport_cb cb)
 {
     jump_tp *tp = (jump_tp *)t;
     smx_jumphost *jh = tp->jh;
     tp->cb = cb;
     snprintf(t->gate_key, sizeof t->gate_key, "jump:%s>%s:%d", jh->chain, tp->host, tp->port);
-    snprintf(t->peer, sizeof t->peer, "%s:%d via %s", tp->host, tp->port, jh->conn->hc->host);
-    if (jh->state == JH_READY) {
+    snprintf(t->peer, sizeof t->peer, "%s:%d via %s", tp->host, tp->port, jh->name);
+    switch (jh->state) {
+    case JH_READY:
         cb(t, 0);
-    } else {
+        break;
+    case JH_CONNECTING:
         tp->next_waiter = jh->waiters;
         jh->waiters = tp;
+        break;
+    case JH_FAILED:
+        jump_copy_failure(tp);
+        return SMX_ECONNECT;
     }
     return 0;
 }
@@ -243,7 +274,7 @@ static void jump_finish_close(jump_tp *tp);
 static void jump_report_refusal(jump_tp *tp, const char *err)
 {
     smx_jumphost *jh = tp->jh;
-    const char *name = jh->conn ? jh->conn->hc->host : "?";
+    const char *name = jh->name;
     int busy = jh->open_chans > 0;
     if (busy && (jh->capacity == 0 || jh->open_chans < jh->capacity))
         jh->capacity = jh->open_chans;
@@ -270,15 +301,25 @@ static void jump_on_pipe_done(smx_pipe *p, const char *err, void *ud)
         jump_finish_close(tp);
         return;
     }
-    if (!tp->opened)
+    if (!tp->opened) {
         jump_report_refusal(tp, err);
-    /* after the open, the target session sees EOF on its socket and reports it itself */
+        return;
+    }
+    /* The target session sees EOF on its socket and reports it itself; a session still in its
+     * handshake takes the transport's word for why. */
+    if (err && !tp->base.errmsg[0])
+        snprintf(tp->base.errmsg, sizeof tp->base.errmsg, "jump host %s (hop %d): %s",
+                 tp->jh->name, tp->jh->hop, err);
 }
 
 static int jump_connect(smx_transport *t, smx_transport_cb cb)
 {
     jump_tp *tp = (jump_tp *)t;
     tp->cb = cb;
+    if (tp->jh->state != JH_READY) {   /* it failed while this session waited for a slot */
+        jump_copy_failure(tp);
+        return SMX_ECONNECT;
+    }
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0) {
         snprintf(t->errmsg, sizeof t->errmsg, "socketpair: %s", strerror(errno));
