@@ -79,9 +79,13 @@ static void fwd_on_ended(smx_conn *conn, void *ud)
     fwd_run *r = h->run;
     h->ended = 1;
     if (!r->stopping) {
+        /* Before it was ready the stage says where setup failed; after, the connection carried
+         * forwards and it is the forward that was lost (the library files such late failures
+         * under "exec", the stage after auth). */
         const smx_result *res = &conn->result;
+        enum smx_stage st = res->err_stage;
         fprintf(stderr, "%s: sshmux: %s: %s\n", h->name,
-                smx_stage_name(res->err_stage != SMX_STAGE_NONE ? res->err_stage : SMX_STAGE_EXEC),
+                st == SMX_STAGE_NONE || st == SMX_STAGE_EXEC ? "forward" : smx_stage_name(st),
                 res->err_msg[0] ? res->err_msg : "connection closed");
         r->failures++;
     }
@@ -148,9 +152,10 @@ static int fwd_bind_host(fwd_run *r, fwd_host *h, size_t index, const smx_forwar
         }
         char local[160], remote[160], unused[160];
         smx_err err = {{0}};
-        if (smx_forward_add(h->fw, &spec, r->c->sock_mode, local, sizeof local, &err) < 0) {
+        int rc = smx_forward_add(h->fw, &spec, r->c->sock_mode, local, sizeof local, &err);
+        if (rc < 0) {
             cli_error(r->c, "%s: %s", h->name, err.msg);
-            return EXIT_UNREACHABLE;
+            return rc == SMX_EINVAL ? EXIT_USAGE : EXIT_UNREACHABLE;   /* bad -L input */
         }
         smx_fwd_spec_describe(&spec, unused, sizeof unused, remote, sizeof remote);
         smx_strvec_push(&h->locals, local);

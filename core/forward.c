@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "pipe.h"
@@ -14,9 +15,13 @@
  * net.core.somaxconn. */
 #define FWD_BACKLOG 4096
 
+/* A listener outlives its links (they point at it): it is freed once its handle's close has
+ * completed and its last link is done, whichever comes last. */
 typedef struct fwd_listener {
     struct fwd_listener *next;
     smx_forwarder *fw;
+    unsigned long links;       /* forwarded connections accepted here and not yet done */
+    int handle_closed;
     smx_fwd_spec spec;
     union {
         uv_tcp_t tcp;
@@ -75,18 +80,21 @@ static int fwd_open_channel(ssh_channel ch, void *arg)
 }
 
 static void fwd_maybe_closed(smx_forwarder *fw);
+static void fwd_listener_maybe_free(fwd_listener *l);
 
 static void fwd_on_pipe_done(smx_pipe *p, const char *err, void *ud)
 {
     fwd_link *k = ud;
-    smx_forwarder *fw = k->l->fw;
+    fwd_listener *l = k->l;
+    smx_forwarder *fw = l->fw;
     k->prev->next = k->next;
     k->next->prev = k->prev;
     fw->active--;
+    l->links--;
     if (fw->ev.conn_ended && !fw->closing)
-        fw->ev.conn_ended(fw->ev.ud, k->l->local, err);
+        fw->ev.conn_ended(fw->ev.ud, l->local, err);
     free(k);
-    fwd_maybe_closed(fw);
+    fwd_listener_maybe_free(l);   /* may free the forwarder too */
 }
 
 static void fwd_on_connection(uv_stream_t *server, int status)
@@ -125,6 +133,7 @@ static void fwd_on_connection(uv_stream_t *server, int status)
     fw->links.next->prev = k;
     fw->links.next = k;
     fw->active++;
+    l->links++;
     smx_pipe_open(k->pipe, fw->conn, fwd_open_channel, l);
 }
 
@@ -144,7 +153,6 @@ static int fwd_bind_tcp(smx_forwarder *fw, fwd_listener *l, smx_err *err)
     int gai = getaddrinfo(addr, port, &hints, &ai);
     if (gai != 0)
         return smx_seterr(err, SMX_ERESOLVE, "bind address \"%s\": %s", addr, gai_strerror(gai));
-    uv_tcp_init(fw->loop, &l->h.tcp);
     int rc = uv_tcp_bind(&l->h.tcp, ai->ai_addr, 0);
     freeaddrinfo(ai);
     if (rc == 0)
@@ -170,7 +178,11 @@ static int fwd_bind_tcp(smx_forwarder *fw, fwd_listener *l, smx_err *err)
 
 static int fwd_bind_unix(smx_forwarder *fw, fwd_listener *l, unsigned mode, smx_err *err)
 {
-    uv_pipe_init(fw->loop, &l->h.unix_sock, 0);
+    size_t len = strlen(l->spec.bind_path);
+    if (len >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        return smx_seterr(err, SMX_EINVAL, "socket path %s is %zu bytes long; a Unix socket path "
+                          "has at most %zu bytes (sun_path)", l->spec.bind_path, len,
+                          sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
     /* Nobody else may connect between bind and chmod: create it private, then open it up. */
     mode_t old = umask(0177);
     int rc = uv_pipe_bind(&l->h.unix_sock, l->spec.bind_path);
@@ -195,16 +207,24 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-static void fwd_on_listener_closed(uv_handle_t *h)
+static void fwd_listener_maybe_free(fwd_listener *l)
 {
-    fwd_listener *l = h->data;
+    if (!l->handle_closed || l->links > 0)
+        return;
     smx_forwarder *fw = l->fw;
-    if (l->created_path)
-        unlink(l->spec.bind_path);
     smx_fwd_spec_free(&l->spec);
     free(l);
     fw->handles--;
     fwd_maybe_closed(fw);
+}
+
+static void fwd_on_listener_closed(uv_handle_t *h)
+{
+    fwd_listener *l = h->data;
+    if (l->created_path)
+        unlink(l->spec.bind_path);   /* nobody can connect any more: the file goes now */
+    l->handle_closed = 1;
+    fwd_listener_maybe_free(l);
 }
 
 int smx_forward_add(smx_forwarder *fw, const smx_fwd_spec *spec, unsigned mode, char *local,
@@ -221,12 +241,16 @@ int smx_forward_add(smx_forwarder *fw, const smx_fwd_spec *spec, unsigned mode, 
     l->spec.port = spec->port;
     l->spec.remote_path = dup_or_null(spec->remote_path);
     l->is_unix = spec->bind_path != NULL;
-    l->h.handle.data = l;
-    int rc = l->is_unix ? fwd_bind_unix(fw, l, mode, err) : fwd_bind_tcp(fw, l, err);
+    /* Initialised before anything can fail: a listed listener is always closed with uv_close. */
+    if (l->is_unix)
+        uv_pipe_init(fw->loop, &l->h.unix_sock, 0);
+    else
+        uv_tcp_init(fw->loop, &l->h.tcp);
     l->h.handle.data = l;
     l->next = fw->listeners;
     fw->listeners = l;
     fw->handles++;
+    int rc = l->is_unix ? fwd_bind_unix(fw, l, mode, err) : fwd_bind_tcp(fw, l, err);
     if (rc < 0)
         return rc;   /* the listener is closed (and its socket file removed) with the forwarder */
     char dummy[160];

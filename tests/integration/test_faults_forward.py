@@ -1,0 +1,308 @@
+"""Fault suite, forwarding: the connection under `sshmux forward` dies while forwarded
+connections carry data both ways (a remote generator that never stops, a local reader that
+never reads, a local writer that never reads its echo), in each way an operator meets it (sshd
+processes SIGKILLed, the TCP connection reset with `ss -K`, the server frozen with SIGSTOP and
+found by ServerAlive* keepalives; frozen without keepalives until SIGTERM). sshmux must not
+crash, must say the forward was lost, exit 255, remove its Unix sockets and, in a run that goes
+on with another host, hold no descriptor opened for the lost one. Also bad -L input that used
+to crash or mislead: an unusable bind address, a Unix socket path longer than sun_path; and
+channel refusals named by their RFC 4254 reason."""
+import os
+import signal
+import socket
+import threading
+import time
+from contextlib import suppress
+
+from common import *  # noqa: F403
+import faults
+import netserv
+
+WD = KEYS = KH = USER = None
+SSHD = {}
+CRASH_RCS = {128 + s for s in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL,
+                               signal.SIGFPE)}
+GEN = ECHO = None
+
+
+def generator(c):
+    """Sends until the peer goes away, never reads."""
+    chunk = os.urandom(64 * 1024)
+    while True:
+        c.sendall(chunk)
+
+
+def setup():
+    global WD, KEYS, KH, USER, GEN, ECHO
+    WD = fixture.Workdir()
+    KEYS = fixture.Keys(WD)
+    KH = WD.file("known_hosts", "")
+    for name in ("victim", "survivor"):
+        SSHD[name] = fixture.Sshd(WD, KEYS)
+        SSHD[name].write_known_hosts(KH, append=True)
+    USER = fleet_user(WD) or SSHD["victim"].user
+    GEN = netserv.Server(generator)
+    ECHO = netserv.Server(netserv.echo)
+
+
+def entry(alias, name, **extra):
+    return fixture.ssh_config_entry(
+        alias, HostName="127.0.0.1", Port=SSHD[name].port, User=USER,
+        IdentityFile=KEYS.ed25519, IdentitiesOnly="yes", UserKnownHostsFile=KH,
+        StrictHostKeyChecking="yes", **extra)
+
+
+def config(keepalive):
+    ka = {"ServerAliveInterval": 1, "ServerAliveCountMax": 2} if keepalive else {}
+    return WD.file(f"cfg-{keepalive}", entry("victim", "victim", **ka) +
+                   entry("survivor", "survivor", **ka))
+
+
+def check_no_crash(rc, err):
+    check(rc >= 0 and rc not in CRASH_RCS, f"sshmux died: exit {rc}\n--- stderr\n{err[-6000:]}")
+    for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+        check(marker not in err, f"sanitizer report ({marker}):\n{err[-6000:]}")
+
+
+def start(args, lines):
+    """sshmux forward ARGS; returns (process, [(host, local), ...]) once `lines` listeners are
+    printed."""
+    p = fixture.spawn([fixture.sshmux_bin(), "forward"] + args, workdir=WD)
+    out = []
+    deadline = time.monotonic() + 60
+    while len(out) < lines and time.monotonic() < deadline:
+        line = p.stdout.readline()
+        if not line:
+            raise Failure(f"sshmux forward exited early: {p.wait(5)} {p.stderr.read()}")
+        if not line.startswith("HOST"):
+            out.append(tuple(line.split()[:2]))
+    return p, out
+
+
+def connect(local):
+    if local.startswith("/"):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(local)
+        return s
+    return socket.create_connection(("127.0.0.1", int(local.rsplit(":", 1)[1])), timeout=30)
+
+
+class Traffic:
+    """On the generator listener: one reader that reads all the time, one that never reads.
+    On the echo listener: a writer that never reads its echo. Bytes are in flight both ways."""
+
+    def __init__(self, gen_local, echo_local):
+        self.read = self.written = 0
+        self.stalled = connect(gen_local)
+        self.stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+        self.reader = connect(gen_local)
+        self.writer = connect(echo_local)
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._write, daemon=True).start()
+
+    def _read(self):
+        with suppress(OSError):
+            while True:
+                d = self.reader.recv(1 << 20)
+                if not d:
+                    return
+                self.read += len(d)
+
+    def _write(self):
+        chunk = os.urandom(64 * 1024)
+        with suppress(OSError):
+            while True:
+                self.writer.sendall(chunk)
+                self.written += len(chunk)
+
+    def wait_flowing(self):
+        fixture.wait_until(lambda: self.read > (4 << 20) and self.written > (4 << 20), 60,
+                           "data flowing both ways")
+
+    def close(self):
+        for s in (self.stalled, self.reader, self.writer):
+            with suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+
+def new_fds(pid, before):
+    """Descriptors of pid that were not open (or pointed elsewhere) at `before`."""
+    now = faults.fd_targets(pid)
+    return {fd: t for fd, t in now.items() if before.get(fd) != t}
+
+
+def run_fault(fault, keepalive=False, settle=30, label="forward"):
+    """Two forward processes hit by one fault on the victim sshd:
+    - `fleet`: victim and survivor hosts (--base-port), traffic through both; it must go on
+      with the survivor, holding no descriptor it opened after the baseline;
+    - `single`: the victim alone with a TCP and a Unix listener; it must exit 255 and remove
+      its socket.
+    label: how the loss is reported ("HOST: sshmux: LABEL: ..."). Returns the seconds from the
+    fault to the single run's end."""
+    cfg = config(keepalive)
+    base = free_port_run(4)
+    fleet, ls = start(["-F", cfg, "--base-port", str(base), "-L", f"0:127.0.0.1:{GEN.port}",
+                       "-L", f"0:127.0.0.1:{ECHO.port}", "-w", "victim,survivor"], 4)
+    lpath = WD.file(f"fwd-{time.monotonic_ns()}.sock")
+    single, sls = start(["-F", cfg, "-L", f"{lpath}:127.0.0.1:{GEN.port}", "-L",
+                         f"0:127.0.0.1:{ECHO.port}", "victim"], 2)
+    check(os.path.exists(lpath), "the Unix listener exists")
+    baseline = faults.fd_targets(fleet.pid)
+    by_host = {}
+    for host, local in ls:
+        by_host.setdefault(host, []).append(local)
+    traffic = [Traffic(*by_host["victim"]), Traffic(*by_host["survivor"]),
+               Traffic(sls[0][1], sls[1][1])]
+    for t in traffic:
+        t.wait_flowing()
+    t0 = time.monotonic()
+    check(fault(SSHD["victim"]) > 0, "the fault hit nothing")
+    try:
+        _, serr = single.communicate(timeout=settle)
+    except Exception:
+        fixture.kill_tree(single.pid, single)
+        raise Failure(f"the victim's forward did not end within {settle} s of the fault")
+    noticed = time.monotonic() - t0
+    faults.resume_connections(SSHD["victim"])
+    check_no_crash(single.returncode, serr)
+    check_eq(single.returncode, 255, f"exit status\n{serr[-3000:]}")
+    check(not os.path.exists(lpath), "the Unix socket was left behind")
+    check_in(f"victim: sshmux: {label}: ", serr, "the loss is labelled as the forward's")
+    # The fleet run lost one host and keeps the other: the survivor still flows...
+    survivor = traffic[1]
+    n = survivor.read
+    fixture.wait_until(lambda: survivor.read > n + (1 << 20), 30, "the survivor still forwards")
+    for t in traffic:
+        t.close()
+    # ...and once the victim's end has settled, nothing opened since the baseline is left.
+    try:
+        fixture.wait_until(lambda: not new_fds(fleet.pid, baseline), settle, "descriptors freed")
+    except Failure:
+        raise Failure(f"descriptors left after the fault: {new_fds(fleet.pid, baseline)} "
+                      f"(baseline {len(baseline)}, now {faults.fd_count(fleet.pid)})")
+    check(faults.fd_count(fleet.pid) <= len(baseline), "descriptor count grew")
+    check(fleet.poll() is None, "the fleet forward ended with a host still up")
+    fleet.send_signal(signal.SIGTERM)
+    try:
+        _, ferr = fleet.communicate(timeout=30)
+    except Exception:
+        fixture.kill_tree(fleet.pid, fleet)
+        raise Failure("the fleet forward did not end on SIGTERM")
+    check_no_crash(fleet.returncode, ferr)
+    check_eq(fleet.returncode, 255, f"a host failed: exit 255\n{ferr[-3000:]}")
+    check_in(f"victim: sshmux: {label}: ", ferr)
+    check("survivor: sshmux" not in ferr, f"the survivor reported a failure:\n{ferr}")
+    return noticed
+
+
+def free_port_run(n):
+    """A base port with n free consecutive ports, below the ephemeral range."""
+    import random
+    for _ in range(200):
+        base = random.randrange(20000, 30000 - n)
+        socks = []
+        try:
+            for i in range(n):
+                s = socket.socket()
+                s.bind(("127.0.0.1", base + i))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise Failure("no run of free ports found")
+
+
+# ------------------------------------------------------------------ connection faults
+def test_connection_killed_with_data_in_flight():
+    run_fault(faults.kill_connections)
+
+
+def test_connection_reset_with_data_in_flight():
+    run_fault(lambda sshd: faults.reset_connections(sshd.port))
+
+
+def test_connection_frozen_found_by_keepalives():
+    noticed = run_fault(faults.stop_connections, keepalive=True,
+                        label="timeout: server not responding")
+    check(noticed < 20, f"a frozen server took {noticed:.1f} s to be noticed (keepalive 1 s x 2)")
+
+
+def test_connection_frozen_without_keepalives_sigterm_ends_it():
+    # Nothing can tell a frozen server from an idle one without keepalives (README: "dead
+    # server: off"): the forward keeps running; SIGTERM must still end it promptly and cleanly.
+    cfg = config(False)
+    lpath = WD.file(f"frozen-{time.monotonic_ns()}.sock")
+    p, ls = start(["-F", cfg, "-L", f"{lpath}:127.0.0.1:{GEN.port}", "-L",
+                   f"0:127.0.0.1:{ECHO.port}", "victim"], 2)
+    t = Traffic(ls[0][1], ls[1][1])
+    t.wait_flowing()
+    check(faults.stop_connections(SSHD["victim"]) > 0, "the fault hit nothing")
+    time.sleep(2)
+    check(p.poll() is None, "the forward ended without being told")
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    try:
+        _, err = p.communicate(timeout=30)
+    except Exception:
+        fixture.kill_tree(p.pid, p)
+        raise Failure("SIGTERM did not end a forward whose server is frozen")
+    faults.resume_connections(SSHD["victim"])
+    t.close()
+    check_no_crash(p.returncode, err)
+    check_eq(p.returncode, 0, err)
+    check(time.monotonic() - t0 < 15, "SIGTERM took too long")
+    check(not os.path.exists(lpath), "the Unix socket was left behind")
+
+
+# ------------------------------------------------------------------ bad input, messages
+def test_unusable_bind_address_is_an_error_not_an_abort():
+    r = fixture.run_sshmux(["forward", "-F", config(False), "-L", "999.1.1.1:0:localhost:22",
+                            "victim"], timeout=30)
+    check_no_crash(r.returncode, r.stderr)
+    check_rc(r, 255)
+    check_in("999.1.1.1", r.stderr)
+
+
+def test_unix_path_longer_than_sun_path_is_refused():
+    d = WD.mkdir("d" * 60)
+    path = os.path.join(d, "s" * 60 + ".sock")   # > 107 bytes
+    r = fixture.run_sshmux(["forward", "-F", config(False), "-L", f"{path}:/tmp/remote.sock",
+                            "victim"], timeout=30)
+    check_no_crash(r.returncode, r.stderr)
+    check_rc(r, 2)
+    check_in(path, r.stderr, "the message names the path")
+    check_in("107", r.stderr, "the message names the limit")
+    check_eq([f for f in os.listdir(d)], [], "a (truncated) socket was left behind")
+    check_eq([f for f in os.listdir(os.path.dirname(d)) if f.startswith("d" * 60 + "ss")], [])
+
+
+def test_refused_channels_name_the_reason():
+    closed = fixture.refused_port()
+    nofwd = fixture.Sshd(WD, KEYS, extra_config="AllowTcpForwarding no\n")
+    nofwd.write_known_hosts(KH, append=True)
+    SSHD["nofwd"] = nofwd
+    cfg = WD.file("cfg-refuse", entry("victim", "victim") + entry("nofwd", "nofwd"))
+    for host, spec, reason in (("victim", f"0:127.0.0.1:{closed}", "connect failed"),
+                               ("nofwd", f"0:127.0.0.1:{ECHO.port}",
+                                "administratively prohibited")):
+        p, ls = start(["-F", cfg, "-L", spec, host], 1)
+        c = connect(ls[0][1])
+        c.settimeout(20)
+        check_eq(netserv.recv_all(c), b"")
+        c.close()
+        time.sleep(0.5)   # the message is written when the refusal arrives
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=30)
+        check_no_crash(p.returncode, err)
+        check_eq(p.returncode, 0, err)
+        check_in(f"channel refused: {reason}", err)
+        check("error (" not in err, f"libssh's raw message leaked: {err}")
+
+
+if __name__ == "__main__":
+    setup()
+    main([v for k, v in sorted(globals().items()) if k.startswith("test_")])
