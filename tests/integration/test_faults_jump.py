@@ -1,9 +1,10 @@
 """Fault suite, jump hosts and ProxyCommand: the bastion's connection dies while 20 targets run
 a command through it, in each way an operator meets it (its sshd processes SIGKILLed, the TCP
 connection reset with `ss -K`, the server frozen with SIGSTOP), on the first hop of one- and
-two-hop chains and on the second hop; a ProxyCommand process killed mid-command. Each run must
-end without a signal or a sanitizer report, with one JSON row per host naming the stage, and
-with the documented exit status (255: hosts failed)."""
+two-hop chains and on the second hop; a ProxyCommand process killed mid-command; a refused
+channel named by its RFC 4254 reason. Each run must end without a signal or a sanitizer report,
+with one JSON row per host naming the stage, and with the documented exit status (255: hosts
+failed)."""
 import os
 import shutil
 import signal
@@ -190,6 +191,21 @@ def test_hosts_after_a_lost_bastion_get_a_new_connection():
     check(len(ok) >= N - 5, f"only {len(ok)} hosts ran after the bastion came back: {err[-2000:]}")
     check(logins(SSHD["a"]) - before >= 2, "a second connection to the bastion")
     check_eq(p.returncode, 255)
+
+
+def test_refused_jump_channel_names_the_reason():
+    # libssh says "channel 3 error (1) open failed"; the row says what code 1 means.
+    nofwd = fixture.Sshd(WD, KEYS, extra_config="AllowTcpForwarding no\n")
+    nofwd.write_known_hosts(KH, append=True)
+    SSHD["nofwd"] = nofwd
+    cfg = WD.file("cfg-nofwd", entry("hn", "nofwd") + entry("t1", "target", ProxyJump="hn"))
+    r = fixture.run_sshmux(["exec", "-F", cfg, "--json", "-w", "t1", "true"], timeout=60)
+    check_no_crash(r.returncode, r.stderr)
+    check_rc(r, 255)
+    err = json_lines(r.stdout)[0]["error"]
+    check_eq((err["stage"], err["hop"]), ("connect", 1))
+    check_in("channel refused: administratively prohibited", err["message"])
+    check("error (" not in err["message"], f"libssh's raw text: {err['message']}")
 
 
 # ------------------------------------------------------------------ ProxyCommand
