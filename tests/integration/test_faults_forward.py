@@ -276,8 +276,7 @@ def test_unix_path_longer_than_sun_path_is_refused():
     check_rc(r, 2)
     check_in(path, r.stderr, "the message names the path")
     check_in("107", r.stderr, "the message names the limit")
-    check_eq([f for f in os.listdir(d)], [], "a (truncated) socket was left behind")
-    check_eq([f for f in os.listdir(os.path.dirname(d)) if f.startswith("d" * 60 + "ss")], [])
+    check_eq(os.listdir(d), [], "a socket with the cut name was left behind")
 
 
 def test_refused_channels_name_the_reason():

@@ -31,7 +31,8 @@ static void test_reason_codes(void **state)
 static void test_unknown_code_and_empty_description(void **state)
 {
     (void)state;
-    expect("Channel opening failure: channel 1 error (9) weird", "channel refused: reason 9 (weird)");
+    expect("Channel opening failure: channel 1 error (9) weird",
+           "channel refused: reason 9 (weird)");
     expect("Channel opening failure: channel 1 error (0) ", "channel refused: reason 0");
     expect("Channel opening failure: channel 1 error (2) ", "channel refused: connect failed");
 }
