@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <libssh/server.h>   /* ssh_send_keepalive */
@@ -84,6 +85,7 @@ int smx_session_init(smx_session *s, smx_engine *e, const smx_hostcfg *hc,
     s->handler = handler;
     s->data = data;
     s->result = result;
+    s->ssh_fd = -1;
     return 0;
 }
 
@@ -98,6 +100,31 @@ static void session_release_slot(smx_session *s, enum smx_gate_outcome outcome)
     }
 }
 
+/* Whether fd is still open on the transport's socket (a dup shares its inode). */
+static int session_fd_is_ours(const smx_session *s, int fd)
+{
+    struct stat a, b;
+    return s->transport && s->transport->fd >= 0 && fstat(fd, &a) == 0 &&
+           fstat(s->transport->fd, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* Frees libssh's session and the dup of the fd it was handed. libssh closes that dup itself only
+ * while its socket still holds it (ssh_free, or its socket layer on an I/O error); ssh_disconnect
+ * forgets it without closing it (client.c closes only sockets libssh opened), and before the
+ * first ssh_connect it was never taken. So: if libssh no longer holds it after the free and it
+ * still refers to our socket, it is ours to close (a number libssh closed and something else
+ * reopened would name another inode). */
+static void session_free_ssh(smx_session *s)
+{
+    int fd = s->ssh_fd;
+    int held = fd >= 0 && ssh_get_fd(s->ssh) == fd;
+    ssh_free(s->ssh);
+    s->ssh = NULL;
+    s->ssh_fd = -1;
+    if (fd >= 0 && !held && session_fd_is_ours(s, fd))
+        close(fd);
+}
+
 /* Frees this attempt's libssh session and transport; the session itself stays. */
 static void session_drop_attempt(smx_session *s)
 {
@@ -108,10 +135,8 @@ static void session_drop_attempt(smx_session *s)
         ssh_event_free(s->event);
         s->event = NULL;
     }
-    if (s->ssh) {
-        ssh_free(s->ssh);   /* closes libssh's dup of the fd, never ours */
-        s->ssh = NULL;
-    }
+    if (s->ssh)
+        session_free_ssh(s);
     if (s->transport) {
         smx_transport *t = s->transport;
         s->transport = NULL;
@@ -172,7 +197,7 @@ static void session_do_close(smx_session *s)
     if (s->handler->ended)
         s->handler->ended(s);
     if (s->ssh && was == SMX_SESSION_READY)
-        ssh_disconnect(s->ssh);   /* best effort DISCONNECT; the server cleans up either way */
+        ssh_disconnect(s->ssh);   /* best effort DISCONNECT; the fd: session_free_ssh */
     session_release_slot(s, SMX_GATE_NEUTRAL);
     s->handles_open++;            /* guard: transport close may complete synchronously */
     session_drop_attempt(s);
@@ -288,6 +313,7 @@ static int session_create_ssh(smx_session *s)
         close(fd);
         return SMX_ENOMEM;
     }
+    s->ssh_fd = fd;   /* from here on released by session_free_ssh */
     int no = 0;
     unsigned port = (unsigned)hc->port;
     ssh_options_set(s->ssh, SSH_OPTIONS_PROCESS_CONFIG, &no);
