@@ -29,6 +29,18 @@ void smx_auth_init(smx_auth *a, const char *preferred, int pubkey, int kbdint, i
     }
 }
 
+void smx_auth_withhold_secrets(smx_auth *a)
+{
+    int n = 0;
+    for (int i = 0; i < a->nmethods; i++) {
+        if (a->methods[i] == SMX_AM_PASSWORD || a->methods[i] == SMX_AM_KBDINT)
+            a->withheld = 1;
+        else
+            a->methods[n++] = a->methods[i];
+    }
+    a->nmethods = n;
+}
+
 /* "publickey,keyboard-interactive,password" (what the server offers), or "none". */
 static void auth_offered(int allowed, char *buf, size_t size)
 {
@@ -66,6 +78,12 @@ static int auth_failed(smx_session *s, const char *why)
         snprintf(msg, sizeof msg, "%s@%s: permission denied (tried: %s; server offers: %s)",
                  s->hc->user ? s->hc->user : "?", s->hc->hostname,
                  a->tried[0] ? a->tried : "nothing usable", offered);
+    }
+    if (a->withheld && (a->allowed & (SSH_AUTH_METHOD_PASSWORD | SSH_AUTH_METHOD_INTERACTIVE))) {
+        size_t len = strlen(msg);
+        snprintf(msg + len, sizeof msg - len, "; password and keyboard-interactive authentication "
+                 "are disabled because the host key has changed (accepted under "
+                 "StrictHostKeyChecking=no), to avoid man-in-the-middle attacks");
     }
     if (a->agent && smx_agent_error(a->agent)[0]) {
         size_t len = strlen(msg);

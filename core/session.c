@@ -616,6 +616,8 @@ static void session_step_handshake(smx_session *s)
     const smx_hostcfg *hc = s->hc;
     smx_auth_init(&s->auth, hc->preferredauthentications, hc->pubkeyauthentication,
                   hc->kbdinteractiveauthentication, hc->passwordauthentication);
+    if (s->hostkey_changed)
+        smx_auth_withhold_secrets(&s->auth);
     session_step_auth(s);
 }
 

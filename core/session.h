@@ -77,6 +77,7 @@ struct smx_session {
     uint64_t last_rx;                 /* uv_now when rx.in_bytes was last seen to grow */
     int keepalive_pending;            /* a keepalive's answer not yet collected from libssh */
     int keepalive_rounds;             /* intervals that ended in silence since last_rx */
+    int hostkey_changed;              /* key accepted despite a change: no secrets for it */
     int in_step;                      /* re-entrancy guard for smx_session_close */
     int close_requested;
 
