@@ -398,6 +398,8 @@ void smx_job_discard(smx_job *job, const char *why)
 void smx_job_cancel(smx_job *job, enum smx_stage stage, const char *why)
 {
     smx_session *s = &job->session;
+    if (job->st == SMX_EXEC_DONE)
+        return;   /* finished before the signal: its result stands */
     if (s->state != SMX_SESSION_READY || job->st < SMX_EXEC_START) {
         smx_session_fail(s, stage, SMX_ECANCELED, "%s", why);   /* nothing runs remotely yet */
         return;
@@ -415,7 +417,7 @@ void smx_job_cancel(smx_job *job, enum smx_stage stage, const char *why)
         exec_begin_kill(job);
         smx_session_kick(s);
         break;
-    default:                 /* already being killed (-u) or done */
+    default:                 /* already being killed (-u) */
         break;
     }
 }

@@ -2,7 +2,6 @@
 finished host gives back all its descriptors (libssh forgets, without closing, a descriptor it
 was handed once it disconnects: sshmux closes it), so thousands of hosts pass under
 `ulimit -n 1024`, and the count sampled during a long run stays at fanout size."""
-import os
 import resource
 import threading
 import time
@@ -10,9 +9,6 @@ import time
 from common import *  # noqa: F403
 import faults
 from test_faults_session import SANITIZER_MARKS, Watched, check_clean, fd_bound
-
-ASAN = "asan" in os.environ.get("SSHMUX", "")
-
 
 def limit_nofile(n):
     def f():

@@ -369,6 +369,31 @@ def test_sigterm_ends_remote_commands():
     signal_cancel(signal.SIGTERM)
 
 
+def test_second_sigint_skips_the_grace():
+    # A second Ctrl-C closes at once what the first left waiting out --kill-grace (as root the
+    # login is root's, whose sessions sshd does not signal: the grace would run out in full).
+    n = 3
+    wd = fixture.Workdir()
+    keys = fixture.Keys(wd)
+    sshd = fixture.Sshd(wd, keys)
+    kh = sshd.write_known_hosts(wd.file("known_hosts"))
+    names = fixture.aliases(n)
+    cfg = fixture.write_ssh_config(wd.file("ssh_config"), names, sshd=sshd,
+                                   identity=keys.ed25519, known_hosts=kh)
+    w = Watched(["exec", "-F", cfg, "--json", "-t", "--kill-grace", "30",
+                 "-w", f"h[0001-{n:04d}]", "sleep 60"], workdir=wd)
+    wait_for(lambda: len(remote_procs(sshd, "sleep")) >= n, 20, f"{n} commands running")
+    t0 = time.monotonic()
+    os.kill(w.pid, signal.SIGINT)
+    time.sleep(0.5)
+    os.kill(w.pid, signal.SIGINT)
+    w.wait(40)
+    check(time.monotonic() - t0 < 5, f"took {time.monotonic() - t0:.1f}s")
+    rows = check_clean(w, names, 130, fd_bound(n))
+    check(all("canceled (SIGINT)" in r["error"]["message"] for r in rows.values()), rows)
+    check_eq(w.err.count("interrupted: canceling"), 1, w.err)
+
+
 def test_sigint_root_login_with_pty():
     # sshd delivers no signals to root sessions; closing the channel after the grace ends a
     # command on a PTY (sshd hangs the PTY up). Without a PTY a command that neither reads nor
