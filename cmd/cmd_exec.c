@@ -36,13 +36,15 @@ typedef struct exec_signals {
     int caught;
 } exec_signals;
 
+/* The first signal ends the remote commands as -u does (TERM, KILL after --kill-grace); a second
+ * one closes what is left at once. */
 static void exec_on_signal(uv_signal_t *h, int signum)
 {
     exec_signals *es = h->data;
-    if (es->caught++)
-        return;
-    fprintf(stderr, "sshmux: %s: canceling (hosts not started are reported as canceled)\n",
-            signum == SIGINT ? "interrupted" : "terminated");
+    if (es->caught++ == 0)
+        fprintf(stderr, "sshmux: %s: canceling (running commands get TERM, then KILL after the "
+                "grace; hosts not started are reported as canceled)\n",
+                signum == SIGINT ? "interrupted" : "terminated");
     smx_engine_cancel(es->e, signum == SIGINT ? "canceled (SIGINT)" : "canceled (SIGTERM)");
 }
 

@@ -29,6 +29,35 @@ void smx_auth_init(smx_auth *a, const char *preferred, int pubkey, int kbdint, i
     }
 }
 
+void smx_auth_withhold_secrets(smx_auth *a)
+{
+    int n = 0;
+    for (int i = 0; i < a->nmethods; i++) {
+        if (a->methods[i] == SMX_AM_PASSWORD || a->methods[i] == SMX_AM_KBDINT)
+            a->withheld = 1;
+        else
+            a->methods[n++] = a->methods[i];
+    }
+    a->nmethods = n;
+}
+
+/* "publickey,keyboard-interactive,password" (what the server offers), or "none". */
+static void auth_offered(int allowed, char *buf, size_t size)
+{
+    static const struct { int bit; const char *name; } names[] = {
+        {SSH_AUTH_METHOD_PUBLICKEY, "publickey"},
+        {SSH_AUTH_METHOD_INTERACTIVE, "keyboard-interactive"},
+        {SSH_AUTH_METHOD_PASSWORD, "password"},
+    };
+    size_t len = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if ((allowed & names[i].bit) && len < size)
+            len += (size_t)snprintf(buf + len, size - len, "%s%s", len ? "," : "", names[i].name);
+    if (!buf[0])
+        snprintf(buf, size, "none");
+}
+
 static void auth_note_tried(smx_auth *a, const char *what)
 {
     if (strstr(a->tried, what))
@@ -41,16 +70,21 @@ static int auth_failed(smx_session *s, const char *why)
 {
     smx_auth *a = &s->auth;
     a->state = SMX_AUTH_FAILED;
-    char msg[256];
-    if (why)
+    char msg[512], offered[64];
+    if (why) {
         snprintf(msg, sizeof msg, "%s", why);
-    else
-        snprintf(msg, sizeof msg, "%s@%s: permission denied (tried: %s; server offers: %s%s%s)",
+    } else {
+        auth_offered(a->allowed, offered, sizeof offered);
+        snprintf(msg, sizeof msg, "%s@%s: permission denied (tried: %s; server offers: %s)",
                  s->hc->user ? s->hc->user : "?", s->hc->hostname,
-                 a->tried[0] ? a->tried : "nothing usable",
-                 (a->allowed & SSH_AUTH_METHOD_PUBLICKEY) ? "publickey " : "",
-                 (a->allowed & SSH_AUTH_METHOD_INTERACTIVE) ? "keyboard-interactive " : "",
-                 (a->allowed & SSH_AUTH_METHOD_PASSWORD) ? "password" : "");
+                 a->tried[0] ? a->tried : "nothing usable", offered);
+    }
+    if (a->withheld && (a->allowed & (SSH_AUTH_METHOD_PASSWORD | SSH_AUTH_METHOD_INTERACTIVE))) {
+        size_t len = strlen(msg);
+        snprintf(msg + len, sizeof msg - len, "; password and keyboard-interactive authentication "
+                 "are disabled because the host key has changed (accepted under "
+                 "StrictHostKeyChecking=no), to avoid man-in-the-middle attacks");
+    }
     if (a->agent && smx_agent_error(a->agent)[0]) {
         size_t len = strlen(msg);
         snprintf(msg + len, sizeof msg - len, "; %s", smx_agent_error(a->agent));
@@ -144,8 +178,13 @@ static int auth_handle(smx_session *s, int rc, const char *method)
         a->state = SMX_AUTH_NEXT;
         return smx_auth_step(s);
     default: {
-        char why[256];
-        snprintf(why, sizeof why, "%s: %s", method, ssh_get_error(s->ssh));
+        char why[400];
+        if (!ssh_is_connected(s->ssh))   /* the server went away mid-request */
+            snprintf(why, sizeof why, "%s closed the connection during authentication (%s: %s)",
+                     s->transport ? s->transport->peer : s->hc->hostname, method,
+                     ssh_get_error(s->ssh));
+        else
+            snprintf(why, sizeof why, "%s: %s", method, ssh_get_error(s->ssh));
         return auth_failed(s, why);
     }
     }

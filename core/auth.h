@@ -50,6 +50,7 @@ typedef struct smx_auth {
     void *pending_key;      /* ssh_key of the pending publickey attempt (owned by the keyring) */
     struct smx_kbd_wait *kbd_wait;     /* the operator question this session waits on */
     struct smx_session *kbd_next;      /* next session waiting on the same question */
+    int withheld;           /* 1: password and keyboard-interactive dropped (smx_auth_withhold) */
     char used[32];          /* method that succeeded */
     char tried[96];         /* what we tried, for the error message */
 } smx_auth;
@@ -59,6 +60,11 @@ struct smx_session;
  * SMX_* code after recording the failure in the session's result. */
 int smx_auth_step(struct smx_session *s);
 void smx_auth_init(smx_auth *a, const char *preferred, int pubkey, int kbdint, int password);
+/* After smx_auth_init, for a server whose changed host key was accepted (StrictHostKeyChecking
+ * no): as ssh, no password and no keyboard-interactive answers for a possible man in the middle;
+ * public keys may still be tried (they prove nothing a MITM could replay elsewhere). The failure
+ * message says why. */
+void smx_auth_withhold_secrets(smx_auth *a);
 /* core/kbdint.c: handles an answer of ssh_userauth_kbdint (fleet-shared answers, password reuse,
  * operator prompts). Same return convention as smx_auth_step. */
 int smx_kbdint_step(struct smx_session *s, int rc);

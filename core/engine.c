@@ -158,8 +158,9 @@ void smx_engine_cancel(smx_engine *e, const char *why)
         smx_job_discard(job, why);
     }
     e->queue_tail = NULL;
+    /* Jobs are freed from a later loop turn (uv_close), so the list holds while we walk it. */
     for (smx_job *job = e->running_head; job; job = job->next)
-        smx_session_fail(&job->session, engine_stage_of(&job->session), SMX_ECANCELED, "%s", why);
+        smx_job_cancel(job, engine_stage_of(&job->session), why);
     smx_jumphosts_close_idle(e);
 }
 

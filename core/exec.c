@@ -106,23 +106,47 @@ static char *exec_command_with_env(const char *cmd, const smx_strvec *env)
     return out;
 }
 
+static void exec_on_timer(uv_timer_t *t);
+
+/* TERM now (OpenSSH delivers it to non-root sessions); KILL and the channel closed after the
+ * grace unless the command ends first. The caller gets the TERM written (a step or a kick). */
+static void exec_begin_kill(smx_job *job)
+{
+    ssh_channel_request_send_signal(job->ch, "TERM");
+    job->st = SMX_EXEC_KILLING;
+    uv_timer_start(&job->timer, exec_on_timer, (uint64_t)job->x->kill_grace_ms, 0);
+}
+
+/* KILL, and close the channel: where signals are not delivered (root sessions) sshd ends the
+ * session on the close (with a PTY it hangs it up, which signals the command). */
+static void exec_kill_now(smx_job *job)
+{
+    if (job->st == SMX_EXEC_RUNNING || job->st == SMX_EXEC_KILLING)
+        ssh_channel_request_send_signal(job->ch, "KILL");
+    if (job->ch && ssh_channel_is_open(job->ch))
+        ssh_channel_close(job->ch);
+    exec_finish(job);
+}
+
 static void exec_on_timer(uv_timer_t *t)
 {
     smx_job *job = t->data;
-    smx_session *s = &job->session;
-    if (job->st == SMX_EXEC_RUNNING) {
+    switch (job->st) {
+    case SMX_EXEC_RUNNING: {   /* -u */
         job->result->timed_out = 1;
         char msg[128];
         snprintf(msg, sizeof msg, "command timed out after %d s", job->x->timeout_ms / 1000);
         smx_result_set_error(job->result, SMX_STAGE_TIMEOUT, SMX_ETIMEDOUT, msg);
-        ssh_channel_request_send_signal(job->ch, "TERM");
-        job->st = SMX_EXEC_KILLING;
-        uv_timer_start(&job->timer, exec_on_timer, (uint64_t)job->x->kill_grace_ms, 0);
-        smx_session_kick(s);
-    } else if (job->st == SMX_EXEC_KILLING) {
-        ssh_channel_request_send_signal(job->ch, "KILL");
-        ssh_channel_close(job->ch);
-        exec_finish(job);
+        exec_begin_kill(job);
+        smx_session_kick(&job->session);
+        break;
+    }
+    case SMX_EXEC_START:     /* canceled, and the exec request is still unanswered */
+    case SMX_EXEC_KILLING:   /* the grace is over */
+        exec_kill_now(job);
+        break;
+    default:
+        break;
     }
 }
 
@@ -191,7 +215,9 @@ static int exec_advance(smx_job *job)
             if (rc != SSH_OK)
                 goto refused;
             job->st = SMX_EXEC_RUNNING;
-            if (job->x->timeout_ms > 0)
+            if (job->canceled)
+                exec_begin_kill(job);   /* canceled while the request was on its way */
+            else if (job->x->timeout_ms > 0)
                 uv_timer_start(&job->timer, exec_on_timer, (uint64_t)job->x->timeout_ms, 0);
             return 0;
         default:
@@ -367,6 +393,33 @@ void smx_job_discard(smx_job *job, const char *why)
     smx_result_set_error(r, SMX_STAGE_CONNECT, SMX_ECANCELED, why);
     exec_job_release(job);
     cb->on_done(cb->ud, r);
+}
+
+void smx_job_cancel(smx_job *job, enum smx_stage stage, const char *why)
+{
+    smx_session *s = &job->session;
+    if (job->st == SMX_EXEC_DONE)
+        return;   /* finished before the signal: its result stands */
+    if (s->state != SMX_SESSION_READY || job->st < SMX_EXEC_START) {
+        smx_session_fail(s, stage, SMX_ECANCELED, "%s", why);   /* nothing runs remotely yet */
+        return;
+    }
+    smx_result_set_error(job->result, SMX_STAGE_EXEC, SMX_ECANCELED, why);
+    if (job->canceled++) {
+        exec_kill_now(job);   /* asked twice: no more grace */
+        return;
+    }
+    switch (job->st) {
+    case SMX_EXEC_START:     /* the command may be starting: signal it once the server says so */
+        uv_timer_start(&job->timer, exec_on_timer, (uint64_t)job->x->kill_grace_ms, 0);
+        break;
+    case SMX_EXEC_RUNNING:
+        exec_begin_kill(job);
+        smx_session_kick(s);
+        break;
+    default:                 /* already being killed (-u) */
+        break;
+    }
 }
 
 void smx_job_free_unstarted(smx_job *job)

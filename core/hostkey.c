@@ -1,7 +1,8 @@
 /* Host key verification against known_hosts files read once per run (core/knownhosts.c) under
  * StrictHostKeyChecking: yes (and ssh's default "ask", as no one is there to ask) rejects unknown
  * keys; accept-new records them; no accepts them with a warning. A changed key is rejected unless
- * "no"; a revoked key always. */
+ * "no" (and then the server gets no password or keyboard-interactive answers); a revoked key
+ * always. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,10 +125,15 @@ static int hostkey_decide(smx_engine *e, smx_session *s, struct smx_knownhosts *
         return hostkey_fail(s, msg);
     default:   /* CHANGED, or only keys of other types known: treated alike, as a possible MITM */
         if (policy == POLICY_NO) {
+            /* As ssh: the connection goes on, but the server may be a man in the middle, so it
+             * gets no password and no keyboard-interactive answers (core/auth.c). */
             snprintf(msg, sizeof msg, "WARNING: host key for %s has CHANGED (now %s); accepted "
-                     "because StrictHostKeyChecking=no", label, shown);
+                     "because StrictHostKeyChecking=no, but password and keyboard-interactive "
+                     "authentication are disabled to avoid man-in-the-middle attacks",
+                     label, shown);
             hostkey_warn(e, s, msg);
             e->hostkey_unverified++;
+            s->hostkey_changed = 1;
             return 0;
         }
         snprintf(msg, sizeof msg,
@@ -141,6 +147,7 @@ static int hostkey_decide(smx_engine *e, smx_session *s, struct smx_knownhosts *
 int smx_hostkey_verify(smx_engine *e, smx_session *s)
 {
     ssh_key key = NULL;
+    s->hostkey_changed = 0;
     if (ssh_get_server_publickey(s->ssh, &key) != SSH_OK || !key)
         return hostkey_fail(s, "server sent no host key");
     char *fp = smx_key_fingerprint(key);

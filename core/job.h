@@ -15,7 +15,7 @@ enum smx_exec_state {
     SMX_EXEC_ENV,        /* env requests, one at a time (one pending request per channel) */
     SMX_EXEC_START,      /* exec request pending */
     SMX_EXEC_RUNNING,
-    SMX_EXEC_KILLING,    /* timed out: TERM sent, KILL after the grace period */
+    SMX_EXEC_KILLING,    /* timed out or canceled: TERM sent, KILL after the grace period */
     SMX_EXEC_DONE
 };
 
@@ -38,6 +38,7 @@ struct smx_job {
     uv_timer_t timer;               /* -u */
     smx_buf partial[2];             /* incomplete last line per stream (streaming mode) */
     int remote_closed, remote_eof;
+    int canceled;                   /* smx_job_cancel calls so far */
     uint64_t t_exec;
 };
 
@@ -47,6 +48,10 @@ smx_job *smx_exec_job_new(smx_engine *e, const char *target, smx_hostcfg *hc,
 void smx_job_start(smx_job *job);
 /* A job that never started: its result reports `why`, then it is freed. */
 void smx_job_discard(smx_job *job, const char *why);
+/* Stops a started job (SIGINT/SIGTERM): a command that may be running is ended as -u ends it
+ * (TERM, then KILL and the channel closed after the grace; a second cancel skips the grace),
+ * anything earlier fails at once at `stage`. The result says `why`. */
+void smx_job_cancel(smx_job *job, enum smx_stage stage, const char *why);
 /* A job that never started, freed with its result (engine teardown). */
 void smx_job_free_unstarted(smx_job *job);
 

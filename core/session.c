@@ -6,14 +6,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
-
-#include <libssh/server.h>   /* ssh_send_keepalive */
 
 #include "container.h"
 #include "engine_internal.h"
 
 #define SESSION_DRAIN_BUDGET 32   /* packet reads per wakeup before yielding to other sessions */
+#define KEEPALIVE_SLACK_MS 10     /* a timer due after the interval may see it 1 ms short */
+
+/* libssh's own (channels.c): not in its public headers, but exported by the static library
+ * sshmux links (scripts/build-libssh.sh pins 0.11.5). ssh_send_keepalive wraps it and drops its
+ * result, and that result is the only way to know whether libssh's one global-request slot is
+ * free: a call while a request is outstanding sends nothing, it collects that request's answer
+ * (SSH_AGAIN while there is none) and frees the slot. */
+int ssh_global_request(ssh_session session, const char *request, ssh_buffer buffer, int reply);
 
 static void session_step(smx_session *s);
 static void session_begin_attempt(smx_session *s);
@@ -84,6 +91,7 @@ int smx_session_init(smx_session *s, smx_engine *e, const smx_hostcfg *hc,
     s->handler = handler;
     s->data = data;
     s->result = result;
+    s->ssh_fd = -1;
     return 0;
 }
 
@@ -98,6 +106,31 @@ static void session_release_slot(smx_session *s, enum smx_gate_outcome outcome)
     }
 }
 
+/* Whether fd is still open on the transport's socket (a dup shares its inode). */
+static int session_fd_is_ours(const smx_session *s, int fd)
+{
+    struct stat a, b;
+    return s->transport && s->transport->fd >= 0 && fstat(fd, &a) == 0 &&
+           fstat(s->transport->fd, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* Frees libssh's session and the dup of the fd it was handed. libssh closes that dup itself only
+ * while its socket still holds it (ssh_free, or its socket layer on an I/O error); ssh_disconnect
+ * forgets it without closing it (client.c closes only sockets libssh opened), and before the
+ * first ssh_connect it was never taken. So: if libssh no longer holds it after the free and it
+ * still refers to our socket, it is ours to close (a number libssh closed and something else
+ * reopened would name another inode). */
+static void session_free_ssh(smx_session *s)
+{
+    int fd = s->ssh_fd;
+    int held = fd >= 0 && ssh_get_fd(s->ssh) == fd;
+    ssh_free(s->ssh);
+    s->ssh = NULL;
+    s->ssh_fd = -1;
+    if (fd >= 0 && !held && session_fd_is_ours(s, fd))
+        close(fd);
+}
+
 /* Frees this attempt's libssh session and transport; the session itself stays. */
 static void session_drop_attempt(smx_session *s)
 {
@@ -108,10 +141,8 @@ static void session_drop_attempt(smx_session *s)
         ssh_event_free(s->event);
         s->event = NULL;
     }
-    if (s->ssh) {
-        ssh_free(s->ssh);   /* closes libssh's dup of the fd, never ours */
-        s->ssh = NULL;
-    }
+    if (s->ssh)
+        session_free_ssh(s);
     if (s->transport) {
         smx_transport *t = s->transport;
         s->transport = NULL;
@@ -172,7 +203,7 @@ static void session_do_close(smx_session *s)
     if (s->handler->ended)
         s->handler->ended(s);
     if (s->ssh && was == SMX_SESSION_READY)
-        ssh_disconnect(s->ssh);   /* best effort DISCONNECT; the server cleans up either way */
+        ssh_disconnect(s->ssh);   /* best effort DISCONNECT; the fd: session_free_ssh */
     session_release_slot(s, SMX_GATE_NEUTRAL);
     s->handles_open++;            /* guard: transport close may complete synchronously */
     session_drop_attempt(s);
@@ -231,26 +262,68 @@ static void session_arm(smx_session *s, uint64_t ms)
     uv_timer_start(&s->timer, session_on_timeout, ms, 0);
 }
 
+/* The liveness clock moves when libssh's byte count moved since the last look. */
+static void session_note_rx(smx_session *s)
+{
+    if (s->rx.in_bytes != s->rx_seen) {
+        s->rx_seen = s->rx.in_bytes;
+        s->last_rx = uv_now(s->engine->loop);
+        s->keepalive_rounds = 0;
+    }
+}
+
+/* keepalive@openssh.com with want-reply, as ssh sends it; OpenSSH answers with a refusal, which
+ * moves the liveness clock like any other packet. One at a time: while the last one is
+ * unanswered another would not be sent anyway (libssh's single slot), and the slot is freed
+ * (the answer collected) before a new request goes out. */
+static void session_send_keepalive(smx_session *s)
+{
+    static const char req[] = "keepalive@openssh.com";
+    if (s->keepalive_pending && ssh_global_request(s->ssh, req, NULL, 1) == SSH_AGAIN)
+        return;
+    s->keepalive_pending = ssh_global_request(s->ssh, req, NULL, 1) == SSH_AGAIN;
+}
+
+static void session_on_keepalive(uv_timer_t *t);
+
+static void session_arm_keepalive(smx_session *s, uint64_t ms)
+{
+    uv_timer_start(&s->keepalive, session_on_keepalive, ms, 0);
+}
+
+/* As ssh: an interval without a byte from the server sends a keepalive, and the end of interval
+ * ServerAliveCountMax + 1 in silence ends the session. Any byte counts, wherever libssh read it
+ * (session_note_rx); each keepalive gets a whole interval to be answered. */
 static void session_on_keepalive(uv_timer_t *t)
 {
     smx_session *s = t->data;
-    if (s->state != SMX_SESSION_READY)
+    if (s->state != SMX_SESSION_READY || s->close_requested)
+        return;
+    /* A busy loop runs timers before it reads sockets: take in what already arrived first. */
+    session_step(s);
+    if (s->state != SMX_SESSION_READY || s->close_requested)
         return;
     uint64_t interval = (uint64_t)s->hc->serveraliveinterval * 1000;
     int countmax = s->hc->serveralivecountmax > 0 ? s->hc->serveralivecountmax : 1;
     uint64_t idle = uv_now(s->engine->loop) - s->last_rx;
-    if (idle >= interval * (uint64_t)(countmax + 1)) {
-        smx_session_fail(s, SMX_STAGE_TIMEOUT, SMX_ETIMEDOUT,
-                         "server not responding: no reply to %d keepalives (ServerAliveInterval %d s)",
-                         countmax, s->hc->serveraliveinterval);
+    if (idle + KEEPALIVE_SLACK_MS < interval) {   /* heard from it lately */
+        session_arm_keepalive(s, interval - idle);
         return;
     }
-    if (idle + 50 >= interval) {
-        /* Nothing else issues global requests on an exec session, so the keepalive's pending
-         * reply cannot be mistaken for another request's (libssh-notes). */
-        ssh_send_keepalive(s->ssh);
-        session_step(s);
+    if (++s->keepalive_rounds > countmax) {
+        smx_session_fail(s, SMX_STAGE_TIMEOUT, SMX_ETIMEDOUT,
+                         "server not responding: nothing received for %.1f s, %d keepalives "
+                         "unanswered (ServerAliveInterval %d, ServerAliveCountMax %d)",
+                         (double)idle / 1000.0, countmax, s->hc->serveraliveinterval, countmax);
+        return;
     }
+    smx_session_trace(s, "keepalive after %llu ms without a byte", (unsigned long long)idle);
+    s->in_step++;   /* libssh may run channel callbacks while it sends */
+    session_send_keepalive(s);
+    s->in_step--;
+    session_step(s);
+    if (s->state == SMX_SESSION_READY)
+        session_arm_keepalive(s, interval);
 }
 
 /* ---- connection setup ----------------------------------------------------------------- */
@@ -288,6 +361,11 @@ static int session_create_ssh(smx_session *s)
         close(fd);
         return SMX_ENOMEM;
     }
+    s->ssh_fd = fd;   /* from here on released by session_free_ssh */
+    s->rx = (struct ssh_counter_struct){0};
+    s->rx_seen = 0;
+    s->keepalive_pending = 0;
+    ssh_set_counters(s->ssh, &s->rx, NULL);
     int no = 0;
     unsigned port = (unsigned)hc->port;
     ssh_options_set(s->ssh, SSH_OPTIONS_PROCESS_CONFIG, &no);
@@ -355,8 +433,6 @@ static void session_on_socket_error(smx_session *s, int status)
 static void session_on_io(smx_fdwatch *w, int status, int events)
 {
     smx_session *s = w->data;
-    if (events & UV_READABLE)
-        s->last_rx = uv_now(s->engine->loop);
     session_step(s);
     if (status < 0)
         session_on_socket_error(s, status);
@@ -458,7 +534,6 @@ void smx_session_start(smx_session *s)
     s->keepalive.data = s;
     s->deferred.data = s;
     s->t_start = uv_hrtime();
-    s->last_rx = uv_now(s->engine->loop);
     session_begin_attempt(s);
 }
 
@@ -541,6 +616,8 @@ static void session_step_handshake(smx_session *s)
     const smx_hostcfg *hc = s->hc;
     smx_auth_init(&s->auth, hc->preferredauthentications, hc->pubkeyauthentication,
                   hc->kbdinteractiveauthentication, hc->passwordauthentication);
+    if (s->hostkey_changed)
+        smx_auth_withhold_secrets(&s->auth);
     session_step_auth(s);
 }
 
@@ -565,10 +642,11 @@ static void session_step_auth(smx_session *s)
         return;
     }
     s->state = SMX_SESSION_READY;
-    if (s->hc->serveraliveinterval > 0) {
-        uint64_t ms = (uint64_t)s->hc->serveraliveinterval * 1000;
-        uv_timer_start(&s->keepalive, session_on_keepalive, ms, ms);
-    }
+    s->rx_seen = s->rx.in_bytes;
+    s->last_rx = uv_now(s->engine->loop);
+    s->keepalive_rounds = 0;
+    if (s->hc->serveraliveinterval > 0)
+        session_arm_keepalive(s, (uint64_t)s->hc->serveraliveinterval * 1000);
     s->handler->ready(s);
 }
 
@@ -618,6 +696,7 @@ static void session_step(smx_session *s)
         break;
     }
     s->in_step--;
+    session_note_rx(s);
     if (s->close_requested && s->in_step == 0)
         session_do_close(s);
     else

@@ -57,6 +57,7 @@ struct smx_session {
 
     enum smx_session_state state;
     ssh_session ssh;
+    int ssh_fd;                       /* our dup of the transport's fd handed to libssh, or -1 */
     ssh_event event;
     smx_transport *transport;
     smx_gate *gate;
@@ -65,10 +66,18 @@ struct smx_session {
     smx_auth auth;
 
     uv_timer_t timer;                 /* the current phase's timeout, or the backoff delay */
-    uv_timer_t keepalive;
+    uv_timer_t keepalive;             /* ServerAliveInterval: due at last_rx + k x interval */
     uv_idle_t deferred;               /* a step due on the next loop turn (smx_session_defer_step) */
     int handles_open;                 /* uv handles still to close before `closed` */
-    uint64_t last_rx;                 /* uv_now of the last readable event (keepalive) */
+    /* Liveness: libssh counts every byte it reads from the socket, wherever it reads it (in a
+     * step, in a channel call, while sending a keepalive); a change of that count since the last
+     * look means the server spoke. uv readable wakeups miss what libssh read on its own. */
+    struct ssh_counter_struct rx;     /* socket counter handed to libssh (ssh_set_counters) */
+    uint64_t rx_seen;                 /* rx.in_bytes when last looked at */
+    uint64_t last_rx;                 /* uv_now when rx.in_bytes was last seen to grow */
+    int keepalive_pending;            /* a keepalive's answer not yet collected from libssh */
+    int keepalive_rounds;             /* intervals that ended in silence since last_rx */
+    int hostkey_changed;              /* key accepted despite a change: no secrets for it */
     int in_step;                      /* re-entrancy guard for smx_session_close */
     int close_requested;
 
