@@ -129,8 +129,7 @@ static void conn_step(smx_session *s)
     smx_conn *c = s->data;
     conn_drive_opens(c);
     if (smx_session_poll(s) < 0) {
-        smx_session_fail(s, SMX_STAGE_EXEC, SMX_ECLOSED, "connection lost: %s",
-                         ssh_get_error(s->ssh));
+        smx_session_fail_lost(s, "");
         return;
     }
     conn_drive_opens(c);   /* answers to opens arrive in the poll */

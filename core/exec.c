@@ -268,8 +268,7 @@ static void exec_step(smx_session *s)
             exec_finish(job);   /* the command's result arrived before the connection went */
             return;
         }
-        smx_session_fail(s, SMX_STAGE_EXEC, SMX_ECLOSED, "connection lost while running: %s",
-                         ssh_get_error(s->ssh));
+        smx_session_fail_lost(s, " while running");
         return;
     }
     if (job->remote_closed)

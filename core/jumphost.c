@@ -80,18 +80,46 @@ static void jumphost_on_ready(smx_conn *c, void *ud)
     jumphost_notify(jh);
 }
 
+/* An earlier hop's failure, if that is why this jump connection is lost: from the connection's
+ * own transport (a jump through that hop), else from its result. Returns that hop (0: this hop
+ * is the cause). */
+static int jumphost_earlier_cause(const smx_jumphost *jh, const smx_result *r,
+                                  const char **msg)
+{
+    const smx_transport *t = jh->conn ? jh->conn->session.transport : NULL;
+    if (t && t->error_hop > 0 && t->errmsg[0]) {   /* its own words, not wrapped by ours */
+        *msg = t->errmsg;
+        return t->error_hop;
+    }
+    if (r && r->err_hop > 0) {
+        *msg = r->err_msg;
+        return r->err_hop;
+    }
+    return 0;
+}
+
+/* Why the jump connection is lost, naming the hop that went; returns that hop. */
+static int jumphost_loss_text(const smx_jumphost *jh, const smx_result *r, const char *why,
+                              char *out, size_t len)
+{
+    const char *earlier;
+    int hop = jumphost_earlier_cause(jh, r, &earlier);
+    if (hop > 0) {
+        snprintf(out, len, "%s", earlier);
+        return hop;
+    }
+    snprintf(out, len, "jump host %s (hop %d): %s", jh->name, jh->hop,
+             why && *why ? why : "connection closed");
+    return jh->hop;
+}
+
 static void jumphost_on_ended(smx_conn *c, void *ud)
 {
     smx_jumphost *jh = ud;
     const smx_result *r = &c->result;
     jh->state = JH_FAILED;
     jh->err_stage = r->err_stage != SMX_STAGE_NONE ? r->err_stage : SMX_STAGE_CONNECT;
-    jh->err_hop = r->err_hop > 0 ? r->err_hop : jh->hop;   /* an earlier hop may be the cause */
-    if (r->err_hop > 0)
-        snprintf(jh->errmsg, sizeof jh->errmsg, "%s", r->err_msg);
-    else
-        snprintf(jh->errmsg, sizeof jh->errmsg, "jump host %s (hop %d): %s",
-                 c->hc->host, jh->hop, r->err_msg[0] ? r->err_msg : "connection closed");
+    jh->err_hop = jumphost_loss_text(jh, r, r->err_msg, jh->errmsg, sizeof jh->errmsg);
     jumphost_notify(jh);
 }
 
@@ -307,9 +335,13 @@ static void jump_on_pipe_done(smx_pipe *p, const char *err, void *ud)
     }
     /* The target session sees EOF on its socket and reports it itself; a session still in its
      * handshake takes the transport's word for why. */
-    if (err && !tp->base.errmsg[0])
-        snprintf(tp->base.errmsg, sizeof tp->base.errmsg, "jump host %s (hop %d): %s",
-                 tp->jh->name, tp->jh->hop, err);
+    if (err && !tp->base.errmsg[0]) {
+        if (tp->jh->state == JH_FAILED)   /* the jump host has said why (and which hop) */
+            jump_copy_failure(tp);
+        else
+            tp->base.error_hop = jumphost_loss_text(tp->jh, NULL, err, tp->base.errmsg,
+                                                    sizeof tp->base.errmsg);
+    }
 }
 
 static int jump_connect(smx_transport *t, smx_transport_cb cb)

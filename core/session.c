@@ -453,6 +453,22 @@ static void session_transport_failed(smx_session *s, smx_transport *t, int statu
                      t->errmsg);
 }
 
+void smx_session_fail_lost(smx_session *s, const char *during)
+{
+    smx_transport *t = s->transport;
+    if (t && t->errmsg[0]) {
+        /* The transport knows more than libssh's "Socket error": a jump hop that went away, a
+         * ProxyCommand that exited. */
+        if (t->error_hop > 0 && s->result->err_stage == SMX_STAGE_NONE)
+            s->result->err_hop = t->error_hop;
+        smx_session_fail(s, SMX_STAGE_EXEC, SMX_ECLOSED, "connection lost%s: %s", during,
+                         t->errmsg);
+        return;
+    }
+    smx_session_fail(s, SMX_STAGE_EXEC, SMX_ECLOSED, "connection lost%s: %s", during,
+                     ssh_get_error(s->ssh));
+}
+
 static void session_on_connected(smx_transport *t, int status)
 {
     smx_session *s = t->data;

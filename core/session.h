@@ -95,6 +95,9 @@ int smx_session_poll(smx_session *s);
 /* Records the failure (first one wins) and closes. */
 void smx_session_fail(smx_session *s, enum smx_stage stage, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The connection died after setup (stage exec): says why from the transport when it knows
+ * (jump hop, ProxyCommand), else from libssh. `during` is appended to "connection lost". */
+void smx_session_fail_lost(smx_session *s, const char *during);
 /* Polite close: disconnect, release everything, then handler->closed. Safe to call from inside
  * handler callbacks (deferred until the current step returns). */
 void smx_session_close(smx_session *s);

@@ -89,13 +89,18 @@ def run_with_fault(chain, victim, fault, n=N, extra=(), keepalive_hops=False, ti
     return p.returncode, rows, err, elapsed
 
 
-def check_all_lost(rc, rows, err):
+def check_all_lost(rc, rows, err, hop=None, cause="jump host"):
+    """Every row failed with a stage; with hop, each names the jump host (hop N) that went, not
+    just libssh's "Socket error"."""
     check_eq(rc, 255, f"exit status\n{err[-3000:]}")
     for host, row in rows.items():
         check(not row["ok"], f"{host} succeeded through a dead jump host")
         check(row["error"] and row["error"]["stage"] in ("exec", "connect"),
               f"{host}: error names no stage: {row['error']}")
         check(row["error"]["message"], f"{host}: empty message")
+        if hop is not None:
+            check_in(cause, row["error"]["message"], f"{host}: the cause is not named")
+            check_eq(row["error"].get("hop"), hop, f"{host}: error.hop")
 
 
 def kill(sshd):
@@ -112,11 +117,11 @@ def stop(sshd):
 
 # ------------------------------------------------------------------ first hop, one-hop chain
 def test_bastion_killed():
-    check_all_lost(*run_with_fault("ha", "a", kill)[:3])
+    check_all_lost(*run_with_fault("ha", "a", kill)[:3], hop=1)
 
 
 def test_bastion_reset():
-    check_all_lost(*run_with_fault("ha", "a", reset)[:3])
+    check_all_lost(*run_with_fault("ha", "a", reset)[:3], hop=1)
 
 
 def test_bastion_frozen_with_keepalives():
@@ -143,11 +148,11 @@ def test_bastion_frozen_without_keepalives_bounded_by_u():
 
 # ------------------------------------------------------------------ two-hop chain
 def test_first_hop_of_two_killed():
-    check_all_lost(*run_with_fault("ha,hb", "a", kill, n=10)[:3])
+    check_all_lost(*run_with_fault("ha,hb", "a", kill, n=10)[:3], hop=1)
 
 
 def test_first_hop_of_two_reset():
-    check_all_lost(*run_with_fault("ha,hb", "a", reset, n=10)[:3])
+    check_all_lost(*run_with_fault("ha,hb", "a", reset, n=10)[:3], hop=1)
 
 
 def test_first_hop_of_two_frozen_with_keepalives():
@@ -158,11 +163,11 @@ def test_first_hop_of_two_frozen_with_keepalives():
 
 
 def test_second_hop_of_two_killed():
-    check_all_lost(*run_with_fault("ha,hb", "b", kill, n=10)[:3])
+    check_all_lost(*run_with_fault("ha,hb", "b", kill, n=10)[:3], hop=2)
 
 
 def test_second_hop_of_two_reset():
-    check_all_lost(*run_with_fault("ha,hb", "b", reset, n=10)[:3])
+    check_all_lost(*run_with_fault("ha,hb", "b", reset, n=10)[:3], hop=2)
 
 
 def test_second_hop_of_two_frozen_with_keepalives():
