@@ -239,8 +239,12 @@ int main(int argc, char **argv) {
     int fa = tap_open(argv[optind], argv[optind + 1]);
     int fb = fa < 0 ? -1 : tap_open(argv[optind + 2], argv[optind + 3]);
     struct frame **ra = calloc(cfg.qmax, sizeof *ra), **rb = calloc(cfg.qmax, sizeof *rb);
-    if (fb < 0 || !ra || !rb)
+    if (fb < 0)
         return 1;
+    if (!ra || !rb) {
+        fprintf(stderr, "smx-wire: no memory for %zu queued frames per direction\n", cfg.qmax);
+        return 1;
+    }
     struct dir dirs[2] = {{.name = "a2b", .in_fd = fa, .out_fd = fb, .ring = ra},
                           {.name = "b2a", .in_fd = fb, .out_fd = fa, .ring = rb}};
     printf("ready\n");
