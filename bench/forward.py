@@ -4,9 +4,13 @@ OpenSSH's `ssh -L`, in the same run, both directions (iperf3 -R), aes128-gcm and
 chacha20-poly1305; client CPU per GiB from the forwarder's own user+sys time; and a connection
 rate test (short connections per second through one forward).
 
-Everything runs on loopback against a throwaway sshd (tests/lib/fixture.py), bounded in time.
-Usage: bench/forward.py [--reps N] [--seconds S] [--out-dir bench/results]"""
+Everything runs on loopback against a throwaway sshd (tests/lib/fixture.py), bounded in time;
+with --latency MS [--loss PCT], the sshd, iperf3 server and targets sit in a network namespace
+behind tests/lib/wire.py's wire (MS/2 ms and PCT % loss each way), the forwarders and clients
+in another (bench/netns.py).
+Usage: bench/forward.py [--reps N] [--seconds S] [--out-dir bench/results] [--latency MS]"""
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -39,7 +43,8 @@ def wait_port(port, timeout=10):
     deadline = time.monotonic() + timeout
     needle = f":{port:04X} "
     while time.monotonic() < deadline:
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        # thread-self: the namespace this thread is in (Fleet.inside)
+        for table in ("/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"):
             with open(table) as f:
                 if any(needle in line and line.split()[3] == "0A" for line in f):
                     return
@@ -48,16 +53,29 @@ def wait_port(port, timeout=10):
 
 
 class Fleet:
-    def __init__(self):
+    """latency (ms per round trip) not None: sshd behind bench/netns.py's wire; run the
+    client side inside("cli") and the servers inside("srv")."""
+
+    def __init__(self, latency=None, loss=0.0):
         self.wd = fixture.Workdir(prefix="sshmux-fwdbench-")
         self.keys = fixture.Keys(self.wd)
-        self.sshd = fixture.Sshd(self.wd, self.keys)
+        self.ns, self.server = None, "loopback"
+        if latency is not None:
+            import netns
+            self.ns = netns.Netns(latency, loss)
+            self.sshd = netns.NsSshd(self.ns, self.wd, self.keys)
+            self.server = f"netns+{latency:g}ms" + (f"+{loss:g}%loss" if loss else "")
+        else:
+            self.sshd = fixture.Sshd(self.wd, self.keys)
         user = fixture.TestUser(self.wd).name if fixture.TestUser.available() else None
-        kh = self.sshd.write_known_hosts(self.wd.file("known_hosts"))
+        kh = self.sshd.write_known_hosts(self.wd.file("known_hosts"), hosts=(self.sshd.host,))
         self.cfg = fixture.write_ssh_config(self.wd.file("ssh_config"), ["target"],
                                             sshd=self.sshd, identity=self.keys.ed25519,
-                                            known_hosts=kh, user=user)
+                                            known_hosts=kh, user=user, hostname=self.sshd.host)
         self.env = fixture.base_env(self.wd)
+
+    def inside(self, side):
+        return self.ns.wire.inside(side) if self.ns else contextlib.nullcontext()
 
 
 def start_forwarder(fleet, tool, cipher, lport, dport, extra=()):
@@ -104,8 +122,9 @@ def measure_throughput(fleet, iperf_port, tool, cipher, reverse, seconds):
     return {"mb_per_s": bps / 1e6, "cpu_s_per_gib": cpu / gib if gib else 0.0, "gib": gib}
 
 
-def echo_server():
-    s = socket.socket()
+def echo_server(fleet):
+    with fleet.inside("srv"):
+        s = socket.socket()
     s.bind(("127.0.0.1", 0))
     s.listen(1024)
 
@@ -127,7 +146,7 @@ def echo_server():
 
 
 def measure_conn_rate(fleet, tool, seconds, threads=16):
-    dport = echo_server()
+    dport = echo_server(fleet)
     lport = fixture.free_port()
     p = start_forwarder(fleet, tool, CIPHERS[0], lport, dport)
     done, failed, stop = [0], [0], time.monotonic() + seconds
@@ -152,9 +171,10 @@ def measure_conn_rate(fleet, tool, seconds, threads=16):
     return done[0] / seconds, failed[0]
 
 
-def idle_server():
+def idle_server(fleet):
     """Accepts connections and holds them open, silent, until the bench ends."""
-    s = socket.socket()
+    with fleet.inside("srv"):
+        s = socket.socket()
     s.bind(("127.0.0.1", 0))
     s.listen(4096)
     held = []
@@ -175,7 +195,7 @@ def measure_with_idle(fleet, iperf_port, tool, seconds, nidle):
     connections sit open and silent on the same session (each an SSH channel)."""
     lport, iport = fixture.free_port(), fixture.free_port()
     p = start_forwarder(fleet, tool, CIPHERS[0], lport, iperf_port,
-                        extra=((iport, idle_server()),))
+                        extra=((iport, idle_server(fleet)),))
     socks = []
     try:
         socks = [socket.create_connection(("127.0.0.1", iport), timeout=30) for _ in range(nidle)]
@@ -196,47 +216,59 @@ def median_row(rows, key):
     return statistics.median(vals), min(vals), max(vals)
 
 
-def run(reps, seconds, out_dir, tools=None, main_csv=None):
+def run(reps, seconds, out_dir, tools=None, main_csv=None, latency=None, loss=0.0):
     """Measures, writes forward.csv/forward.md in out_dir, and appends rows to main_csv (the
-    harness's results.csv columns) when given."""
+    harness's results.csv columns) when given. latency/loss: through bench/netns.py's wire."""
     tools = [t for t in (tools or list(TOOLS)) if t == "ssh" or os.access(TOOLS[t], os.X_OK)]
     os.makedirs(out_dir, exist_ok=True)
     # idle channels: 2 fds each here, 1 in sshd (which inherits this limit)
     nidle = 1500 if fixture.raise_fd_limit(8192) >= 4096 else 300
-    fleet = Fleet()
+    try:
+        fleet = Fleet(latency, loss)
+    except fixture.Skip as e:
+        print(f"forward bench: {e}", file=sys.stderr)
+        return
     iperf_port = fixture.free_port()
-    srv = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(iperf_port)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)
-    fixture.on_cleanup(lambda: fixture.kill_tree(srv.pid, srv), "iperf3 server")
-    wait_port(iperf_port)
+    with fleet.inside("srv"):
+        srv = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(iperf_port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+        fixture.on_cleanup(lambda: fixture.kill_tree(srv.pid, srv), "iperf3 server")
+        wait_port(iperf_port)
     rows = []
     try:
-        for cipher in CIPHERS:
-            for reverse in (False, True):
-                for rep in range(reps):
-                    for tool in tools:   # interleaved: every tool sees the same machine state
-                        m = measure_throughput(fleet, iperf_port, tool, cipher, reverse, seconds)
-                        rows.append({"tool": tool, "cipher": cipher,
-                                     "direction": "download" if reverse else "upload",
-                                     "rep": rep, **m})
-                        print(f"{tool:15s} {cipher:30s} {rows[-1]['direction']:8s} "
-                              f"{m['mb_per_s']:7.0f} MB/s {m['cpu_s_per_gib']:5.2f} s CPU/GiB",
-                              flush=True)
-        rates = {t: measure_conn_rate(fleet, t, seconds) for t in tools}
-        idle = {}
-        for t in tools:
-            idle[t] = measure_with_idle(fleet, iperf_port, t, seconds, nidle)
-            print(f"{t:15s} download with {nidle} idle channels {idle[t][0]:7.0f} MB/s "
-                  f"{idle[t][1]:5.2f} s CPU/GiB", flush=True)
+        with fleet.inside("cli"):   # forwarders, clients and their threads
+            rates, idle = measure_all(fleet, iperf_port, tools, reps, seconds, nidle, rows)
     finally:
         fixture.cleanup_all()
-    write_results(out_dir, rows, rates, tools, idle, nidle)
+    write_results(out_dir, rows, rates, tools, idle, nidle, fleet.server)
     if main_csv:
-        append_main_csv(main_csv, rows, seconds)
+        append_main_csv(main_csv, rows, seconds, fleet.server)
 
 
-def append_main_csv(path, rows, seconds):
+def measure_all(fleet, iperf_port, tools, reps, seconds, nidle, rows):
+    """Throughput rows (appended to rows), then {tool: conn rate}, {tool: idle result}."""
+    for cipher in CIPHERS:
+        for reverse in (False, True):
+            for rep in range(reps):
+                for tool in tools:   # interleaved: every tool sees the same machine state
+                    m = measure_throughput(fleet, iperf_port, tool, cipher, reverse, seconds)
+                    rows.append({"tool": tool, "cipher": cipher,
+                                 "direction": "download" if reverse else "upload",
+                                 "rep": rep, **m})
+                    print(f"{tool:15s} {cipher:30s} {rows[-1]['direction']:8s} "
+                          f"{m['mb_per_s']:7.0f} MB/s {m['cpu_s_per_gib']:5.2f} s CPU/GiB",
+                          flush=True)
+    rates = {t: measure_conn_rate(fleet, t, seconds) for t in tools}
+    idle = {}
+    for t in tools:
+        idle[t] = measure_with_idle(fleet, iperf_port, t, seconds, nidle)
+        print(f"{t:15s} download with {nidle} idle channels {idle[t][0]:7.0f} MB/s "
+              f"{idle[t][1]:5.2f} s CPU/GiB", flush=True)
+    return rates, idle
+
+
+def append_main_csv(path, rows, seconds, server="loopback"):
     """The harness's CSV: job forward-upload/-download, variant = cipher, one 'host'."""
     new = not os.path.exists(path)
     fields = ["tool", "variant", "job", "hosts", "fanout", "rep", "wall_s", "cpu_s",
@@ -250,7 +282,7 @@ def append_main_csv(path, rows, seconds):
             w.writerow({"tool": r["tool"], "variant": r["cipher"], "job": f"forward-{r['direction']}",
                         "hosts": 1, "fanout": 1, "rep": r["rep"], "wall_s": seconds,
                         "cpu_s": round(r["cpu_s_per_gib"] * r["gib"], 4), "ok": 1, "failed": 0,
-                        "server": "loopback", "rc": 0, "timed_out": 0,
+                        "server": server, "rc": 0, "timed_out": 0,
                         "notes": f"{r['mb_per_s']:.0f} MB/s; {r['cpu_s_per_gib']:.2f} s CPU/GiB"})
 
 
@@ -261,11 +293,15 @@ def main():
     ap.add_argument("--out-dir", default=os.path.join(HERE, "results"))
     ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--csv", help="also append rows to this results CSV")
+    ap.add_argument("--latency", type=float, metavar="MS",
+                    help="through a wire adding MS ms to every round trip (bench/netns.py)")
+    ap.add_argument("--loss", type=float, default=0.0, metavar="PCT",
+                    help="with --latency: drop PCT %% of the frames each way")
     a = ap.parse_args()
-    run(a.reps, a.seconds, a.out_dir, a.tools.split(","), a.csv)
+    run(a.reps, a.seconds, a.out_dir, a.tools.split(","), a.csv, a.latency, a.loss)
 
 
-def write_results(out_dir, rows, rates, tools, idle=None, nidle=0):
+def write_results(out_dir, rows, rates, tools, idle=None, nidle=0, server="loopback"):
     with open(os.path.join(out_dir, "forward.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["tool", "cipher", "direction", "rep", "mb_per_s",
                                           "cpu_s_per_gib", "gib"])
@@ -273,7 +309,7 @@ def write_results(out_dir, rows, rates, tools, idle=None, nidle=0):
         w.writerows(rows)
     lines = ["# Forwarding: iperf3 through sshmux forward vs ssh -L (same run)", "",
              "Median (min-max) over repetitions; CPU = the forwarder process's user+sys per GiB "
-             "moved. Ratios against `ssh` (OpenSSH) in the same run.", "",
+             "moved. Ratios against `ssh` (OpenSSH) in the same run. Link: " + server + ".", "",
              "| cipher | direction | tool | MB/s | CPU s/GiB | MB/s vs ssh | CPU/GiB vs ssh |",
              "|---|---|---|---:|---:|---:|---:|"]
     for cipher in CIPHERS:

@@ -327,7 +327,7 @@ class Sshd:
 
     Sshd(workdir, keys=None, authorized=None, max_startups=None, max_sessions=None,
          extra_config="", password_auth=False, kbdint=False, host_key_types=("ed25519",),
-         stock=False, nofile=None)
+         stock=False, nofile=None, host=LOOPBACK)
     - authorized: .pub paths for authorized_keys (default: all keys.pubs(); [] = none).
     - tuned for fan-out by default (MaxStartups 2000:30:2000, MaxSessions 100); stock=True leaves
       both unset (OpenSSH defaults 10:30:100 / 10); explicit values always win.
@@ -337,6 +337,7 @@ class Sshd:
     - password_auth / kbdint need root (UsePAM yes); skip() otherwise.
     - nofile: RLIMIT_NOFILE for sshd and so for every per-connection sshd: a server that runs out
       of descriptors and refuses channels (direct-tcpip) once a connection carries a few dozen.
+    - host: the address to listen on (wire.Sshd: an address inside a test network namespace).
     UsePAM is yes as root, no otherwise (unprivileged sshd: only Sshd.user, keys only).
     Attributes: host, port, user (current user; PermitRootLogin yes), config_path, log_path,
     authorized_keys, host_keys, proc."""
@@ -344,12 +345,12 @@ class Sshd:
 
     def __init__(self, workdir, keys=None, authorized=None, max_startups=None, max_sessions=None,
                  extra_config="", password_auth=False, kbdint=False,
-                 host_key_types=("ed25519",), stock=False, nofile=None):
+                 host_key_types=("ed25519",), stock=False, nofile=None, host=LOOPBACK):
         if (password_auth or kbdint) and not IS_ROOT:
             skip("password/keyboard-interactive auth needs root (sshd with PAM); uid "
                  f"{os.geteuid()}")
         Sshd._seq += 1
-        self.workdir, self.host = workdir, LOOPBACK
+        self.workdir, self.host = workdir, host
         self.user = pwd.getpwuid(os.geteuid()).pw_name
         self.dir = workdir.mkdir(f"sshd-{Sshd._seq}", 0o755)   # readable by TestUsers too
         self.host_key_types = tuple(host_key_types)
@@ -385,7 +386,7 @@ class Sshd:
         o = self.opts
         head, match = (re.split(r"(?im)^(?=[ \t]*match\s)", o["extra_config"], maxsplit=1)
                        + [""])[:2]
-        lines = [head.strip(), f"ListenAddress {LOOPBACK}", f"Port {self.port}"]
+        lines = [head.strip(), f"ListenAddress {self.host}", f"Port {self.port}"]
         lines += [f"HostKey {k}" for k in self.host_keys]
         lines += [f"AuthorizedKeysFile {self.authorized_keys}",
                   f"PidFile {os.path.join(self.dir, 'sshd.pid')}",
@@ -439,14 +440,14 @@ class Sshd:
 
     def _banner_ok(self):
         try:
-            with socket.create_connection((LOOPBACK, self.port), timeout=2) as s:
+            with socket.create_connection((self.host, self.port), timeout=2) as s:
                 return s.recv(256).startswith(b"SSH-2.0-")
         except OSError:
             return False
 
     def _session_pids(self):
         """Session processes of this sshd, even orphaned ones: SSH_CONNECTION ends in our port."""
-        tail, out = f" {LOOPBACK} {self.port}".encode(), []
+        tail, out = f" {self.host} {self.port}".encode(), []
         for d in filter(str.isdigit, os.listdir("/proc")):
             try:
                 with open(f"/proc/{d}/environ", "rb") as f:
