@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "numparse.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -6,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 enum {
     OPT_HOSTFILE = 1000, OPT_JSON, OPT_ENV, OPT_MAX_OUTPUT, OPT_CONNECT_TIMEOUT, OPT_AUTH_TIMEOUT,
@@ -69,21 +71,6 @@ void cli_warn(const cli *c, const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-static int cli_parse_long(const cli *c, const char *opt, const char *s, long min, long max,
-                          long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max) {
-        cli_error(c, "invalid value \"%s\" for %s: expected a number from %ld to %ld", s, opt,
-                  min, max);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 static int cli_valid_env(const char *kv)
 {
     const char *eq = strchr(kv, '=');
@@ -95,27 +82,41 @@ static int cli_valid_env(const char *kv)
     return 1;
 }
 
+/* Every numeric option, with the range sshmux can honour: timeouts are kept in int
+ * milliseconds, so seconds stop at SMX_SECONDS_MAX (beyond it -u 4294968 once became 0.7 s). */
+static const struct cli_numopt {
+    int opt;
+    const char *name;
+    unsigned long long min, max;
+} cli_numopts[] = {
+    {'p', "-p (port)", 1, 65535},
+    {'f', "-f (fanout)", 1, 100000},
+    {'u', "-u (command timeout, seconds)", 0, SMX_SECONDS_MAX},
+    {OPT_CONNECT_TIMEOUT, "--connect-timeout (seconds)", 1, 3600},
+    {OPT_AUTH_TIMEOUT, "--auth-timeout (seconds)", 1, 3600},
+    {OPT_KILL_GRACE, "--kill-grace (seconds)", 0, 3600},
+    {OPT_RETRIES, "--retries", 0, 100},
+    {OPT_HANDSHAKES, "--handshakes", 1, 100000},
+    {OPT_MAX_OUTPUT, "--max-output (bytes)", 0, 1ULL << 40},
+    {OPT_BASE_PORT, "--base-port", 1, 65535},
+};
+
 /* Numeric options: returns 1 if opt is one (0 or -1 in *rc), else 0. */
 static int cli_apply_numeric(cli *c, int opt, const char *arg, int *rc)
 {
-    long v;
-    struct { int opt; const char *name; long min, max; } t[] = {
-        {'p', "-p (port)", 1, 65535}, {'f', "-f (fanout)", 1, 100000},
-        {'u', "-u (command timeout, seconds)", 0, 86400L * 365},
-        {OPT_CONNECT_TIMEOUT, "--connect-timeout", 1, 3600},
-        {OPT_AUTH_TIMEOUT, "--auth-timeout", 1, 3600}, {OPT_KILL_GRACE, "--kill-grace", 0, 3600},
-        {OPT_RETRIES, "--retries", 0, 100}, {OPT_HANDSHAKES, "--handshakes", 1, 100000},
-        {OPT_MAX_OUTPUT, "--max-output (bytes)", 0, 1L << 40},
-        {OPT_BASE_PORT, "--base-port", 1, 65535},
-    };
-    size_t i = 0;
-    while (i < sizeof t / sizeof *t && t[i].opt != opt)
-        i++;
-    if (i == sizeof t / sizeof *t)
+    const struct cli_numopt *t = NULL;
+    unsigned long long v;
+    for (size_t i = 0; i < sizeof cli_numopts / sizeof *cli_numopts && !t; i++)
+        t = cli_numopts[i].opt == opt ? &cli_numopts[i] : NULL;
+    if (!t)
         return 0;
-    *rc = cli_parse_long(c, t[i].name, arg, t[i].min, t[i].max, &v);
-    if (*rc < 0)
+    *rc = 0;
+    if (smx_num_parse_str(arg, t->min, t->max, &v) < 0) {
+        cli_error(c, "invalid value \"%s\" for %s: expected a number from %llu to %llu", arg,
+                  t->name, t->min, t->max);
+        *rc = -1;
         return 1;
+    }
     switch (opt) {
     case 'p': c->port = (int)v; break;
     case 'f': c->eng.fanout = (int)v; break;

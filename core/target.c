@@ -2,6 +2,7 @@
 #define _DEFAULT_SOURCE /* explicit_bzero, strndup and strncasecmp even under -std=c11 */
 #endif
 #include "target.h"
+#include "numparse.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -151,18 +152,14 @@ static int target_parse_port(const char *shown, const char *p, size_t len, int *
                              smx_err *err)
 {
     char text[24];
-    long value = 0;
+    unsigned long long value;
     if (len == 0)
         return target_error(err, SMX_EINVAL, shown, "missing port number after ':'");
-    for (size_t i = 0; i < len; i++) {
-        if (!target_is_digit(p[i]))
-            return target_error(err, SMX_EINVAL, shown, "port \"%s\" is not a number",
-                                target_show_slice(p, len, text, sizeof text));
-        /* Stop accumulating once out of range: the digits are quoted, not the value. */
-        if (value <= TARGET_PORT_MAX)
-            value = value * 10 + (p[i] - '0');
-    }
-    if (value < 1 || value > TARGET_PORT_MAX)
+    int rc = smx_num_parse(p, len, 1, TARGET_PORT_MAX, &value);
+    if (rc == SMX_EINVAL)
+        return target_error(err, SMX_EINVAL, shown, "port \"%s\" is not a number",
+                            target_show_slice(p, len, text, sizeof text));
+    if (rc < 0)
         return target_error(err, SMX_ERANGE, shown, "port %s out of range (1-%d)",
                             target_show_slice(p, len, text, sizeof text), TARGET_PORT_MAX);
     *port = (int)value;

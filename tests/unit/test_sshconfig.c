@@ -882,7 +882,15 @@ static void test_load_errors(void **state)
     expect_load_error(f, "LogLevel loud\n", SMX_EINVAL, "bad value \"loud\" for LogLevel");
     expect_load_error(f, "ConnectTimeout 10x\n", SMX_EINVAL,
                       "bad time value \"10x\" for ConnectTimeout");
-    expect_load_error(f, "ConnectTimeout 99999999999\n", SMX_EINVAL, "bad time value");
+    /* Timeouts are int milliseconds inside: a value past 2147483 s must not wrap around. */
+    expect_load_error(f, "ConnectTimeout 99999999999\n", SMX_ERANGE,
+                      "time value \"99999999999\" for ConnectTimeout is out of range "
+                      "(at most 2147483 seconds)");
+    expect_load_error(f, "ConnectTimeout 3000000\n", SMX_ERANGE, "out of range");
+    expect_load_error(f, "ServerAliveInterval 24856d\n", SMX_ERANGE,
+                      "time value \"24856d\" for ServerAliveInterval is out of range");
+    expect_load_error(f, "ServerAliveInterval 2147483s1s\n", SMX_ERANGE, "out of range");
+    expect_load_error(f, "ConnectTimeout 1x5\n", SMX_EINVAL, "bad time value");
     expect_load_error(f, "ServerAliveCountMax 1m\n", SMX_EINVAL,
                       "bad number \"1m\" for ServerAliveCountMax");
     expect_load_error(f, "ServerAliveCountMax -1\n", SMX_ERANGE, "must not be negative");
