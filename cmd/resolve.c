@@ -133,6 +133,12 @@ int cli_resolve_hosts(cli *c, int need_targets)
 
 /* ---- credentials ---------------------------------------------------------------------- */
 
+extern char **environ;
+
+/* Reads VAR for a secret and wipes it out of the process. unsetenv() only drops the pointer: the
+ * bytes stay in the environment block the kernel set up, which /proc/PID/environ shows (and a
+ * core or memory dump holds), so the value is zeroed in place first, in every VAR= entry. It is
+ * then not handed down to anything we start later either (ProxyCommand, ...). */
 static char *cli_take_env(cli *c, const char *opt, const char *var)
 {
     const char *v = getenv(var);
@@ -141,8 +147,14 @@ static char *cli_take_env(cli *c, const char *opt, const char *var)
         return NULL;
     }
     char *copy = strdup(v);
-    /* Not handed down to anything we start later (ProxyCommand, ...). */
+    size_t n = strlen(var);
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, var, n) == 0 && (*e)[n] == '=')
+            explicit_bzero(*e + n + 1, strlen(*e + n + 1));
+    }
     unsetenv(var);
+    if (!copy)
+        cli_error(c, "out of memory");
     return copy;
 }
 
@@ -154,24 +166,24 @@ static void cli_wipe(char *s)
     }
 }
 
+/* The first line of the file, read without stdio so that no unwiped buffer keeps a copy. */
 static char *cli_read_password_file(cli *c, const char *path)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        cli_error(c, "--password-file %s: %s", path, strerror(errno));
+    size_t len = 0;
+    char *text = smx_secret_read_file(path, 1u << 20, &len);
+    if (!text) {
+        cli_error(c, "--password-file %s: %s", path,
+                  errno == EFBIG ? "larger than 1 MiB: not a password file" : strerror(errno));
         return NULL;
     }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n = getline(&line, &cap, f);
-    fclose(f);
-    if (n <= 0) {
-        free(line);
+    size_t line = strcspn(text, "\r\n");
+    if (len == 0) {
+        cli_wipe(text);
         cli_error(c, "--password-file %s: file is empty", path);
         return NULL;
     }
-    line[strcspn(line, "\r\n")] = '\0';
-    return line;
+    explicit_bzero(text + line, len - line);
+    return text;
 }
 
 static int cli_load_password(cli *c, smx_engine *e)
@@ -328,6 +340,8 @@ int cli_load_credentials(cli *c, smx_engine *e)
     if (rc)
         return rc;
     cli_load_hop_keys(c, e);
+    /* Every key is decrypted: nothing needs a passphrase any more. */
+    smx_keyring_forget_passphrases(smx_engine_keyring(e));
     /* the engine asks the agent for its keys once, without blocking, when a session needs them */
     const char *sock = getenv("SSH_AUTH_SOCK");
     smx_engine_use_agent(e, !c->no_agent && sock && *sock);
