@@ -82,11 +82,23 @@ void smx_keyring_add_passphrase(smx_keyring *kr, const char *pass)
     smx_secret_set(&kr->fixed2, pass, strlen(pass));
 }
 
+/* Zeroes the stack below the caller's frame. OpenSSL's PEM password callback wrapper copies the
+ * passphrase into stack buffers it never wipes, so after libssh has decrypted a PEM key the
+ * passphrase lingers in dead frames (two copies, found by scanning /proc/PID/mem). The key loads
+ * ran in frames below our caller's, well within this much stack. */
+__attribute__((noinline)) static void keyring_burn_stack(void)
+{
+    unsigned char dead_frames[64 * 1024];
+    explicit_bzero(dead_frames, sizeof dead_frames);
+    __asm__ __volatile__("" : : "r"(dead_frames) : "memory");
+}
+
 void smx_keyring_forget_passphrases(smx_keyring *kr)
 {
     smx_secret_wipe(&kr->fixed);
     smx_secret_wipe(&kr->fixed2);
     smx_secret_wipe(&kr->asked);
+    keyring_burn_stack();
 }
 
 void smx_keyring_set_ask(smx_keyring *kr, smx_ask_fn ask, void *ud)

@@ -38,8 +38,10 @@ void smx_keyring_set_passphrase(smx_keyring *kr, const char *pass);
 /* A second fixed passphrase (for jump host keys: --proxy-passphrase-env). */
 void smx_keyring_add_passphrase(smx_keyring *kr, const char *pass);
 void smx_keyring_set_ask(smx_keyring *kr, smx_ask_fn ask, void *ud);
-/* Wipes every passphrase held (fixed and asked) once all keys are loaded: keys loaded after this
- * that are encrypted fail as if none had been given. */
+/* Wipes every passphrase held (fixed and asked) once all keys are loaded, and the dead stack
+ * frames below the caller where the crypto library left copies: call it from a frame no deeper
+ * than the one that loaded the keys. Encrypted keys loaded after this fail as if no passphrase
+ * had been given. */
 void smx_keyring_forget_passphrases(smx_keyring *kr);
 
 /* Loads path (idempotent). Returns 0, SMX_ENOENT (no such file: skipped silently, as ssh does
