@@ -244,6 +244,7 @@ static int cli_add_list(smx_strvec *lists, char *arg)
 static int cli_apply_option(cli *c, int opt, char *arg)
 {
     smx_err err = {{0}};
+    char *jump;
     int rc;
     if (cli_apply_numeric(c, opt, arg, &rc))
         return rc;
@@ -253,8 +254,8 @@ static int cli_apply_option(cli *c, int opt, char *arg)
     case OPT_HOSTFILE: return smx_strvec_push(&c->hostfiles, arg);
     case 'F': c->config_file = arg; return 0;
     case 'o':
-        if (cli_proxyjump_value(arg))
-            return cli_add_jump(c, "-o ProxyJump", cli_proxyjump_value(arg));
+        if ((jump = cli_proxyjump_value(arg)))
+            return cli_add_jump(c, "-o ProxyJump", jump);
         if (smx_config_validate_option(arg, &err) < 0) {
             cli_error(c, "-o %s: %s", arg, err.msg);
             return -1;
