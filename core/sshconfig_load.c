@@ -178,11 +178,12 @@ static int note_exec(smx_config *cfg, const smx_directive *d, const smx__loc *lo
 {
     for (size_t i = 0; i < d->ncrit; i++) {
         if (d->crit[i].type == SMX_CRIT_EXEC) {
-            char msg[300];
+            char *msg = NULL;   /* sized to fit: a long path must not cut the warning short */
 
-            snprintf(msg, sizeof msg, "%s:%d: Match exec is not run by sshmux; treated as false",
-                     loc->file, loc->line);
-            return smx_strvec_push(&cfg->warnings, msg);
+            if (asprintf(&msg, "%s:%d: Match exec is not run by sshmux; treated as false",
+                         loc->file, loc->line) < 0)
+                return SMX_ENOMEM;
+            return smx_strvec_push_owned(&cfg->warnings, msg);
         }
     }
     return 0;
