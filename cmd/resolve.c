@@ -195,6 +195,7 @@ int cli_resolve_hosts(cli *c, int need_targets)
     if (rc == 0)
         rc = cli_resolve_all(c, targets);
     smx_hostlist_free(targets);
+    smx_strvec_free_wipe(&c->secrets); /* each host holds its own copy now */
     return rc;
 }
 
