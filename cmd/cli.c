@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "numparse.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -6,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 enum {
     OPT_HOSTFILE = 1000, OPT_JSON, OPT_ENV, OPT_MAX_OUTPUT, OPT_CONNECT_TIMEOUT, OPT_AUTH_TIMEOUT,
@@ -69,21 +71,6 @@ void cli_warn(const cli *c, const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-static int cli_parse_long(const cli *c, const char *opt, const char *s, long min, long max,
-                          long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max) {
-        cli_error(c, "invalid value \"%s\" for %s: expected a number from %ld to %ld", s, opt,
-                  min, max);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 static int cli_valid_env(const char *kv)
 {
     const char *eq = strchr(kv, '=');
@@ -95,27 +82,41 @@ static int cli_valid_env(const char *kv)
     return 1;
 }
 
+/* Every numeric option, with the range sshmux can honour: timeouts are kept in int
+ * milliseconds, so seconds stop at SMX_SECONDS_MAX (beyond it -u 4294968 once became 0.7 s). */
+static const struct cli_numopt {
+    int opt;
+    const char *name;
+    unsigned long long min, max;
+} cli_numopts[] = {
+    {'p', "-p (port)", 1, 65535},
+    {'f', "-f (fanout)", 1, 100000},
+    {'u', "-u (command timeout, seconds)", 0, SMX_SECONDS_MAX},
+    {OPT_CONNECT_TIMEOUT, "--connect-timeout (seconds)", 1, 3600},
+    {OPT_AUTH_TIMEOUT, "--auth-timeout (seconds)", 1, 3600},
+    {OPT_KILL_GRACE, "--kill-grace (seconds)", 0, 3600},
+    {OPT_RETRIES, "--retries", 0, 100},
+    {OPT_HANDSHAKES, "--handshakes", 1, 100000},
+    {OPT_MAX_OUTPUT, "--max-output (bytes)", 0, 1ULL << 40},
+    {OPT_BASE_PORT, "--base-port", 1, 65535},
+};
+
 /* Numeric options: returns 1 if opt is one (0 or -1 in *rc), else 0. */
 static int cli_apply_numeric(cli *c, int opt, const char *arg, int *rc)
 {
-    long v;
-    struct { int opt; const char *name; long min, max; } t[] = {
-        {'p', "-p (port)", 1, 65535}, {'f', "-f (fanout)", 1, 100000},
-        {'u', "-u (command timeout, seconds)", 0, 86400L * 365},
-        {OPT_CONNECT_TIMEOUT, "--connect-timeout", 1, 3600},
-        {OPT_AUTH_TIMEOUT, "--auth-timeout", 1, 3600}, {OPT_KILL_GRACE, "--kill-grace", 0, 3600},
-        {OPT_RETRIES, "--retries", 0, 100}, {OPT_HANDSHAKES, "--handshakes", 1, 100000},
-        {OPT_MAX_OUTPUT, "--max-output (bytes)", 0, 1L << 40},
-        {OPT_BASE_PORT, "--base-port", 1, 65535},
-    };
-    size_t i = 0;
-    while (i < sizeof t / sizeof *t && t[i].opt != opt)
-        i++;
-    if (i == sizeof t / sizeof *t)
+    const struct cli_numopt *t = NULL;
+    unsigned long long v;
+    for (size_t i = 0; i < sizeof cli_numopts / sizeof *cli_numopts && !t; i++)
+        t = cli_numopts[i].opt == opt ? &cli_numopts[i] : NULL;
+    if (!t)
         return 0;
-    *rc = cli_parse_long(c, t[i].name, arg, t[i].min, t[i].max, &v);
-    if (*rc < 0)
+    *rc = 0;
+    if (smx_num_parse_str(arg, t->min, t->max, &v) < 0) {
+        cli_error(c, "invalid value \"%s\" for %s: expected a number from %llu to %llu", arg,
+                  t->name, t->min, t->max);
+        *rc = -1;
         return 1;
+    }
     switch (opt) {
     case 'p': c->port = (int)v; break;
     case 'f': c->eng.fanout = (int)v; break;
@@ -143,30 +144,124 @@ static int cli_apply_mode(cli *c, const char *arg)
     return 0;
 }
 
+static void cli_wipe_free(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+/* One hop of a ProxyJump value: its URL password, if any, is taken out; only the first hop's
+ * is used (as its password, like --proxy-password-env), and only for the first ProxyJump given
+ * (later ones lose, as in ssh). Appends the hop without it to out. 0 or -1 (message printed). */
+static int cli_jump_hop(cli *c, const char *opt, const char *hop, size_t len, size_t idx,
+                        char *out)
+{
+    char *text = strndup(hop, len), *plain = NULL, *pw = NULL;
+    smx_err err = {{0}};
+    int rc = text ? smx_target_take_password(text, &plain, &pw, &err) : SMX_ENOMEM;
+    cli_wipe_free(text);
+    if (rc < 0) {
+        cli_error(c, "%s: %s", opt, rc == SMX_ENOMEM ? "out of memory" : err.msg);
+        return -1;
+    }
+    c->argv_password |= pw != NULL;
+    if (pw && idx > 0) {
+        cli_error(c, "%s: hop %zu \"%s\": a password is only taken from the first hop's URL "
+                  "(give the others keys or ssh_config settings)", opt, idx + 1, plain);
+        rc = -1;
+    } else if (pw && !c->have_jump) {
+        c->jump_password = pw;
+        pw = NULL;
+    }
+    cli_wipe_free(pw);
+    if (idx > 0)
+        strcat(out, ",");
+    strcat(out, plain);
+    free(plain);
+    return rc;
+}
+
+/* -J and -o ProxyJump: the value is stored as "ProxyJump=..." without any URL password, so no
+ * later message, `sshmux hosts` output or error can quote one; argv is scrubbed as well. */
+static int cli_add_jump(cli *c, const char *opt, char *chain)
+{
+    static const char key[] = "ProxyJump=";
+    char *kv = malloc(sizeof key + strlen(chain));
+    if (!kv) {
+        cli_error(c, "out of memory");
+        return -1;
+    }
+    memcpy(kv, key, sizeof key);
+    int rc = 0;
+    size_t idx = 0;
+    for (const char *p = chain; rc == 0; idx++) {
+        size_t len = strcspn(p, ",");
+        rc = cli_jump_hop(c, opt, p, len, idx, kv + sizeof key - 1);
+        if (!p[len])
+            break;
+        p += len + 1;
+    }
+    c->have_jump = 1;
+    smx_target_strip_in_place(chain);
+    smx_err err = {{0}};
+    if (rc == 0 && smx_config_validate_option(kv, &err) < 0) {
+        cli_error(c, "%s: %s", opt, err.msg);
+        rc = -1;
+    }
+    if (rc == 0 && smx_strvec_push_owned(&c->ov.options, kv) < 0) {
+        cli_error(c, "out of memory");
+        return -1;
+    }
+    if (rc < 0)
+        free(kv);
+    return rc;
+}
+
+/* The value of "-o ProxyJump=V" / "-o ProxyJump V" (ssh_config line syntax), or NULL. */
+static char *cli_proxyjump_value(char *kv)
+{
+    char *p = kv + strspn(kv, " \t");
+    if (strncasecmp(p, "ProxyJump", 9) != 0 || p[9] == '\0' || !strchr(" \t=", p[9]))
+        return NULL;
+    p += 9 + strspn(p + 9, " \t");
+    if (*p == '=')
+        p++;
+    return p + strspn(p, " \t");
+}
+
+/* -w/-x lists are copied as given (the ssh:// passwords in them are taken out when they are
+ * parsed) and scrubbed from argv, which other users can read. */
+static int cli_add_list(smx_strvec *lists, char *arg)
+{
+    int rc = smx_strvec_push(lists, arg);
+    smx_target_strip_in_place(arg);
+    return rc;
+}
+
 /* One option; returns 0 or -1 (message printed). */
-static int cli_apply_option(cli *c, int opt, const char *arg)
+static int cli_apply_option(cli *c, int opt, char *arg)
 {
     smx_err err = {{0}};
+    char *jump;
     int rc;
     if (cli_apply_numeric(c, opt, arg, &rc))
         return rc;
     switch (opt) {
-    case 'w': return smx_strvec_push(&c->wlists, arg);
-    case 'x': return smx_strvec_push(&c->xlists, arg);
+    case 'w': return cli_add_list(&c->wlists, arg);
+    case 'x': return cli_add_list(&c->xlists, arg);
     case OPT_HOSTFILE: return smx_strvec_push(&c->hostfiles, arg);
     case 'F': c->config_file = arg; return 0;
     case 'o':
+        if ((jump = cli_proxyjump_value(arg)))
+            return cli_add_jump(c, "-o ProxyJump", jump);
         if (smx_config_validate_option(arg, &err) < 0) {
             cli_error(c, "-o %s: %s", arg, err.msg);
             return -1;
         }
         return smx_strvec_push(&c->ov.options, arg);
-    case 'J': {
-        /* As ssh: -J is ProxyJump given on the command line. */
-        char buf[2048];
-        snprintf(buf, sizeof buf, "ProxyJump=%s", arg);
-        return smx_strvec_push(&c->ov.options, buf);
-    }
+    case 'J': return cli_add_jump(c, "-J", arg); /* as ssh: ProxyJump on the command line */
     case 'l': c->login = arg; return 0;
     case 'i': return smx_strvec_push(&c->ov.identityfiles, arg);
     case 'L': return smx_strvec_push(&c->lspecs, arg);
@@ -248,10 +343,12 @@ void cli_free(cli *c)
         }
     }
     free(c->hosts);
-    smx_strvec_free(&c->wlists);
-    smx_strvec_free(&c->xlists);
+    smx_strvec_free_wipe(&c->wlists);
+    smx_strvec_free_wipe(&c->xlists);
+    smx_strvec_free_wipe(&c->secrets);
+    cli_wipe_free(c->jump_password);
     smx_strvec_free(&c->hostfiles);
-    smx_strvec_free(&c->ov.options);
+    smx_strvec_free_wipe(&c->ov.options);
     smx_strvec_free(&c->ov.identityfiles);
     smx_strvec_free(&c->env);
     smx_strvec_free(&c->args);

@@ -14,14 +14,18 @@
 #define EXIT_UNREACHABLE 255
 
 typedef struct cli_host {
-    char *target;            /* the token as expanded from -w / --hostfile */
-    char *password;          /* from ssh:// URL, or NULL (wiped on free) */
+    char *target;            /* the token as expanded from -w / --hostfile (never a password) */
+    char *password;          /* from its ssh:// URL, or NULL (wiped on free) */
     smx_hostcfg *hc;         /* resolved settings (heap; handed to the engine) */
 } cli_host;
 
 typedef struct cli {
     const char *prog;        /* "sshmux exec" etc., for messages */
-    smx_strvec wlists, xlists, hostfiles;
+    smx_strvec wlists, xlists, hostfiles; /* as given: may hold ssh:// passwords (wiped) */
+    smx_strvec secrets;      /* passwords taken out of ssh:// targets; tag i + 1 is secrets.v[i] */
+    char *jump_password;     /* from the first hop's ssh:// URL in -J / -o ProxyJump (wiped) */
+    int have_jump;           /* a ProxyJump was given: later ones lose, as in ssh */
+    int argv_password;       /* a URL password came from the command line: warn */
     const char *config_file;
     smx_overrides ov;
     const char *login;       /* -l */

@@ -2,6 +2,7 @@
 #define _DEFAULT_SOURCE /* strndup even under -std=c11 */
 #endif
 #include "hostlist.h"
+#include "hostset.h"
 #include "target.h"
 
 #include <stdarg.h>
@@ -46,18 +47,20 @@ struct hl_pattern {
     size_t max_len; /* bound on one expanded name, NUL included */
 };
 
-/* A set of borrowed strings, so dedupe and exclusion stay linear at SMX_HOSTLIST_MAX names. */
-struct hostset {
-    const char **slot;
-    size_t cap; /* a power of two, kept at least twice the number of entries */
-    size_t n;
+struct smx_hostlist {
+    smx_strvec names;
+    size_t *tags;    /* parallel to names.v */
+    size_t tags_cap;
+    smx_hostset seen; /* borrows names.v[i] */
+    size_t budget;   /* names the list may still generate */
+    size_t max;
 };
 
+/* One smx_hostlist_add() call: everything after n0 is undone on error. */
 struct expand_ctx {
-    smx_strvec *out;
-    size_t n0;       /* out->n on entry: everything after it is undone on error */
-    size_t budget;   /* names this call may still generate */
-    struct hostset seen;
+    smx_hostlist *hl;
+    size_t n0;
+    size_t tag;
     smx_err *err;
 };
 
@@ -107,97 +110,10 @@ static int hostlist_shown_len(size_t len)
     return (int)(len < HOSTLIST_RANGE_SHOWN ? len : HOSTLIST_RANGE_SHOWN);
 }
 
-/* ---- hash set ---- */
-
-static size_t hostset_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return (size_t)h;
-}
-
-/* The slot holding s, or the empty slot where it belongs. */
-static size_t hostset_slot(const struct hostset *hs, const char *s)
-{
-    size_t mask = hs->cap - 1;
-    size_t i = hostset_hash(s) & mask;
-    while (hs->slot[i] && strcmp(hs->slot[i], s) != 0)
-        i = (i + 1) & mask;
-    return i;
-}
-
-static int hostset_init(struct hostset *hs, size_t expected)
-{
-    size_t cap = 16;
-    while (cap < expected * 2)
-        cap *= 2;
-    hs->slot = calloc(cap, sizeof *hs->slot);
-    hs->cap = cap;
-    hs->n = 0;
-    return hs->slot ? 0 : SMX_ENOMEM;
-}
-
-static void hostset_free(struct hostset *hs)
-{
-    free(hs->slot);
-    hs->slot = NULL;
-    hs->cap = hs->n = 0;
-}
-
-static int hostset_contains(const struct hostset *hs, const char *s)
-{
-    return hs->slot[hostset_slot(hs, s)] != NULL;
-}
-
-static int hostset_grow(struct hostset *hs)
-{
-    struct hostset bigger;
-    if (hostset_init(&bigger, hs->cap) < 0)
-        return SMX_ENOMEM;
-    for (size_t i = 0; i < hs->cap; i++) {
-        if (hs->slot[i])
-            bigger.slot[hostset_slot(&bigger, hs->slot[i])] = hs->slot[i];
-    }
-    bigger.n = hs->n;
-    free(hs->slot);
-    *hs = bigger;
-    return 0;
-}
-
-/* Adds s (not copied): 1 if added, 0 if already present, or SMX_ENOMEM. */
-static int hostset_add(struct hostset *hs, const char *s)
-{
-    if ((hs->n + 1) * 2 > hs->cap && hostset_grow(hs) < 0)
-        return SMX_ENOMEM;
-    size_t i = hostset_slot(hs, s);
-    if (hs->slot[i])
-        return 0;
-    hs->slot[i] = s;
-    hs->n++;
-    return 1;
-}
-
-static int hostset_init_from(struct hostset *hs, const smx_strvec *sv)
-{
-    if (hostset_init(hs, sv->n) < 0)
-        return SMX_ENOMEM;
-    for (size_t i = 0; i < sv->n; i++) {
-        if (hostset_add(hs, sv->v[i]) < 0) {
-            hostset_free(hs);
-            return SMX_ENOMEM;
-        }
-    }
-    return 0;
-}
-
 /* ---- expand: parsing ---- */
 
-/* The end of the item starting at s: the first comma outside brackets, or the NUL. An unclosed
- * '[' thus swallows the rest of the list, which the bracket check then reports. */
-static const char *hostlist_item_end(const char *s)
+/* An unclosed '[' swallows the rest of the list, which the bracket check then reports. */
+const char *smx_hostlist_item_end(const char *s)
 {
     int depth = 0;
     for (; *s; s++) {
@@ -303,10 +219,10 @@ static int hostlist_parse_range(const char *item, const char *s, size_t len, str
     return 0;
 }
 
-static int hostlist_too_many(const char *item, smx_err *err)
+static int hostlist_too_many(const char *item, size_t max, smx_err *err)
 {
-    return hostlist_error(err, SMX_ERANGE, item, "expands to more than %d hosts",
-                          SMX_HOSTLIST_MAX);
+    return hostlist_error(err, SMX_ERANGE, item, "expands to more than %zu hosts (the limit for "
+                          "all host lists together)", max);
 }
 
 /* Parses the content s[0..len) of a bracket group: comma-separated ranges. */
@@ -330,7 +246,7 @@ static int hostlist_parse_group(const char *item, const char *s, size_t len, str
         /* Each term is at most 10^18 and the sum is checked every step, so nothing overflows. */
         g->count += (r->hi - r->lo) / r->step + 1;
         if (g->count > SMX_HOSTLIST_MAX)
-            return hostlist_too_many(item, err);
+            return hostlist_too_many(item, SMX_HOSTLIST_MAX, err);
         p += elen + 1;
     }
     return 0;
@@ -423,10 +339,22 @@ static void hostlist_pattern_format(const struct hl_pattern *pat, char *buf)
 
 static int expand_add(struct expand_ctx *ctx, const char *name)
 {
-    if (hostset_contains(&ctx->seen, name))
+    smx_hostlist *hl = ctx->hl;
+    if (smx_hostset_contains(&hl->seen, name))
         return 0;
+    if (hl->names.n == hl->tags_cap) {
+        size_t cap = hl->tags_cap ? hl->tags_cap * 2 : 64;
+        size_t *tags = realloc(hl->tags, cap * sizeof *tags);
+        if (!tags)
+            return smx_seterr(ctx->err, SMX_ENOMEM, "out of memory");
+        hl->tags = tags;
+        hl->tags_cap = cap;
+    }
     char *copy = strdup(name);
-    if (smx_strvec_push_owned(ctx->out, copy) < 0 || hostset_add(&ctx->seen, copy) < 0)
+    if (smx_strvec_push_owned(&hl->names, copy) < 0)
+        return smx_seterr(ctx->err, SMX_ENOMEM, "out of memory");
+    hl->tags[hl->names.n - 1] = ctx->tag;
+    if (smx_hostset_add(&hl->seen, copy) < 0)
         return smx_seterr(ctx->err, SMX_ENOMEM, "out of memory");
     return 0;
 }
@@ -449,19 +377,21 @@ static int hostlist_emit_all(struct hl_pattern *pat, struct expand_ctx *ctx)
     return rc;
 }
 
-/* Checks the size of the cartesian product against what is left of the call's budget. */
+/* Checks the size of the cartesian product against what is left of the list's budget, before
+ * generating anything: a run's lists together never produce more than its max. */
 static int hostlist_charge(struct expand_ctx *ctx, const struct hl_pattern *pat)
 {
+    smx_hostlist *hl = ctx->hl;
     unsigned long long total = 1;
     for (size_t i = 0; i < pat->ngroups; i++) {
         /* total <= budget and count >= 1, so the product is only formed when it fits. */
-        if (pat->groups[i].count > ctx->budget / total)
-            return hostlist_too_many(pat->item, ctx->err);
+        if (pat->groups[i].count > hl->budget / total)
+            return hostlist_too_many(pat->item, hl->max, ctx->err);
         total *= pat->groups[i].count;
     }
-    if (total > ctx->budget)
-        return hostlist_too_many(pat->item, ctx->err);
-    ctx->budget -= total;
+    if (total > hl->budget)
+        return hostlist_too_many(pat->item, hl->max, ctx->err);
+    hl->budget -= total;
     return 0;
 }
 
@@ -500,42 +430,138 @@ static int hostlist_expand_slice(struct expand_ctx *ctx, const char *s, size_t l
     return rc;
 }
 
-int smx_hostlist_expand(const char *list, smx_strvec *out, smx_err *err)
+smx_hostlist *smx_hostlist_new(size_t max)
 {
-    struct expand_ctx ctx = { out, 0, SMX_HOSTLIST_MAX, { NULL, 0, 0 }, err };
-    if (!list || !out)
+    smx_hostlist *hl = calloc(1, sizeof *hl);
+    if (!hl || smx_hostset_init(&hl->seen, 0) < 0) {
+        free(hl);
+        return NULL;
+    }
+    hl->budget = hl->max = max;
+    return hl;
+}
+
+void smx_hostlist_free(smx_hostlist *hl)
+{
+    if (!hl)
+        return;
+    smx_strvec_free(&hl->names);
+    free(hl->tags);
+    smx_hostset_free(&hl->seen);
+    free(hl);
+}
+
+/* Back to the first n names, as before a failed add. */
+static void hostlist_truncate(smx_hostlist *hl, size_t n)
+{
+    while (hl->names.n > n) {
+        char *name = hl->names.v[--hl->names.n];
+        smx_hostset_remove(&hl->seen, name);
+        free(name);
+    }
+}
+
+int smx_hostlist_add(smx_hostlist *hl, const char *list, size_t tag, smx_err *err)
+{
+    if (!hl || !list)
         return smx_seterr(err, SMX_EINVAL, "hostlist: NULL argument");
-    ctx.n0 = out->n;
-    if (hostset_init_from(&ctx.seen, out) < 0)
-        return smx_seterr(err, SMX_ENOMEM, "out of memory");
+    struct expand_ctx ctx = { hl, hl->names.n, tag, err };
+    size_t budget0 = hl->budget;
     int rc = 0;
     for (const char *p = list; rc == 0 && *p;) {
-        const char *end = hostlist_item_end(p);
+        const char *end = smx_hostlist_item_end(p);
         rc = hostlist_expand_slice(&ctx, p, (size_t)(end - p));
         p = *end ? end + 1 : end;
     }
-    hostset_free(&ctx.seen);
     if (rc < 0) {
-        while (out->n > ctx.n0)
-            free(out->v[--out->n]);
+        hostlist_truncate(hl, ctx.n0);
+        hl->budget = budget0;
         return rc;
     }
-    return (int)(out->n - ctx.n0);
+    return (int)(hl->names.n - ctx.n0);
+}
+
+size_t smx_hostlist_count(const smx_hostlist *hl)
+{
+    return hl->names.n;
+}
+
+const char *smx_hostlist_name(const smx_hostlist *hl, size_t i)
+{
+    return i < hl->names.n ? hl->names.v[i] : NULL;
+}
+
+size_t smx_hostlist_tag(const smx_hostlist *hl, size_t i)
+{
+    return i < hl->names.n ? hl->tags[i] : 0;
+}
+
+/* Takes over the names of `names` (tag 0) so that adding skips them. 0 or SMX_ENOMEM (then
+ * nothing was taken). */
+static int hostlist_adopt(smx_hostlist *hl, smx_strvec *names)
+{
+    size_t cap = names->n ? names->n : 1;
+    size_t *tags = calloc(cap, sizeof *tags);
+    smx_hostset seen;
+    if (!tags || smx_hostset_init_from(&seen, names->v, names->n) < 0) {
+        free(tags);
+        return SMX_ENOMEM;
+    }
+    smx_hostset_free(&hl->seen);
+    hl->seen = seen;
+    hl->tags = tags;
+    hl->tags_cap = cap;
+    hl->names = *names;
+    return 0;
+}
+
+int smx_hostlist_expand(const char *list, smx_strvec *out, smx_err *err)
+{
+    if (!list || !out)
+        return smx_seterr(err, SMX_EINVAL, "hostlist: NULL argument");
+    smx_hostlist *hl = smx_hostlist_new(SMX_HOSTLIST_MAX);
+    if (!hl || hostlist_adopt(hl, out) < 0) {
+        smx_hostlist_free(hl);
+        return smx_seterr(err, SMX_ENOMEM, "out of memory");
+    }
+    int rc = smx_hostlist_add(hl, list, 0, err);
+    *out = hl->names; /* the vector may have moved while growing */
+    hl->names = (smx_strvec){ 0 };
+    smx_hostlist_free(hl);
+    return rc;
 }
 
 /* ---- exclude ---- */
 
+void smx_hostlist_remove(smx_hostlist *hl, const smx_hostlist *excluded)
+{
+    if (!hl || !excluded || excluded->names.n == 0)
+        return;
+    size_t kept = 0;
+    for (size_t i = 0; i < hl->names.n; i++) {
+        char *h = hl->names.v[i];
+        if (smx_hostset_contains(&excluded->seen, h)) {
+            smx_hostset_remove(&hl->seen, h);
+            free(h);
+            continue;
+        }
+        hl->tags[kept] = hl->tags[i];
+        hl->names.v[kept++] = h;
+    }
+    hl->names.n = kept;
+}
+
 void smx_hostlist_exclude(smx_strvec *hosts, const smx_strvec *excluded)
 {
-    struct hostset set;
+    smx_hostset set;
     if (!hosts || !excluded || excluded->n == 0)
         return;
     /* Without memory for the set, a quadratic scan still gives the right answer. */
-    int have_set = hostset_init_from(&set, excluded) == 0;
+    int have_set = smx_hostset_init_from(&set, excluded->v, excluded->n) == 0;
     size_t kept = 0;
     for (size_t i = 0; i < hosts->n; i++) {
         char *h = hosts->v[i];
-        int drop = have_set ? hostset_contains(&set, h) : smx_strvec_contains(excluded, h);
+        int drop = have_set ? smx_hostset_contains(&set, h) : smx_strvec_contains(excluded, h);
         if (drop)
             free(h);
         else
@@ -543,7 +569,7 @@ void smx_hostlist_exclude(smx_strvec *hosts, const smx_strvec *excluded)
     }
     hosts->n = kept;
     if (have_set)
-        hostset_free(&set);
+        smx_hostset_free(&set);
 }
 
 /* ---- fold ---- */

@@ -12,16 +12,44 @@
 #include "error.h"
 #include "strvec.h"
 
-/* Most names one smx_hostlist_expand() call may generate (duplicates included): beyond this the
- * list is almost certainly a typo, and honouring it would exhaust memory. */
+/* Most names a hostlist may generate (duplicates included): beyond this the list is almost
+ * certainly a typo, and honouring it would exhaust memory. The CLI applies it once per run, to
+ * all -w and --hostfile lists together (smx_hostlist_new). */
 #define SMX_HOSTLIST_MAX 1000000
 
-/* Expands `list` and appends the names to `out` in order, skipping names already in `out` or
- * produced earlier (first occurrence wins). Empty items and whitespace around items are ignored.
- * Returns the number of names appended (>= 0), or SMX_EINVAL (bad syntax), SMX_ERANGE (number or
- * expansion too large), SMX_ENOMEM, with a message naming the item in `err`. On error `out` is
- * left exactly as it was. */
+/* A run's targets, built from any number of lists: names in order of first appearance, each
+ * with the caller's tag (e.g. which credentials go with it). One hash set serves every call, so
+ * adding N names costs O(N) whatever the number of lists (a hostfile is one list per line). */
+typedef struct smx_hostlist smx_hostlist;
+
+/* An empty list that may generate at most `max` names over all smx_hostlist_add() calls
+ * (duplicates included). NULL when out of memory. */
+smx_hostlist *smx_hostlist_new(size_t max);
+void smx_hostlist_free(smx_hostlist *hl);
+
+/* Expands `list` and appends the names not already present, each tagged `tag`. Returns the
+ * number of names appended, or SMX_EINVAL (bad syntax), SMX_ERANGE (a number too large, or the
+ * names generated so far would pass the list's max: the message names the item and the
+ * limit), SMX_ENOMEM; on error the list is exactly as it was. */
+int smx_hostlist_add(smx_hostlist *hl, const char *list, size_t tag, smx_err *err);
+
+/* Removes every name of `excluded` (order kept). */
+void smx_hostlist_remove(smx_hostlist *hl, const smx_hostlist *excluded);
+
+size_t smx_hostlist_count(const smx_hostlist *hl);
+const char *smx_hostlist_name(const smx_hostlist *hl, size_t i);
+size_t smx_hostlist_tag(const smx_hostlist *hl, size_t i);
+
+/* One-shot form: expands `list` and appends the names to `out` in order, skipping names already
+ * in `out` or produced earlier (first occurrence wins), at most SMX_HOSTLIST_MAX names per call.
+ * Costs O(out->n) per call on top of the expansion: to collect many lists, use smx_hostlist.
+ * Returns the number of names appended (>= 0), or the codes of smx_hostlist_add(); on error
+ * `out` is left exactly as it was. */
 int smx_hostlist_expand(const char *list, smx_strvec *out, smx_err *err);
+
+/* The end of the item starting at s: the first ',' outside brackets, or the terminating NUL.
+ * Lets a caller treat the items of a list one by one (e.g. to take URL passwords out). */
+const char *smx_hostlist_item_end(const char *s);
 
 /* Folds names into one compact, deterministic hostlist: {web01,web02,web03,web05,db1} ->
  * "db1,web[01-03,05]". Each name is split at its last run of digits; names sharing prefix, suffix

@@ -1,10 +1,12 @@
 #include "keyring.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct keyring_entry {
     struct keyring_entry *next;
@@ -78,6 +80,25 @@ void smx_keyring_set_passphrase(smx_keyring *kr, const char *pass)
 void smx_keyring_add_passphrase(smx_keyring *kr, const char *pass)
 {
     smx_secret_set(&kr->fixed2, pass, strlen(pass));
+}
+
+/* Zeroes the stack below the caller's frame. OpenSSL's PEM password callback wrapper copies the
+ * passphrase into stack buffers it never wipes, so after libssh has decrypted a PEM key the
+ * passphrase lingers in dead frames (two copies, found by scanning /proc/PID/mem). The key loads
+ * ran in frames below our caller's, well within this much stack. */
+__attribute__((noinline)) static void keyring_burn_stack(void)
+{
+    unsigned char dead_frames[64 * 1024];
+    explicit_bzero(dead_frames, sizeof dead_frames);
+    __asm__ __volatile__("" : : "r"(dead_frames) : "memory");
+}
+
+void smx_keyring_forget_passphrases(smx_keyring *kr)
+{
+    smx_secret_wipe(&kr->fixed);
+    smx_secret_wipe(&kr->fixed2);
+    smx_secret_wipe(&kr->asked);
+    keyring_burn_stack();
 }
 
 void smx_keyring_set_ask(smx_keyring *kr, smx_ask_fn ask, void *ud)
@@ -168,43 +189,73 @@ static int keyring_load_text(smx_keyring *kr, const char *label, const char *con
     return keyring_try_passphrases(kr, label, content, out, err);
 }
 
+/* Moves buf[0..len) into a buffer of cap bytes, wiping and freeing the old one. */
+static char *secret_grow(char *buf, size_t len, size_t cap)
+{
+    char *nb = malloc(cap);
+    if (nb && len)
+        memcpy(nb, buf, len);
+    if (buf) {
+        explicit_bzero(buf, len);
+        free(buf);
+    }
+    return nb;
+}
+
+char *smx_secret_read_file(const char *path, size_t max, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    int saved = 0;
+    for (;;) {
+        if (n + 1 >= cap) {
+            size_t want = cap ? cap * 2 : 4096;
+            if (cap > max + 1 || !(buf = secret_grow(buf, n, want))) {
+                saved = cap > max + 1 ? EFBIG : ENOMEM;
+                break;
+            }
+            cap = want;
+        }
+        ssize_t got = read(fd, buf + n, cap - n - 1);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            saved = got < 0 ? errno : 0;
+            break;
+        }
+        n += (size_t)got;
+        if (n > max) {
+            saved = EFBIG;
+            break;
+        }
+    }
+    close(fd);
+    if (saved) {
+        if (buf) {
+            explicit_bzero(buf, n);
+            free(buf);
+        }
+        errno = saved;
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
 static char *keyring_read_file(const char *path, smx_err *err, int *code)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        *code = errno == ENOENT ? SMX_ENOENT : SMX_EIO;
-        smx_seterr(err, *code, "key %s: %s", path, strerror(errno));
-        return NULL;
+    size_t len;
+    char *text = smx_secret_read_file(path, 1u << 20, &len); /* no key file is this big */
+    if (!text) {
+        *code = errno == ENOENT ? SMX_ENOENT : errno == ENOMEM ? SMX_ENOMEM : SMX_EIO;
+        smx_seterr(err, *code, "key %s: %s", path,
+                   errno == EFBIG ? "file too large" : strerror(errno));
     }
-    char *buf = NULL;
-    size_t cap = 0, len = 0;
-    for (;;) {
-        if (cap - len < 4096) {
-            if (cap >= (1u << 20)) {   /* no key file is this big */
-                fclose(f);
-                explicit_bzero(buf, len);
-                free(buf);
-                *code = smx_seterr(err, SMX_EIO, "key %s: file too large", path);
-                return NULL;
-            }
-            char *nb = realloc(buf, cap + 8192);
-            if (!nb)
-                break;
-            buf = nb;
-            cap += 8192;
-        }
-        size_t n = fread(buf + len, 1, cap - len - 1, f);
-        len += n;
-        if (n == 0)
-            break;
-    }
-    fclose(f);
-    if (!buf) {
-        *code = SMX_ENOMEM;
-        return NULL;
-    }
-    buf[len] = '\0';
-    return buf;
+    return text;
 }
 
 static keyring_entry *keyring_find(const smx_keyring *kr, const char *path)

@@ -18,6 +18,12 @@ typedef struct smx_secret {
 int smx_secret_set(smx_secret *sec, const char *s, size_t len);
 void smx_secret_wipe(smx_secret *sec);
 
+/* Reads a whole file that holds a secret (key, password) into a NUL-terminated malloc'd buffer,
+ * its length in *len. No stdio (whose buffer would be freed unwiped) and no realloc (which would
+ * leave the old copy behind): every intermediate buffer is wiped. NULL with errno set (EFBIG when
+ * the file is larger than max bytes). */
+char *smx_secret_read_file(const char *path, size_t max, size_t *len);
+
 /* Asks the operator for a secret (no echo); returns malloc'd string or NULL. */
 typedef char *(*smx_ask_fn)(const char *prompt, void *ud);
 
@@ -32,6 +38,11 @@ void smx_keyring_set_passphrase(smx_keyring *kr, const char *pass);
 /* A second fixed passphrase (for jump host keys: --proxy-passphrase-env). */
 void smx_keyring_add_passphrase(smx_keyring *kr, const char *pass);
 void smx_keyring_set_ask(smx_keyring *kr, smx_ask_fn ask, void *ud);
+/* Wipes every passphrase held (fixed and asked) once all keys are loaded, and the dead stack
+ * frames below the caller where the crypto library left copies: call it from a frame no deeper
+ * than the one that loaded the keys. Encrypted keys loaded after this fail as if no passphrase
+ * had been given. */
+void smx_keyring_forget_passphrases(smx_keyring *kr);
 
 /* Loads path (idempotent). Returns 0, SMX_ENOENT (no such file: skipped silently, as ssh does
  * for configured files), SMX_EPASSPHRASE (encrypted, no or wrong passphrase) or SMX_EIO (unreadable

@@ -34,14 +34,28 @@ static int route_default_config(smx_engine *e, smx_err *err)
     return rc;
 }
 
-/* "user@host:port" of one parsed hop, as ProxyJump syntax. */
-static void route_hop_text(const smx_jumphop *h, char *buf, size_t len)
+/* hops[0..n) back in ProxyJump syntax ("user@host:port,..."), sized to fit: a long chain must
+ * not be cut short (its last hop would silently become another host). NULL when out of memory. */
+static char *route_chain_text(const smx_jumphop *hops, size_t n)
 {
-    int v6 = strchr(h->host, ':') != NULL;
-    int off = h->user ? snprintf(buf, len, "%s@", h->user) : 0;
-    off += snprintf(buf + off, len - (size_t)off, "%s%s%s", v6 ? "[" : "", h->host, v6 ? "]" : "");
-    if (h->port)
-        snprintf(buf + off, len - (size_t)off, ":%d", h->port);
+    size_t size = 1;
+    for (size_t k = 0; k < n; k++)
+        size += (hops[k].user ? strlen(hops[k].user) + 1 : 0) + strlen(hops[k].host) + 2 +
+                sizeof ":65535";
+    char *chain = malloc(size);
+    size_t off = 0;
+    for (size_t k = 0; chain && k < n; k++) {
+        const smx_jumphop *h = &hops[k];
+        int v6 = strchr(h->host, ':') != NULL;
+        off += (size_t)snprintf(chain + off, size - off, "%s%s%s%s%s%s", k ? "," : "",
+                                h->user ? h->user : "", h->user ? "@" : "", v6 ? "[" : "",
+                                h->host, v6 ? "]" : "");
+        if (h->port)
+            off += (size_t)snprintf(chain + off, size - off, ":%d", h->port);
+    }
+    if (chain && n == 0)
+        chain[0] = '\0';
+    return chain;
 }
 
 /* Resolves hop i of the parsed chain; its ProxyJump becomes the hops before it. */
@@ -56,19 +70,10 @@ static int route_resolve_hop(smx_engine *e, const smx_jumphop *hops, size_t i, s
     int rc = smx_config_resolve(e->config, hops[i].host, &ov, out, err);
     if (rc < 0 || i == 0)
         return rc;   /* the first hop keeps its own ProxyJump/ProxyCommand, as ssh does */
-    char chain[2048] = "";
-    for (size_t k = 0; k < i; k++) {
-        char one[600];
-        route_hop_text(&hops[k], one, sizeof one);
-        if (strlen(chain) + strlen(one) + 2 >= sizeof chain)
-            return smx_seterr(err, SMX_EINVAL, "ProxyJump chain too long");
-        strcat(chain, k ? "," : "");
-        strcat(chain, one);
-    }
     free(out->proxyjump);
     free(out->proxycommand);
     out->proxycommand = NULL;
-    out->proxyjump = strdup(chain);
+    out->proxyjump = route_chain_text(hops, i);
     return out->proxyjump ? 0 : SMX_ENOMEM;
 }
 

@@ -19,7 +19,11 @@
  *    true) and smx_config_warnings() carries a message for the CLI to print once;
  *  - Include: glob, lexical order, relative to ~/.ssh (user files, -F) or /etc/ssh (system file),
  *    allowed inside Host/Match (applies only when the block matches), depth limit 16. Included
- *    files are parsed (and syntax-checked) even inside non-matching blocks, like ssh does;
+ *    files are parsed (and syntax-checked) even inside non-matching blocks, like ssh does. One
+ *    load reads at most 4096 files, 1,000,000 lines and 64 MiB (ssh has no such cap; a loop-free
+ *    fan-out within the depth limit could otherwise read millions of files): SMX_ERANGE;
+ *  - time values (ConnectTimeout, ServerAliveInterval) above 2147483 s are SMX_ERANGE (they become
+ *    int milliseconds; ssh accepts up to INT_MAX seconds and overflows);
  *  - unknown keywords are an error at resolve time unless an IgnoreUnknown pattern in effect for
  *    that host covers them (ssh's rule: IgnoreUnknown is itself a first-wins, per-host option).
  *    Valid OpenSSH keywords that sshmux does not model are accepted and ignored.

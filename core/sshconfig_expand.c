@@ -1,6 +1,7 @@
 /* Value expansion for resolved options: "~" paths, %-tokens and ${ENV} (ssh_config(5) TOKENS
  * and ENVIRONMENT VARIABLES), plus the ProxyJump hop syntax. */
 #include "sshconfig_internal.h"
+#include "numparse.h"
 
 #include <ctype.h>
 #include <pwd.h>
@@ -264,16 +265,9 @@ static const char *last_at(const char *s, const char *end)
 
 static int parse_port(const char *s, size_t len)
 {
-    int v = 0;
+    unsigned long long v;
 
-    if (len == 0 || len > 5)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    return (v >= 1 && v <= 65535) ? v : -1;
+    return smx_num_parse(s, len, 1, 65535, &v) == 0 ? (int)v : -1;
 }
 
 /* "[user@]host[:port]" or "ssh://[user@]host[:port]" in s[0..len). */

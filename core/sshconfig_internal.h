@@ -13,6 +13,12 @@
 #include <stddef.h>
 
 #define SMX_CFG_MAX_INCLUDE_DEPTH 16   /* same limit as ssh */
+/* What one smx_config_load() reads at most, Includes counted each time they are followed: the
+ * depth limit alone still lets a loop-free fan-out (each file including the next one 4 times)
+ * read 4^16 files. ssh has no such cap; real configurations stay far below it. */
+#define SMX_CFG_MAX_FILES 4096
+#define SMX_CFG_MAX_LINES 1000000
+#define SMX_CFG_MAX_BYTES (64 << 20)
 #define SMX_CFG_MAX_IDENTITIES 100     /* ssh: "Too many identity files specified (max 100)" */
 #define SMX_CFG_MAX_LINE 16384
 

@@ -15,10 +15,16 @@
 #define SYSTEM_CONFIG "/etc/ssh/ssh_config"
 #define SYSTEM_DIR "/etc/ssh/"
 
+/* How much one smx_config_load() has read so far, against the SMX_CFG_MAX_* caps. */
+typedef struct loadbudget {
+    size_t files, lines, bytes;
+} loadbudget;
+
 typedef struct loadctx {
     smx_config *cfg;
     int system;                 /* /etc/ssh file: relative Include base, no "~" (as ssh) */
     int depth;                  /* Include nesting */
+    loadbudget *budget;         /* shared by every file of the load */
 } loadctx;
 
 static int read_file(const loadctx *lc, const char *path, smx_cfgfile **out, smx_err *err);
@@ -108,10 +114,22 @@ static int include_pattern(const loadctx *lc, const char *arg, char **out, const
     return *out ? 0 : SMX_ENOMEM;
 }
 
+static int include_too_many(const loadctx *lc, const char *path, const smx__loc *loc,
+                            smx_err *err)
+{
+    char *shown = display_name(lc->cfg, path);
+    int rc = smx__cfgerr(err, SMX_ERANGE, loc, "Include %s: more than %d files read for one "
+                         "configuration (Include fan-out?)", shown ? shown : path,
+                         SMX_CFG_MAX_FILES);
+
+    free(shown);
+    return rc;
+}
+
 static int include_one(const loadctx *lc, smx_directive *d, const char *arg, const smx__loc *loc,
                        smx_err *err)
 {
-    loadctx child = {lc->cfg, lc->system, lc->depth + 1};
+    loadctx child = {lc->cfg, lc->system, lc->depth + 1, lc->budget};
     char *pattern = NULL;
     glob_t g;
     int rc, grc;
@@ -133,6 +151,8 @@ static int include_one(const loadctx *lc, smx_directive *d, const char *arg, con
         if (child.depth > SMX_CFG_MAX_INCLUDE_DEPTH)
             rc = smx__cfgerr(err, SMX_EINVAL, loc, "Include nested too deeply (limit %d)",
                              SMX_CFG_MAX_INCLUDE_DEPTH);
+        else if (lc->budget->files >= SMX_CFG_MAX_FILES)
+            rc = include_too_many(lc, g.gl_pathv[i], loc, err);
         else if ((rc = read_file(&child, g.gl_pathv[i], &f, err)) == 0)
             rc = append_include(d, f);
     }
@@ -158,11 +178,12 @@ static int note_exec(smx_config *cfg, const smx_directive *d, const smx__loc *lo
 {
     for (size_t i = 0; i < d->ncrit; i++) {
         if (d->crit[i].type == SMX_CRIT_EXEC) {
-            char msg[300];
+            char *msg = NULL;   /* sized to fit: a long path must not cut the warning short */
 
-            snprintf(msg, sizeof msg, "%s:%d: Match exec is not run by sshmux; treated as false",
-                     loc->file, loc->line);
-            return smx_strvec_push(&cfg->warnings, msg);
+            if (asprintf(&msg, "%s:%d: Match exec is not run by sshmux; treated as false",
+                         loc->file, loc->line) < 0)
+                return SMX_ENOMEM;
+            return smx_strvec_push_owned(&cfg->warnings, msg);
         }
     }
     return 0;
@@ -198,8 +219,14 @@ static int read_lines(const loadctx *lc, FILE *fp, smx_cfgfile *f, smx_err *err)
 
     while (rc == 0 && (len = getline(&buf, &cap, fp)) >= 0) {
         loc.line++;
+        lc->budget->bytes += (size_t)len;
         if (len > SMX_CFG_MAX_LINE)
             rc = smx__cfgerr(err, SMX_EINVAL, &loc, "line too long");
+        else if (++lc->budget->lines > SMX_CFG_MAX_LINES ||
+                 lc->budget->bytes > SMX_CFG_MAX_BYTES)
+            rc = smx__cfgerr(err, SMX_ERANGE, &loc, "configuration too large: more than %d "
+                             "lines or %d MiB read, Includes counted", SMX_CFG_MAX_LINES,
+                             SMX_CFG_MAX_BYTES >> 20);
         else
             rc = load_line(lc, f, buf, &loc, err);
     }
@@ -220,6 +247,7 @@ static int read_file(const loadctx *lc, const char *path, smx_cfgfile **out, smx
         free(f);
         return SMX_ENOMEM;
     }
+    lc->budget->files++;
     if (!(fp = fopen(path, "r"))) {
         rc = smx_seterr(err, errno == ENOENT ? SMX_ENOENT : SMX_EIO, "cannot open %s: %s",
                         f->display, strerror(errno));
@@ -237,10 +265,10 @@ static int read_file(const loadctx *lc, const char *path, smx_cfgfile **out, smx
 }
 
 /* Add a top-level file; optional ones may be missing (ssh's default files). */
-static int add_top_file(smx_config *cfg, const char *path, int system, int optional,
-                        smx_err *err)
+static int add_top_file(smx_config *cfg, loadbudget *budget, const char *path, int system,
+                        int optional, smx_err *err)
 {
-    loadctx lc = {cfg, system, 0};
+    loadctx lc = {cfg, system, 0, budget};
     smx_cfgfile *f, **v;
     int rc = read_file(&lc, path, &f, err);
 
@@ -295,6 +323,7 @@ static int init_local(smx_config *cfg)
 int smx_config_load(smx_config **out, const char *path, smx_err *err)
 {
     smx_config *cfg = calloc(1, sizeof *cfg);
+    loadbudget budget = {0, 0, 0};
     int rc;
 
     *out = NULL;
@@ -305,7 +334,7 @@ int smx_config_load(smx_config **out, const char *path, smx_err *err)
     if (path && strcmp(path, "none") == 0) {
         rc = 0;                     /* ssh -F none: no configuration files at all */
     } else if (path) {
-        rc = add_top_file(cfg, path, 0, 0, err);
+        rc = add_top_file(cfg, &budget, path, 0, 0, err);
     } else {
         char *user = malloc(strlen(cfg->home) + sizeof USER_CONFIG_REL);
 
@@ -314,10 +343,10 @@ int smx_config_load(smx_config **out, const char *path, smx_err *err)
             goto fail;
         }
         sprintf(user, "%s%s", cfg->home, USER_CONFIG_REL);
-        rc = add_top_file(cfg, user, 0, 1, err);
+        rc = add_top_file(cfg, &budget, user, 0, 1, err);
         free(user);
         if (rc == 0)
-            rc = add_top_file(cfg, SYSTEM_CONFIG, 1, 1, err);
+            rc = add_top_file(cfg, &budget, SYSTEM_CONFIG, 1, 1, err);
     }
     if (rc == 0) {
         *out = cfg;

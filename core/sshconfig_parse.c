@@ -1,6 +1,8 @@
 /* ssh_config line syntax: splitting a line into keyword and arguments, and validating the
  * arguments of each keyword type into an smx_directive. Nothing here touches the filesystem. */
 #include "sshconfig_internal.h"
+#include "numparse.h"
+#include "target.h"
 
 #include <ctype.h>
 #include <limits.h>
@@ -121,55 +123,10 @@ static int tokenize(const char *s, smx_directive *d, const smx__loc *loc, smx_er
 
 /* ---- value parsers --------------------------------------------------------------------- */
 
-/* Decimal digits only (an optional leading '+', as strtol allows); -1 if not a number,
- * -2 if it does not fit in an int. */
-static long long parse_decimal(const char *s)
+/* ssh reads numbers with strtol-like functions, which accept a leading '+'. */
+static const char *skip_plus(const char *s)
 {
-    long long v = 0;
-
-    if (*s == '+')
-        s++;
-    if (!isdigit((unsigned char)*s))
-        return -1;
-    for (; isdigit((unsigned char)*s); s++) {
-        v = v * 10 + (*s - '0');
-        if (v > INT_MAX)
-            return -2;
-    }
-    return *s ? -1 : v;
-}
-
-/* sshd_config(5) TIME FORMAT: a sequence of number[smhdw], summed; a bare number is seconds. */
-static int parse_time(const char *s, int *out)
-{
-    long long total = 0;
-
-    if (*s == '+')
-        s++;
-    if (*s == '\0')
-        return -1;
-    while (*s) {
-        long long v = 0, mult = 1;
-
-        if (!isdigit((unsigned char)*s))
-            return -1;
-        for (; isdigit((unsigned char)*s); s++)
-            if ((v = v * 10 + (*s - '0')) > INT_MAX)
-                return -1;
-        switch (tolower((unsigned char)*s)) {
-        case '\0': break;
-        case 's': s++; break;
-        case 'm': mult = 60; s++; break;
-        case 'h': mult = 3600; s++; break;
-        case 'd': mult = 86400; s++; break;
-        case 'w': mult = 604800; s++; break;
-        default: return -1;
-        }
-        if ((total += v * mult) > INT_MAX)
-            return -1;
-    }
-    *out = (int)total;
-    return 0;
+    return *s == '+' ? s + 1 : s;
 }
 
 static const smx_kwenum *find_word(const smx_kwenum *words, const char *w)
@@ -196,40 +153,46 @@ static int want_one_arg(const smx_directive *d, const smx__loc *loc, smx_err *er
 static int parse_number_arg(smx_directive *d, const smx__loc *loc, smx_err *err)
 {
     const char *a = d->args[0];
-    long long v;
+    unsigned long long v;
+    int rc;
 
     switch (d->kw->type) {
     case SMX_KW_PORT:
-        v = parse_decimal(a);
-        if (v == -1)
+        rc = smx_num_parse_str(skip_plus(a), 1, 65535, &v);
+        if (rc == SMX_EINVAL)
             return smx__cfgerr(err, SMX_EINVAL, loc, "bad port \"%s\"", a);
-        if (v < 1 || v > 65535)
+        if (rc < 0)
             return smx__cfgerr(err, SMX_ERANGE, loc, "bad port \"%s\" (must be 1..65535)", a);
-        d->ival = (int)v;
-        return 0;
+        break;
     case SMX_KW_TIME:
         if (strcasecmp(a, "none") == 0) {
             d->ival = -1;           /* ssh treats "none" as "not set": a later value still wins */
             return 0;
         }
-        if (parse_time(a, &d->ival) < 0)
+        /* Timeouts become int milliseconds: beyond SMX_SECONDS_MAX they would overflow. */
+        rc = smx_time_parse(skip_plus(a), SMX_SECONDS_MAX, &v);
+        if (rc == SMX_EINVAL)
             return smx__cfgerr(err, SMX_EINVAL, loc, "bad time value \"%s\" for %s", a,
                                d->kw->name);
-        return 0;
+        if (rc < 0)
+            return smx__cfgerr(err, SMX_ERANGE, loc, "time value \"%s\" for %s is out of range "
+                               "(at most %d seconds)", a, d->kw->name, SMX_SECONDS_MAX);
+        break;
     default:                        /* SMX_KW_INT */
-        if (a[0] == '-' && parse_decimal(a + 1) != -1)
+        if (a[0] == '-' && smx_num_parse_str(a + 1, 0, ~0ULL, &v) != SMX_EINVAL)
             return smx__cfgerr(err, SMX_ERANGE, loc, "%s must not be negative: \"%s\"",
                                d->kw->name, a);
-        v = parse_decimal(a);
-        if (v == -2)
+        rc = smx_num_parse_str(skip_plus(a), 0, INT_MAX, &v);
+        if (rc == SMX_ERANGE)
             return smx__cfgerr(err, SMX_ERANGE, loc, "number too large \"%s\" for %s", a,
                                d->kw->name);
-        if (v < 0)
+        if (rc < 0)
             return smx__cfgerr(err, SMX_EINVAL, loc, "bad number \"%s\" for %s", a,
                                d->kw->name);
-        d->ival = (int)v;
-        return 0;
+        break;
     }
+    d->ival = (int)v;
+    return 0;
 }
 
 static int parse_word_arg(smx_directive *d, const smx__loc *loc, smx_err *err)
@@ -293,8 +256,12 @@ static int check_jump(smx_directive *d, const smx__loc *loc, smx_err *err)
     rc = smx_proxyjump_parse(d->args[0], &hops, &n, &why);
     if (rc == SMX_ENOMEM)
         return rc;
-    if (rc < 0)
-        return smx__cfgerr(err, rc, loc, "bad ProxyJump \"%s\": %s", d->args[0], why.msg);
+    if (rc < 0) {
+        char shown[128];
+
+        smx_target_display(d->args[0], shown, sizeof shown);   /* no URL password */
+        return smx__cfgerr(err, rc, loc, "bad ProxyJump \"%s\": %s", shown, why.msg);
+    }
     smx_jumphops_free(hops, n);
     return 0;
 }

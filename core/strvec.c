@@ -43,3 +43,10 @@ void smx_strvec_free(smx_strvec *sv)
     sv->v = NULL;
     sv->n = sv->cap = 0;
 }
+
+void smx_strvec_free_wipe(smx_strvec *sv)
+{
+    for (size_t i = 0; i < sv->n; i++)
+        explicit_bzero(sv->v[i], strlen(sv->v[i]));
+    smx_strvec_free(sv);
+}

@@ -13,5 +13,7 @@ int smx_strvec_push(smx_strvec *sv, const char *s);          /* copies s; 0 or S
 int smx_strvec_push_owned(smx_strvec *sv, char *s);          /* takes ownership of s */
 int smx_strvec_contains(const smx_strvec *sv, const char *s);
 void smx_strvec_free(smx_strvec *sv);                        /* frees strings and array; zeroes sv */
+void smx_strvec_free_wipe(smx_strvec *sv);                   /* same, zeroing each string first
+                                                              * (it held secrets) */
 
 #endif

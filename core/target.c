@@ -2,6 +2,7 @@
 #define _DEFAULT_SOURCE /* explicit_bzero, strndup and strncasecmp even under -std=c11 */
 #endif
 #include "target.h"
+#include "numparse.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -86,14 +87,18 @@ static const char *target_last_char(const char *s, size_t len, char c)
     return NULL;
 }
 
-/* Finds the password of "scheme://user:password@host..." so it can be masked. */
-static int target_find_password(const char *s, const char **pw, size_t *pwlen)
+/* Finds the password of "scheme://user:password@host..." in s[0..len) (the user ends at the first
+ * ':', the host starts after the last '@' before any '/', '?' or '#'). */
+static int target_find_password(const char *s, size_t len, const char **pw, size_t *pwlen)
 {
     size_t scheme = target_scheme_len(s);
-    if (scheme == 0)
+    if (scheme == 0 || scheme + 3 > len)
         return 0;
     const char *auth = s + scheme + 3;
-    const char *at = target_last_char(auth, strcspn(auth, "/?#"), '@');
+    size_t auth_len = 0, rest = len - scheme - 3;
+    while (auth_len < rest && !strchr("/?#", auth[auth_len]))
+        auth_len++;
+    const char *at = target_last_char(auth, auth_len, '@');
     if (!at)
         return 0;
     const char *colon = memchr(auth, ':', (size_t)(at - auth));
@@ -102,6 +107,20 @@ static int target_find_password(const char *s, const char **pw, size_t *pwlen)
     *pw = colon + 1;
     *pwlen = (size_t)(at - *pw);
     return 1;
+}
+
+/* One comma-separated element of the text being displayed. */
+static void target_display_element(struct target_disp *d, const char *s, size_t len)
+{
+    const char *pw;
+    size_t pwlen;
+    if (target_find_password(s, len, &pw, &pwlen) && pwlen > 0) {
+        target_disp_put(d, s, (size_t)(pw - s));
+        target_disp_put(d, "***", 3);
+        target_disp_put(d, pw + pwlen, len - (size_t)(pw - s) - pwlen);
+    } else {
+        target_disp_put(d, s, len);
+    }
 }
 
 void smx_target_display(const char *s, char *buf, size_t size)
@@ -113,14 +132,14 @@ void smx_target_display(const char *s, char *buf, size_t size)
         return;
     }
     struct target_disp d = { buf, size, 0, 0 };
-    const char *pw;
-    size_t pwlen;
-    if (target_find_password(s, &pw, &pwlen) && pwlen > 0) {
-        target_disp_put(&d, s, (size_t)(pw - s));
-        target_disp_put(&d, "***", 3);
-        target_disp_put(&d, pw + pwlen, strlen(pw + pwlen));
-    } else {
-        target_disp_put(&d, s, strlen(s));
+    /* Element by element: a ProxyJump list may hold several URLs. */
+    for (;;) {
+        size_t len = strcspn(s, ",");
+        target_display_element(&d, s, len);
+        if (!s[len])
+            break;
+        target_disp_put(&d, ",", 1);
+        s += len + 1;
     }
     target_disp_finish(&d);
 }
@@ -151,18 +170,14 @@ static int target_parse_port(const char *shown, const char *p, size_t len, int *
                              smx_err *err)
 {
     char text[24];
-    long value = 0;
+    unsigned long long value;
     if (len == 0)
         return target_error(err, SMX_EINVAL, shown, "missing port number after ':'");
-    for (size_t i = 0; i < len; i++) {
-        if (!target_is_digit(p[i]))
-            return target_error(err, SMX_EINVAL, shown, "port \"%s\" is not a number",
-                                target_show_slice(p, len, text, sizeof text));
-        /* Stop accumulating once out of range: the digits are quoted, not the value. */
-        if (value <= TARGET_PORT_MAX)
-            value = value * 10 + (p[i] - '0');
-    }
-    if (value < 1 || value > TARGET_PORT_MAX)
+    int rc = smx_num_parse(p, len, 1, TARGET_PORT_MAX, &value);
+    if (rc == SMX_EINVAL)
+        return target_error(err, SMX_EINVAL, shown, "port \"%s\" is not a number",
+                            target_show_slice(p, len, text, sizeof text));
+    if (rc < 0)
         return target_error(err, SMX_ERANGE, shown, "port %s out of range (1-%d)",
                             target_show_slice(p, len, text, sizeof text), TARGET_PORT_MAX);
     *port = (int)value;
@@ -382,6 +397,56 @@ int smx_target_parse(const char *s, smx_target_spec *out, smx_err *err)
     if (rc < 0)
         smx_target_spec_free(out);
     return rc;
+}
+
+void smx_target_strip_in_place(char *s)
+{
+    size_t total = strlen(s), w = 0, r = 0;
+    for (;;) {
+        size_t len = strcspn(s + r, ",");
+        const char *pw;
+        size_t pwlen;
+        if (target_find_password(s + r, len, &pw, &pwlen)) {
+            size_t head = (size_t)(pw - (s + r)) - 1; /* up to the ':' */
+            memmove(s + w, s + r, head);
+            memmove(s + w + head, pw + pwlen, len - head - 1 - pwlen);
+            w += len - 1 - pwlen;
+        } else {
+            memmove(s + w, s + r, len);
+            w += len;
+        }
+        r += len;
+        if (!s[r])
+            break;
+        s[w++] = ',';
+        r++;
+    }
+    explicit_bzero(s + w, total - w);
+}
+
+int smx_target_take_password(const char *s, char **stripped, char **password, smx_err *err)
+{
+    char shown[TARGET_SHOWN_MAX];
+    const char *pw;
+    size_t pwlen, len = strlen(s);
+    *stripped = *password = NULL;
+    if (!target_find_password(s, len, &pw, &pwlen))
+        return (*stripped = strdup(s)) ? 0 : smx_seterr(err, SMX_ENOMEM, "out of memory");
+    smx_target_display(s, shown, sizeof shown);
+    int rc = target_pct_decode(shown, "password", pw, pwlen, password, err);
+    if (rc < 0)
+        return rc;
+    /* Drop ":password": the ':' before it goes too. */
+    size_t head = (size_t)(pw - s) - 1;
+    if (!(*stripped = malloc(len - pwlen))) {
+        explicit_bzero(*password, strlen(*password));
+        free(*password);
+        *password = NULL;
+        return smx_seterr(err, SMX_ENOMEM, "out of memory");
+    }
+    memcpy(*stripped, s, head);
+    memcpy(*stripped + head, pw + pwlen, len - head - 1 - pwlen + 1);
+    return 0;
 }
 
 void smx_target_spec_free(smx_target_spec *t)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -245,7 +246,8 @@ static void test_expand_error_messages(void **state)
     assert_int_equal(smx_hostlist_expand("a,web[3-1]", &out, &err), SMX_EINVAL);
     assert_string_equal(err.msg, "hostlist \"web[3-1]\": range start 3 is greater than end 1");
     assert_int_equal(smx_hostlist_expand("x[1-1000001]", &out, &err), SMX_ERANGE);
-    assert_string_equal(err.msg, "hostlist \"x[1-1000001]\": expands to more than 1000000 hosts");
+    assert_string_equal(err.msg, "hostlist \"x[1-1000001]\": expands to more than 1000000 hosts "
+                        "(the limit for all host lists together)");
     assert_int_equal(out.n, 0);
     smx_strvec_free(&out);
 }
@@ -494,6 +496,102 @@ static void test_exclude_large(void **state)
     smx_strvec_free(&ex);
 }
 
+/* ---- smx_hostlist: a run's targets ---- */
+
+static void test_list_tags_and_dedupe(void **state)
+{
+    (void)state;
+    smx_err err = { "" };
+    smx_hostlist *hl = smx_hostlist_new(SMX_HOSTLIST_MAX);
+    assert_non_null(hl);
+    assert_int_equal(smx_hostlist_add(hl, "a[1-3]", 7, &err), 3);
+    assert_int_equal(smx_hostlist_add(hl, "a2,b, a3 ,c", 9, &err), 2);
+    assert_int_equal(smx_hostlist_count(hl), 5);
+    const char *names[] = { "a1", "a2", "a3", "b", "c" };
+    size_t tags[] = { 7, 7, 7, 9, 9 };
+    for (size_t i = 0; i < 5; i++) {
+        assert_string_equal(smx_hostlist_name(hl, i), names[i]);
+        assert_int_equal(smx_hostlist_tag(hl, i), tags[i]);
+    }
+    assert_null(smx_hostlist_name(hl, 5));
+    /* a failed add leaves the list exactly as it was, and the set forgets its names */
+    assert_int_equal(smx_hostlist_add(hl, "d,e,f[", 1, &err), SMX_EINVAL);
+    assert_int_equal(smx_hostlist_count(hl), 5);
+    assert_int_equal(smx_hostlist_add(hl, "d,e", 3, &err), 2);
+    assert_string_equal(smx_hostlist_name(hl, 6), "e");
+    smx_hostlist_free(hl);
+}
+
+static void test_list_remove(void **state)
+{
+    (void)state;
+    smx_err err = { "" };
+    smx_hostlist *hl = smx_hostlist_new(SMX_HOSTLIST_MAX);
+    smx_hostlist *ex = smx_hostlist_new(SMX_HOSTLIST_MAX);
+    assert_int_equal(smx_hostlist_add(hl, "n[1-50000]", 1, &err), 50000);
+    assert_int_equal(smx_hostlist_add(hl, "m[1-10]", 2, &err), 10);
+    assert_int_equal(smx_hostlist_add(ex, "n[2-50000/2],m[1-9],zz", 0, &err), 25010);
+    smx_hostlist_remove(hl, ex);
+    assert_int_equal(smx_hostlist_count(hl), 25001);
+    assert_string_equal(smx_hostlist_name(hl, 1), "n3");
+    assert_string_equal(smx_hostlist_name(hl, 25000), "m10");
+    assert_int_equal(smx_hostlist_tag(hl, 25000), 2);
+    /* removed names are really gone from the set (removal keeps the probe runs intact) */
+    assert_int_equal(smx_hostlist_add(hl, "n[1-50000]", 3, &err), 25000);
+    assert_int_equal(smx_hostlist_add(hl, "n[1-50000],m[1-10]", 4, &err), 9); /* m1-m9 */
+    assert_int_equal(smx_hostlist_tag(hl, 25001), 3);
+    smx_hostlist_free(hl);
+    smx_hostlist_free(ex);
+}
+
+/* The cap is for the whole list (a run), not for each call: two lists of 600000 once took
+ * 3.8 GB. Duplicates count, so repeating a list cannot get around it either. */
+static void test_list_cap_per_run(void **state)
+{
+    (void)state;
+    smx_err err = { "" };
+    smx_hostlist *hl = smx_hostlist_new(10);
+    assert_int_equal(smx_hostlist_add(hl, "a[1-6]", 0, &err), 6);
+    assert_int_equal(smx_hostlist_add(hl, "b[1-6]", 0, &err), SMX_ERANGE);
+    assert_string_equal(err.msg, "hostlist \"b[1-6]\": expands to more than 10 hosts (the limit "
+                        "for all host lists together)");
+    assert_int_equal(smx_hostlist_count(hl), 6);
+    assert_int_equal(smx_hostlist_add(hl, "a[1-4]", 0, &err), 0);
+    assert_int_equal(smx_hostlist_add(hl, "x", 0, &err), SMX_ERANGE);
+    smx_hostlist_free(hl);
+
+    hl = smx_hostlist_new(SMX_HOSTLIST_MAX);
+    assert_int_equal(smx_hostlist_add(hl, "a[1-600000]", 0, &err), 600000);
+    assert_int_equal(smx_hostlist_add(hl, "b[1-600000]", 0, &err), SMX_ERANGE);
+    assert_non_null(strstr(err.msg, "more than 1000000 hosts"));
+    assert_int_equal(smx_hostlist_add(hl, "c[1-400000]", 0, &err), 400000);
+    assert_int_equal(smx_hostlist_add(hl, "d", 0, &err), SMX_ERANGE);
+    assert_int_equal(smx_hostlist_count(hl), 1000000);
+    smx_hostlist_free(hl);
+}
+
+/* A hostfile is one add per line: 200000 single-name adds must cost O(n) in all, not O(n^2)
+ * (each add rebuilt a set of everything so far: 95000 lines took 74 s). */
+static void test_list_many_adds_linear(void **state)
+{
+    (void)state;
+    smx_err err = { "" };
+    smx_hostlist *hl = smx_hostlist_new(SMX_HOSTLIST_MAX);
+    char name[32];
+    clock_t t0 = clock();
+    for (int i = 0; i < 200000; i++) {
+        snprintf(name, sizeof name, "host%06d.example", i);
+        assert_int_equal(smx_hostlist_add(hl, name, (size_t)i, &err), 1);
+    }
+    double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
+    assert_int_equal(smx_hostlist_count(hl), 200000);
+    assert_int_equal(smx_hostlist_tag(hl, 199999), 199999);
+    /* linear: well under a second even under ASan; quadratic: minutes */
+    if (secs > 10)
+        fail_msg("200000 adds took %.1f s of CPU", secs);
+    smx_hostlist_free(hl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -524,6 +622,10 @@ int main(void)
         cmocka_unit_test(test_fold_roundtrip_random),
         cmocka_unit_test(test_exclude),
         cmocka_unit_test(test_exclude_large),
+        cmocka_unit_test(test_list_tags_and_dedupe),
+        cmocka_unit_test(test_list_remove),
+        cmocka_unit_test(test_list_cap_per_run),
+        cmocka_unit_test(test_list_many_adds_linear),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

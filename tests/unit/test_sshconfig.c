@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sshconfig.h"
@@ -581,6 +582,69 @@ static void test_include_depth_limit(void **state)
     assert_null(f->cfg);
 }
 
+/* No loop, so the depth limit never fires: each level includes the next four times. Depth 10
+ * read 4^10 files (10 s, 1.8 GB); now the load stops after SMX_CFG_MAX_FILES files with a
+ * message naming the Include and the file it would have read next. */
+static void test_include_fanout_cap(void **state)
+{
+    fx *f = *state;
+    char name[32], text[PATH_MAX * 5];
+
+    for (int i = 0; i < 10; i++) {
+        snprintf(name, sizeof name, "fan/l%d", i);
+        snprintf(text, sizeof text, "Host x%1$d\n  Port 22\nHost *\n"
+                 "Include %2$s/fan/l%1$d\nInclude %2$s/fan/l%1$d\nInclude %2$s/fan/l%1$d\n"
+                 "Include %2$s/fan/l%1$d\n", i + 1, f->dir);
+        put(f, name, text);
+    }
+    put(f, "fan/l10", "Host leaf\n");
+    clock_t t0 = clock();
+    assert_int_equal(loadf(f, "Include %s/fan/l0\n", f->dir), SMX_ERANGE);
+    double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
+    assert_msg(f->err.msg, "Include ");
+    assert_msg(f->err.msg, "/fan/l");
+    assert_msg(f->err.msg, "more than 4096 files read for one configuration");
+    assert_null(f->cfg);
+    if (secs > 10)
+        fail_msg("the capped load still took %.1f s of CPU", secs);
+
+    /* A wide but finite tree under the cap loads: 4 x 4 x 4 = 64 leaves. */
+    for (int i = 0; i < 3; i++) {
+        snprintf(name, sizeof name, "ok/l%d", i);
+        snprintf(text, sizeof text, "Include %2$s/ok/l%1$d %2$s/ok/l%1$d\n"
+                 "Include %2$s/ok/l%1$d %2$s/ok/l%1$d\n", i + 1, f->dir);
+        put(f, name, text);
+    }
+    put(f, "ok/l3", "Host leaf\n  Port 2222\n");
+    int rc = loadf(f, "Include %s/ok/l0\n", f->dir);
+    if (rc != 0)
+        fail_msg("the 64-leaf tree did not load: %s", f->err.msg);
+    assert_int_equal(resolve(f, "leaf")->port, 2222);
+}
+
+/* Timeouts are kept in int milliseconds: the largest value that fits loads, one more does not
+ * (ConnectTimeout 3000000 became a negative timeout). */
+static void test_time_limits(void **state)
+{
+    fx *f = *state;
+
+    load_ok(f, "Host *\n  ConnectTimeout 2147483\n  ServerAliveInterval 24d20h31m23s\n");
+    assert_int_equal(resolve(f, "h")->connecttimeout, 2147483);
+    assert_int_equal(f->hc.serveraliveinterval, 2147483);
+    assert_int_equal(loadf(f, "ConnectTimeout 2147484\n"), SMX_ERANGE);
+    assert_msg(f->err.msg, "config:1: time value \"2147484\" for ConnectTimeout is out of range");
+}
+
+/* A ProxyJump URL's password never appears in a message, even from a config file. */
+static void test_proxyjump_error_masks_password(void **state)
+{
+    fx *f = *state;
+
+    assert_int_equal(loadf(f, "ProxyJump ssh://u:hunter2@j:99999\n"), SMX_ERANGE);
+    assert_msg(f->err.msg, "bad ProxyJump \"ssh://u:***@j:99999\"");
+    assert_null(strstr(f->err.msg, "hunter2"));
+}
+
 static void test_include_error_names_file(void **state)
 {
     fx *f = *state;
@@ -882,7 +946,15 @@ static void test_load_errors(void **state)
     expect_load_error(f, "LogLevel loud\n", SMX_EINVAL, "bad value \"loud\" for LogLevel");
     expect_load_error(f, "ConnectTimeout 10x\n", SMX_EINVAL,
                       "bad time value \"10x\" for ConnectTimeout");
-    expect_load_error(f, "ConnectTimeout 99999999999\n", SMX_EINVAL, "bad time value");
+    /* Timeouts are int milliseconds inside: a value past 2147483 s must not wrap around. */
+    expect_load_error(f, "ConnectTimeout 99999999999\n", SMX_ERANGE,
+                      "time value \"99999999999\" for ConnectTimeout is out of range "
+                      "(at most 2147483 seconds)");
+    expect_load_error(f, "ConnectTimeout 3000000\n", SMX_ERANGE, "out of range");
+    expect_load_error(f, "ServerAliveInterval 24856d\n", SMX_ERANGE,
+                      "time value \"24856d\" for ServerAliveInterval is out of range");
+    expect_load_error(f, "ServerAliveInterval 2147483s1s\n", SMX_ERANGE, "out of range");
+    expect_load_error(f, "ConnectTimeout 1x5\n", SMX_EINVAL, "bad time value");
     expect_load_error(f, "ServerAliveCountMax 1m\n", SMX_EINVAL,
                       "bad number \"1m\" for ServerAliveCountMax");
     expect_load_error(f, "ServerAliveCountMax -1\n", SMX_ERANGE, "must not be negative");
@@ -1070,14 +1142,14 @@ int main(void)
         T(test_match_user_after_user_set), T(test_match_exec_not_run),
         T(test_match_final_pass), T(test_include_glob_order),
         T(test_include_relative_and_tilde), T(test_include_in_host_block),
-        T(test_include_depth_limit), T(test_include_error_names_file),
+        T(test_include_depth_limit), T(test_include_fanout_cap), T(test_include_error_names_file),
         T(test_hostname_tokens), T(test_path_tokens), T(test_hostkeyalias_token_and_env),
         T(test_special_values), T(test_expand_proxy), T(test_proxy_precedence),
         T(test_proxyjump_parse), T(test_overrides), T(test_override_hostname_and_ignoreunknown),
         T(test_override_errors), T(test_validate_option), T(test_load_errors),
         T(test_line_too_long), T(test_garbage_does_not_crash), T(test_unknown_keyword),
         T(test_resolve_errors), T(test_too_many_identities), T(test_json),
-        T(test_json_non_utf8),
+        T(test_json_non_utf8), T(test_time_limits), T(test_proxyjump_error_masks_password),
     };
 #undef T
 

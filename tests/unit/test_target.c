@@ -295,6 +295,82 @@ static void test_spec_free(void **state)
     smx_target_spec_free(NULL);
 }
 
+/* ---- taking the password out (issue 9: it leaked into resolution and -J errors) ---- */
+
+static void check_take(const char *s, const char *want_plain, const char *want_pw)
+{
+    char *plain = NULL, *pw = NULL;
+    smx_err err = { "" };
+    if (smx_target_take_password(s, &plain, &pw, &err) != 0)
+        fail_msg("take_password(\"%s\"): %s", s, err.msg);
+    assert_string_equal(plain, want_plain);
+    if (want_pw)
+        assert_string_equal(pw, want_pw);
+    else
+        assert_null(pw);
+    free(plain);
+    free(pw);
+}
+
+static void test_take_password(void **state)
+{
+    (void)state;
+    check_take("ssh://u:hunter2@h:22", "ssh://u@h:22", "hunter2");
+    check_take("ssh://u:p%40ss%3Aw@[::1]:22/", "ssh://u@[::1]:22/", "p@ss:w");
+    check_take("ssh://u:a@b@h", "ssh://u@h", "a@b"); /* the host starts after the last '@' */
+    check_take("ssh://u:@h", "ssh://u@h", "");
+    check_take("ssh://u:p[1-3]@web[1-3]", "ssh://u@web[1-3]", "p[1-3]"); /* not a range */
+    check_take("ssh://u@h:22", "ssh://u@h:22", NULL);
+    check_take("user:x@host", "user:x@host", NULL); /* not a URL: no password syntax */
+    check_take("web[01-20]", "web[01-20]", NULL);
+    check_take("", "", NULL);
+
+    char *plain = (char *)1, *pw = (char *)1;
+    smx_err err = { "" };
+    assert_int_equal(smx_target_take_password("ssh://u:hun%zzter2@h", &plain, &pw, &err),
+                     SMX_EINVAL);
+    assert_null(plain);
+    assert_null(pw);
+    assert_string_equal(err.msg, "target \"ssh://u:***@h\": invalid percent-encoding in password");
+    assert_int_equal(smx_target_take_password("ssh://u:a%00b@h", &plain, &pw, &err), SMX_EINVAL);
+    assert_null(strstr(err.msg, "a%00b"));
+}
+
+static void check_strip(const char *in, const char *want)
+{
+    char buf[128];
+    size_t len = strlen(in);
+    memset(buf, 'X', sizeof buf);
+    memcpy(buf, in, len + 1);
+    smx_target_strip_in_place(buf);
+    assert_string_equal(buf, want);
+    /* everything the string no longer uses is zeroed, up to its old end */
+    for (size_t i = strlen(want); i <= len; i++) {
+        if (buf[i] != '\0')
+            fail_msg("strip(\"%s\"): byte %zu not wiped", in, i);
+    }
+    assert_int_equal(buf[len + 1], 'X');
+}
+
+static void test_strip_in_place(void **state)
+{
+    (void)state;
+    check_strip("ssh://u:pw@h", "ssh://u@h");
+    check_strip("a,ssh://u:pw@h:22,ssh://v:secret@[::1]:2222/,b", "a,ssh://u@h:22,ssh://v@[::1]:2222/,b");
+    check_strip("web[1-3],db1", "web[1-3],db1");
+    check_strip("ssh://u:@h", "ssh://u@h");
+    check_strip("", "");
+    check_strip(",,", ",,");
+}
+
+static void test_display_list(void **state)
+{
+    (void)state;
+    char buf[96];
+    smx_target_display("ssh://a:pw1@j1:22,b@j2,ssh://c:pw2@j3", buf, sizeof buf);
+    assert_string_equal(buf, "ssh://a:***@j1:22,b@j2,ssh://c:***@j3");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -315,6 +391,9 @@ int main(void)
         cmocka_unit_test(test_display),
         cmocka_unit_test(test_long_input_keeps_reason),
         cmocka_unit_test(test_spec_free),
+        cmocka_unit_test(test_take_password),
+        cmocka_unit_test(test_strip_in_place),
+        cmocka_unit_test(test_display_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
