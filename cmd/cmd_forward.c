@@ -309,11 +309,17 @@ int cmd_forward_tcp(int argc, char **argv)
         rc = EXIT_USAGE;
     }
     if (!rc) {
-        char spec[512];
+        char *spec = NULL;
         const char *addr = c.address ? c.address : "127.0.0.1";
-        snprintf(spec, sizeof spec, "%s%s%s:%s:localhost:%s", strchr(addr, ':') ? "[" : "", addr,
-                 strchr(addr, ':') ? "]" : "", c.args.v[0], c.args.v[0]);
-        rc = fwd_run_alias(&c, spec);
+        const char *v6 = strchr(addr, ':') ? "[" : "", *v6end = *v6 ? "]" : "";
+        if (asprintf(&spec, "%s%s%s:%s:localhost:%s", v6, addr, v6end, c.args.v[0],
+                     c.args.v[0]) < 0) {
+            cli_error(&c, "out of memory");
+            rc = EXIT_USAGE;
+        } else {
+            rc = fwd_run_alias(&c, spec);
+            free(spec);
+        }
     }
     cli_free(&c);
     return rc;
@@ -331,19 +337,26 @@ int cmd_forward_unix(int argc, char **argv)
         rc = EXIT_USAGE;
     }
     if (!rc) {
-        char local[256], spec[1024];
-        if (c.args.n == 2)
-            snprintf(local, sizeof local, "%s", c.args.v[0]);
-        else
-            snprintf(local, sizeof local, "%s/sshmux-%ld.sock",
-                     getenv("XDG_RUNTIME_DIR") ? getenv("XDG_RUNTIME_DIR") : "/tmp", (long)getpid());
-        snprintf(spec, sizeof spec, "%s:%s", local, c.remote ? c.remote : local);
-        if (!strchr(local, '/') || !strchr(c.remote ? c.remote : local, '/')) {
+        /* Sized to the paths: a cut path would name another socket (a too-long one is refused
+         * with its limit by the spec parser and the listener). */
+        char *local = NULL, *spec = NULL;
+        const char *run = getenv("XDG_RUNTIME_DIR") ? getenv("XDG_RUNTIME_DIR") : "/tmp";
+        int ok = c.args.n == 2 ? (local = strdup(c.args.v[0])) != NULL
+                               : asprintf(&local, "%s/sshmux-%ld.sock", run, (long)getpid()) >= 0;
+        if (!ok)
+            local = NULL;   /* asprintf leaves it undefined on failure */
+        const char *remote = c.remote ? c.remote : local;
+        if (!ok || asprintf(&spec, "%s:%s", local, remote) < 0) {
+            cli_error(&c, "out of memory");
+            rc = EXIT_USAGE;
+        } else if (!strchr(local, '/') || !strchr(remote, '/')) {
             cli_error(&c, "forward-unix: socket paths must contain a '/' (e.g. ./x.sock)");
             rc = EXIT_USAGE;
         } else {
             rc = fwd_run_alias(&c, spec);
         }
+        free(spec);
+        free(local);
     }
     cli_free(&c);
     return rc;

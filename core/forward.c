@@ -180,9 +180,11 @@ static int fwd_bind_unix(smx_forwarder *fw, fwd_listener *l, unsigned mode, smx_
 {
     size_t len = strlen(l->spec.bind_path);
     if (len >= sizeof(((struct sockaddr_un *)0)->sun_path))
-        return smx_seterr(err, SMX_EINVAL, "socket path %s is %zu bytes long; a Unix socket path "
-                          "has at most %zu bytes (sun_path)", l->spec.bind_path, len,
-                          sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+        /* The limit before the path: a very long path is cut at the end of the message, not
+         * what is wrong with it. */
+        return smx_seterr(err, SMX_EINVAL, "socket path is %zu bytes long, a Unix socket path "
+                          "has at most %zu (sun_path): %s", len,
+                          sizeof(((struct sockaddr_un *)0)->sun_path) - 1, l->spec.bind_path);
     /* Nobody else may connect between bind and chmod: create it private, then open it up. */
     mode_t old = umask(0177);
     int rc = uv_pipe_bind(&l->h.unix_sock, l->spec.bind_path);
