@@ -90,6 +90,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         if ((size_t)rc != out.n - 1)
             fz_fail("expansion returned %d but appended %zu names", rc, out.n - 1);
+        if (rc > SMX_HOSTLIST_MAX)
+            fz_fail("expansion returned %d names, over SMX_HOSTLIST_MAX", rc);
         /* The sentinel goes: it is not a name the list produced. */
         free(out.v[0]);
         memmove(out.v, out.v + 1, (out.n - 1) * sizeof *out.v);
