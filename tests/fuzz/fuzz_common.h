@@ -2,9 +2,10 @@
  *
  * A harness that reads files gets a private scratch directory, created on first use and removed
  * at exit, with $HOME pointing at <scratch>/home so that "~" and ~/.ssh stay inside it. Every
- * glob() the library makes (ssh_config Include) is confined to that directory: fuzz input saying
- * `Include /dev/<glob>` or `Include ~/../../etc/<glob>` matches nothing rather than reading devices or
- * walking the whole filesystem (fuzz_common.c wraps glob with the linker's --wrap). */
+ * glob() the library makes (ssh_config Include) is confined to that directory: fuzz input
+ * saying `Include /dev/<glob>` or `Include ~/../../etc/<glob>` matches nothing rather than
+ * reading devices or walking the whole filesystem (fuzz_common.c wraps glob with the linker's
+ * --wrap). */
 #ifndef SSHMUX_FUZZ_COMMON_H
 #define SSHMUX_FUZZ_COMMON_H
 

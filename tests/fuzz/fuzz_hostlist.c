@@ -1,6 +1,7 @@
 /* Hostlist expansion (core/hostlist.c). Besides memory errors, checks what hostlist.h promises:
  * the return value counts the names appended, a failed expansion leaves the vector as it was,
- * names are unique, and smx_hostlist_fold() of the names expands back to the same set. */
+ * names are unique (also against names already in the vector), and smx_hostlist_fold() of the
+ * names expands back to the same set. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,43 +73,60 @@ static void check_exclude(const smx_strvec *names)
     smx_strvec_free(&odd);
 }
 
+/* Expands list into out, which already holds names (as with several -H options), and checks
+ * the count, the bound, and that a failure leaves out as it was. Returns expand's result. */
+static int expand_into(smx_strvec *out, const char *list)
+{
+    size_t before = out->n;
+    char *first = out->v[0], *last = out->v[before - 1];
+    smx_err err = { "" };
+    int rc = smx_hostlist_expand(list, out, &err);
+
+    if (rc < 0) {
+        if (out->n != before || out->v[0] != first || out->v[before - 1] != last)
+            fz_fail("failed expansion (%d) of \"%.200s\" changed the output vector", rc, list);
+        if (err.msg[0] == '\0')
+            fz_fail("failed expansion (%d) of \"%.200s\" without a message", rc, list);
+    } else {
+        if ((size_t)rc != out->n - before)
+            fz_fail("expansion returned %d but appended %zu names", rc, out->n - before);
+        if (rc > SMX_HOSTLIST_MAX)
+            fz_fail("expansion returned %d names, over SMX_HOSTLIST_MAX", rc);
+    }
+    return rc;
+}
+
+/* The input is one hostlist, or two separated by a line "--" that are expanded into the same
+ * vector one after the other: the second skips names the first produced. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *list = fz_cstring(data, size);
+    struct fz_part parts[2];
+    size_t nparts = fz_split(data, size, "--", parts, 2);
     smx_strvec out = { 0 };
-    smx_err err = { "" };
-    int rc;
 
     if (smx_strvec_push(&out, "\x01keep") != 0)
         abort();
-    rc = smx_hostlist_expand(list, &out, &err);
-    if (rc < 0) {
-        if (out.n != 1 || strcmp(out.v[0], "\x01keep") != 0)
-            fz_fail("failed expansion (%d) changed the output vector", rc);
-        if (err.msg[0] == '\0')
-            fz_fail("failed expansion (%d) without a message", rc);
-    } else {
-        if ((size_t)rc != out.n - 1)
-            fz_fail("expansion returned %d but appended %zu names", rc, out.n - 1);
-        if (rc > SMX_HOSTLIST_MAX)
-            fz_fail("expansion returned %d names, over SMX_HOSTLIST_MAX", rc);
-        /* The sentinel goes: it is not a name the list produced. */
-        free(out.v[0]);
-        memmove(out.v, out.v + 1, (out.n - 1) * sizeof *out.v);
-        out.n--;
-        if (out.n > 0 && out.n <= ROUNDTRIP_MAX) {
-            smx_strvec sorted = { 0 };
-            for (size_t i = 0; i < out.n; i++)
-                if (smx_strvec_push(&sorted, out.v[i]) != 0)
-                    abort();
-            qsort(sorted.v, sorted.n, sizeof *sorted.v, cmp_str);
-            check_unique_sorted(sorted.v, sorted.n, list);
-            smx_strvec_free(&sorted);
-            check_roundtrip(&out);
-            check_exclude(&out);
-        }
+    for (size_t i = 0; i < nparts; i++) {
+        char *list = fz_cstring(parts[i].data, parts[i].size);
+
+        expand_into(&out, list);
+        free(list);
+    }
+    /* The sentinel goes: it is not a name the lists produced. */
+    free(out.v[0]);
+    memmove(out.v, out.v + 1, (out.n - 1) * sizeof *out.v);
+    out.n--;
+    if (out.n > 0 && out.n <= ROUNDTRIP_MAX) {
+        smx_strvec sorted = { 0 };
+        for (size_t i = 0; i < out.n; i++)
+            if (smx_strvec_push(&sorted, out.v[i]) != 0)
+                abort();
+        qsort(sorted.v, sorted.n, sizeof *sorted.v, cmp_str);
+        check_unique_sorted(sorted.v, sorted.n, "expanded names");
+        smx_strvec_free(&sorted);
+        check_roundtrip(&out);
+        check_exclude(&out);
     }
     smx_strvec_free(&out);
-    free(list);
     return 0;
 }
