@@ -1,12 +1,14 @@
 # Thin wrapper around CMake. `make` builds build/sshmux (OpenSSL backend); `make test` installs
 # what is missing, builds both crypto backends plus an ASan+UBSan build and runs the whole suite;
 # `make demo` runs sshmux exec over 250 host aliases of a throwaway local sshd.
+# `make fuzz` runs each libFuzzer harness (tests/fuzz) for FUZZ_SECONDS (default 60).
 JOBS ?= $(shell nproc)
 CMAKE_GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 CTEST_ARGS ?= --output-on-failure
+FUZZ_SECONDS ?= 60
 
-.PHONY: bench-quick all deps build-openssl build-mbedtls build-asan test test-openssl test-mbedtls test-asan \
-        demo bench clean
+.PHONY: bench-quick all deps build-openssl build-mbedtls build-asan build-fuzz test test-openssl \
+        test-mbedtls test-asan fuzz demo bench clean
 
 all: build-openssl
 
@@ -30,6 +32,13 @@ build-mbedtls: deps
 build-asan: deps
 	$(call cmake_build,asan,openssl,-DSSHMUX_SANITIZE=ON)
 
+# libFuzzer needs clang; the library is built again with coverage and ASan+UBSan (tests/fuzz).
+build-fuzz: deps
+	$(call cmake_build,fuzz,openssl,-DCMAKE_C_COMPILER=clang -DSSHMUX_FUZZ=ON -DSSHMUX_TESTS=OFF)
+
+fuzz: build-fuzz
+	cd build/fuzz && FUZZ_SECONDS=$(FUZZ_SECONDS) ctest $(CTEST_ARGS) --verbose -L fuzz
+
 test-openssl: build-openssl
 	cd build/openssl && ctest $(CTEST_ARGS)
 
@@ -41,14 +50,17 @@ test-asan: build-asan
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_ARGS)
 
 # Every build first, then every suite: a failure in one backend doesn't hide the others' results.
-# Last, the benchmark smoke run (bench/run --quick: 100 hosts, sshmux against its peers, < 90 s).
-test: build-openssl build-mbedtls build-asan
+# Then each fuzzer for 20 s (a crash, leak, timeout or OOM it finds fails the run), and last the
+# benchmark smoke run (bench/run --quick: 100 hosts, sshmux against its peers, < 90 s).
+test: build-openssl build-mbedtls build-asan build-fuzz
 	@rc=0; \
 	for b in openssl mbedtls asan; do \
 	    echo "=== suite: $$b ==="; \
 	    ( cd build/$$b && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	      ctest $(CTEST_ARGS) ) || rc=1; \
 	done; \
+	echo "=== fuzz: 20 s per harness ==="; \
+	( cd build/fuzz && FUZZ_SECONDS=20 ctest $(CTEST_ARGS) --verbose -L fuzz ) || rc=1; \
 	echo "=== bench smoke: bench/run --quick ==="; \
 	bench/run --quick --out build/bench-quick/results.csv || rc=1; \
 	exit $$rc
@@ -63,4 +75,4 @@ bench-quick: build-openssl build-mbedtls
 	bench/run --quick --out build/bench-quick/results.csv
 
 clean:
-	rm -rf build/openssl build/mbedtls build/asan build/sshmux
+	rm -rf build/openssl build/mbedtls build/asan build/fuzz build/sshmux

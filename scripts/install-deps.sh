@@ -6,7 +6,10 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config ninja-build
       libuv1-dev libjansson-dev libssl-dev libmbedtls-dev zlib1g-dev libcmocka-dev
       openssh-server openssh-client dpkg-dev xz-utils patch
-      pdsh procps iproute2 python3)
+      pdsh procps iproute2 python3
+      # fuzzers (tests/fuzz): clang-14 only recommends its sanitizer and libFuzzer runtimes, so
+      # they are named; llvm brings llvm-symbolizer for readable sanitizer reports.
+      clang libclang-rt-14-dev llvm)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
