@@ -196,26 +196,6 @@ def run_fault(fault, keepalive=False, settle=30, label="forward"):
     return noticed
 
 
-def free_port_run(n):
-    """A base port with n free consecutive ports, below the ephemeral range."""
-    import random
-    for _ in range(200):
-        base = random.randrange(20000, 30000 - n)
-        socks = []
-        try:
-            for i in range(n):
-                s = socket.socket()
-                s.bind(("127.0.0.1", base + i))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise Failure("no run of free ports found")
-
-
 # ------------------------------------------------------------------ connection faults
 def test_connection_killed_with_data_in_flight():
     run_fault(faults.kill_connections)

@@ -369,10 +369,9 @@ def test_sigterm_ends_remote_commands():
     signal_cancel(signal.SIGTERM)
 
 
-def test_second_sigint_skips_the_grace():
-    # A second Ctrl-C closes at once what the first left waiting out --kill-grace (as root the
-    # login is root's, whose sessions sshd does not signal: the grace would run out in full).
-    n = 3
+def login_as_self(n):
+    """n aliases of a fresh sshd, logging in as the test's own user (root in CI, whose
+    sessions sshd does not signal)."""
     wd = fixture.Workdir()
     keys = fixture.Keys(wd)
     sshd = fixture.Sshd(wd, keys)
@@ -380,6 +379,14 @@ def test_second_sigint_skips_the_grace():
     names = fixture.aliases(n)
     cfg = fixture.write_ssh_config(wd.file("ssh_config"), names, sshd=sshd,
                                    identity=keys.ed25519, known_hosts=kh)
+    return wd, sshd, names, cfg
+
+
+def test_second_sigint_skips_the_grace():
+    # A second Ctrl-C closes at once what the first left waiting out --kill-grace (as root the
+    # login is root's, whose sessions sshd does not signal: the grace would run out in full).
+    n = 3
+    wd, sshd, names, cfg = login_as_self(n)
     w = Watched(["exec", "-F", cfg, "--json", "-t", "--kill-grace", "30",
                  "-w", f"h[0001-{n:04d}]", "sleep 60"], workdir=wd)
     wait_for(lambda: len(remote_procs(sshd, "sleep")) >= n, 20, f"{n} commands running")
@@ -399,13 +406,7 @@ def test_sigint_root_login_with_pty():
     # command on a PTY (sshd hangs the PTY up). Without a PTY a command that neither reads nor
     # writes outlives the session, as with ssh (README).
     n = 3
-    wd = fixture.Workdir()
-    keys = fixture.Keys(wd)
-    sshd = fixture.Sshd(wd, keys)
-    kh = sshd.write_known_hosts(wd.file("known_hosts"))
-    names = fixture.aliases(n)
-    cfg = fixture.write_ssh_config(wd.file("ssh_config"), names, sshd=sshd,
-                                   identity=keys.ed25519, known_hosts=kh)
+    wd, sshd, names, cfg = login_as_self(n)
     w = Watched(["exec", "-F", cfg, "--json", "-t", "--kill-grace", "1",
                  "-w", f"h[0001-{n:04d}]", "sleep 60"], workdir=wd)
     wait_for(lambda: len(remote_procs(sshd, "sleep")) >= n, 20, f"{n} commands running")

@@ -226,27 +226,6 @@ def test_remote_refusal_closes_only_that_connection():
     check_in("forwarded connection failed", err)
 
 
-def free_port_run(n):
-    """A base port with n free consecutive ports, below the ephemeral range (where other tests'
-    connections would take them)."""
-    import random
-    for _ in range(200):
-        base = random.randrange(20000, 30000 - n)
-        socks = []
-        try:
-            for i in range(n):
-                s = socket.socket()
-                s.bind(("127.0.0.1", base + i))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise Failure("no run of free ports found")
-
-
 def test_fleet_base_port():
     echo = netserv.Server(netserv.echo)
     base = free_port_run(3)

@@ -17,7 +17,7 @@ import resource, subprocess, sys, tempfile, threading, time, traceback
 from contextlib import suppress
 
 import tarpit
-from tarpit import LOOPBACK, free_port, refused_port   # noqa: F401 (re-exported)
+from tarpit import LOOPBACK, free_port, free_port_run, refused_port   # noqa: F401 (re-exported)
 
 SSHD = "/usr/sbin/sshd"
 SSH_KEYGEN = shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen"

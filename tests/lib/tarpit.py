@@ -15,6 +15,27 @@ def refused_port():
 free_port = refused_port
 
 
+def free_port_run(n):
+    """A base port with n free consecutive ports, below the ephemeral range (where other tests'
+    connections would take them): for --base-port."""
+    import random
+    for _ in range(200):
+        base = random.randrange(20000, 30000 - n)
+        socks = []
+        try:
+            for i in range(n):
+                s = socket.socket()
+                s.bind((LOOPBACK, base + i))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no run of free ports found")
+
+
 class Tarpit:
     """TCP listener on 127.0.0.1 (random port, background thread) that accepts connections and
     never sends anything (or only `banner`, e.g. b"SSH-2.0-x\\r\\n", then nothing); holds them
