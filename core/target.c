@@ -144,6 +144,15 @@ void smx_target_display(const char *s, char *buf, size_t size)
     target_disp_finish(&d);
 }
 
+/* One target (not a list): commas are not separators here, so a password holding one is masked
+ * whole. */
+static void target_display_one(const char *s, char *buf, size_t size)
+{
+    struct target_disp d = { buf, size, 0, 0 };
+    target_display_element(&d, s, strlen(s));
+    target_disp_finish(&d);
+}
+
 /* A displayable copy of a slice of the input (port text, scheme name) for messages. */
 static const char *target_show_slice(const char *s, size_t len, char *buf, size_t size)
 {
@@ -361,6 +370,11 @@ static int target_parse_url(const char *s, size_t scheme_len, const char *shown,
     if (auth[auth_len] != '\0' && strcmp(auth + auth_len, "/") != 0)
         return target_error(err, SMX_EINVAL, shown,
                             "only a trailing '/' may follow the host in an ssh:// URL");
+    /* Lists split at commas before anything else (-w, ProxyJump), so a raw comma here could
+     * never have come through one: it would cut the password in two there. */
+    if (memchr(auth, ',', auth_len))
+        return target_error(err, SMX_EINVAL, shown,
+                            "a ',' separates targets; inside a URL write it as %%2C");
     const char *hostport = auth;
     const char *at = target_last_char(auth, auth_len, '@');
     int rc;
@@ -390,7 +404,7 @@ int smx_target_parse(const char *s, smx_target_spec *out, smx_err *err)
     memset(out, 0, sizeof *out);
     if (!s)
         return smx_seterr(err, SMX_EINVAL, "target: NULL string");
-    smx_target_display(s, shown, sizeof shown);
+    target_display_one(s, shown, sizeof shown);
     size_t scheme_len = target_scheme_len(s);
     int rc = scheme_len ? target_parse_url(s, scheme_len, shown, out, err)
                         : target_parse_plain(s, shown, out, err);
