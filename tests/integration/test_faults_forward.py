@@ -87,6 +87,15 @@ def connect(local):
     return socket.create_connection(("127.0.0.1", int(local.rsplit(":", 1)[1])), timeout=30)
 
 
+def listening(local):
+    """Whether a local listener still accepts (a lost host's listeners are closed)."""
+    try:
+        connect(local).close()
+        return True
+    except OSError:
+        return False
+
+
 class Traffic:
     """On the generator listener: one reader that reads all the time, one that never reads.
     On the echo listener: a writer that never reads its echo. Bytes are in flight both ways."""
@@ -164,6 +173,11 @@ def run_fault(fault, keepalive=False, settle=30, label="forward"):
         fixture.kill_tree(single.pid, single)
         raise Failure(f"the victim's forward did not end within {settle} s of the fault")
     noticed = time.monotonic() - t0
+    # The fleet run notices the loss on its own clock (keepalives: seconds after the fault, not
+    # when the single run did), and a lost host's listeners close. A frozen server stays frozen
+    # until then: resumed earlier, it would answer the fleet run's next keepalive.
+    fixture.wait_until(lambda: not any(listening(local) for local in by_host["victim"]), settle,
+                       "the fleet run's victim listeners closed")
     faults.resume_connections(SSHD["victim"])
     check_no_crash(single.returncode, serr)
     check_eq(single.returncode, 255, f"exit status\n{serr[-3000:]}")
