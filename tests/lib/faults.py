@@ -75,10 +75,3 @@ def fd_targets(pid):
             out[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
     return out
 
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
