@@ -144,13 +144,6 @@ static int cli_apply_mode(cli *c, const char *arg)
     return 0;
 }
 
-static void cli_wipe_free(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
 
 /* One hop of a ProxyJump value: its URL password, if any, is taken out; only the first hop's
  * is used (as its password, like --proxy-password-env), and only for the first ProxyJump given
@@ -161,7 +154,7 @@ static int cli_jump_hop(cli *c, const char *opt, const char *hop, size_t len, si
     char *text = strndup(hop, len), *plain = NULL, *pw = NULL;
     smx_err err = {{0}};
     int rc = text ? smx_target_take_password(text, &plain, &pw, &err) : SMX_ENOMEM;
-    cli_wipe_free(text);
+    smx_str_wipe_free(text);
     if (rc < 0) {
         cli_error(c, "%s: %s", opt, rc == SMX_ENOMEM ? "out of memory" : err.msg);
         return -1;
@@ -175,7 +168,7 @@ static int cli_jump_hop(cli *c, const char *opt, const char *hop, size_t len, si
         c->jump_password = pw;
         pw = NULL;
     }
-    cli_wipe_free(pw);
+    smx_str_wipe_free(pw);
     if (idx > 0)
         strcat(out, ",");
     strcat(out, plain);
@@ -333,10 +326,7 @@ void cli_free(cli *c)
 {
     for (size_t i = 0; i < c->nhosts; i++) {
         free(c->hosts[i].target);
-        if (c->hosts[i].password) {
-            explicit_bzero(c->hosts[i].password, strlen(c->hosts[i].password));
-            free(c->hosts[i].password);
-        }
+        smx_str_wipe_free(c->hosts[i].password);
         if (c->hosts[i].hc) {
             smx_hostcfg_free(c->hosts[i].hc);
             free(c->hosts[i].hc);
@@ -346,7 +336,7 @@ void cli_free(cli *c)
     smx_strvec_free_wipe(&c->wlists);
     smx_strvec_free_wipe(&c->xlists);
     smx_strvec_free_wipe(&c->secrets);
-    cli_wipe_free(c->jump_password);
+    smx_str_wipe_free(c->jump_password);
     smx_strvec_free(&c->hostfiles);
     smx_strvec_free_wipe(&c->ov.options);
     smx_strvec_free(&c->ov.identityfiles);
@@ -354,10 +344,7 @@ void cli_free(cli *c)
     smx_strvec_free(&c->args);
     smx_strvec_free(&c->lspecs);
     smx_strvec_free(&c->proxy_keys);
-    if (c->proxy_password) {
-        explicit_bzero(c->proxy_password, strlen(c->proxy_password));
-        free(c->proxy_password);
-    }
+    smx_str_wipe_free(c->proxy_password);
     smx_config_free(c->config);
     memset(c, 0, sizeof *c);
 }

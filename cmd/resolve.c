@@ -37,10 +37,7 @@ static int cli_add_item(cli *c, smx_hostlist *hl, const char *p, size_t len,
         tag = c->secrets.n;
         pw = NULL;
     }
-    if (pw) {
-        explicit_bzero(pw, strlen(pw));
-        free(pw);
-    }
+    smx_str_wipe_free(pw);
     if (rc == 0)
         rc = smx_hostlist_add(hl, plain, tag, &err);
     free(plain);
@@ -226,13 +223,6 @@ static char *cli_take_env(cli *c, const char *opt, const char *var)
     return copy;
 }
 
-static void cli_wipe(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
 
 /* The first line of the file, read without stdio so that no unwiped buffer keeps a copy. */
 static char *cli_read_password_file(cli *c, const char *path)
@@ -246,7 +236,7 @@ static char *cli_read_password_file(cli *c, const char *path)
     }
     size_t line = strcspn(text, "\r\n");
     if (len == 0) {
-        cli_wipe(text);
+        smx_str_wipe_free(text);
         cli_error(c, "--password-file %s: file is empty", path);
         return NULL;
     }
@@ -271,7 +261,7 @@ static int cli_load_password(cli *c, smx_engine *e)
     if (!pw)
         return EXIT_USAGE;
     smx_engine_set_password(e, pw, strlen(pw));
-    cli_wipe(pw);
+    smx_str_wipe_free(pw);
     return 0;
 }
 
@@ -284,7 +274,7 @@ static int cli_load_keys(cli *c, smx_engine *e)
         if (!p)
             return EXIT_USAGE;
         smx_keyring_set_passphrase(kr, p);
-        cli_wipe(p);
+        smx_str_wipe_free(p);
     }
     smx_keyring_set_ask(kr, cli_ask_secret, NULL);
     if (c->key_env) {
@@ -292,7 +282,7 @@ static int cli_load_keys(cli *c, smx_engine *e)
         if (!content)
             return EXIT_USAGE;
         int rc = smx_keyring_load_content(kr, c->key_env, content, &err);
-        cli_wipe(content);
+        smx_str_wipe_free(content);
         if (rc < 0) {
             cli_error(c, "--key-env %s", err.msg);
             return EXIT_UNREACHABLE;
@@ -355,7 +345,7 @@ static int cli_load_proxy_key_env(cli *c, smx_keyring *kr, smx_strvec *ids)
         sprintf(label, "env:%s", c->proxy_key_env);
         rc = smx_keyring_add_content(kr, label, content, &err);
     }
-    cli_wipe(content);
+    smx_str_wipe_free(content);
     if (rc < 0) {
         cli_error(c, "--proxy-key-env %s", rc == SMX_ENOMEM ? "out of memory" : err.msg);
         free(label);
@@ -377,7 +367,7 @@ static int cli_load_proxy_credentials(cli *c, smx_engine *e, char **proxy_pw)
         if (!p)
             return EXIT_USAGE;
         smx_keyring_add_passphrase(kr, p);
-        cli_wipe(p);
+        smx_str_wipe_free(p);
     }
     for (size_t i = 0; i < c->proxy_keys.n; i++) {
         if (smx_keyring_load_file(kr, c->proxy_keys.v[i], &err) < 0) {

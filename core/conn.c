@@ -156,10 +156,7 @@ static void conn_free(smx_conn *c)
     smx_result_free(&c->result);
     smx_hostcfg_free(c->hc);
     free(c->hc);
-    if (c->password) {
-        explicit_bzero(c->password, strlen(c->password));
-        free(c->password);
-    }
+    smx_str_wipe_free(c->password);
     free(c);
 }
 

@@ -317,10 +317,7 @@ static void exec_job_release(smx_job *job)
     smx_buf_free(&job->partial[0]);
     smx_buf_free(&job->partial[1]);
     free(job->command);
-    if (job->password) {
-        explicit_bzero(job->password, strlen(job->password));
-        free(job->password);
-    }
+    smx_str_wipe_free(job->password);
     smx_hostcfg_free(job->hc);
     free(job->hc);
     free(job);

@@ -41,9 +41,7 @@ void smx_kbd_free_all(smx_engine *e)
     smx_kbd_answer *a = e->kbd_answers;
     while (a) {
         smx_kbd_answer *next = a->next;
-        for (size_t i = 0; i < a->answers.n; i++)
-            explicit_bzero(a->answers.v[i], strlen(a->answers.v[i]));
-        smx_strvec_free(&a->answers);
+        smx_strvec_free_wipe(&a->answers);
         free(a->key);
         free(a);
         a = next;

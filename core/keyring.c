@@ -1,4 +1,5 @@
 #include "keyring.h"
+#include "strvec.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -152,8 +153,7 @@ static int keyring_try_passphrases(smx_keyring *kr, const char *label, const cha
             break;
         asked = 1;
         smx_secret_set(&kr->asked, answer, strlen(answer));
-        explicit_bzero(answer, strlen(answer));
-        free(answer);
+        smx_str_wipe_free(answer);
         if (keyring_import(content, kr->asked.s, out, &enc) == 0)
             return 0;
     }
@@ -288,10 +288,7 @@ static int keyring_entry_load(smx_keyring *kr, const char *path, const char *con
         code = keyring_load_text(kr, path, content, &e->key, &local);
     else if (text)
         code = keyring_load_text(kr, path, text, &e->key, &local);
-    if (text) {
-        explicit_bzero(text, strlen(text));
-        free(text);
-    }
+    smx_str_wipe_free(text);
     e->status = code;
     memcpy(e->errmsg, local.msg, sizeof e->errmsg);
     if (err)

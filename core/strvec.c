@@ -50,3 +50,11 @@ void smx_strvec_free_wipe(smx_strvec *sv)
         explicit_bzero(sv->v[i], strlen(sv->v[i]));
     smx_strvec_free(sv);
 }
+
+void smx_str_wipe_free(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}

@@ -15,5 +15,7 @@ int smx_strvec_contains(const smx_strvec *sv, const char *s);
 void smx_strvec_free(smx_strvec *sv);                        /* frees strings and array; zeroes sv */
 void smx_strvec_free_wipe(smx_strvec *sv);                   /* same, zeroing each string first
                                                               * (it held secrets) */
+/* OpenSSH's freezero for a C string that held a secret: zeroed, then freed. NULL is a no-op. */
+void smx_str_wipe_free(char *s);
 
 #endif

@@ -3,6 +3,7 @@
 #endif
 #include "target.h"
 #include "numparse.h"
+#include "strvec.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -453,8 +454,7 @@ int smx_target_take_password(const char *s, char **stripped, char **password, sm
     /* Drop ":password": the ':' before it goes too. */
     size_t head = (size_t)(pw - s) - 1;
     if (!(*stripped = malloc(len - pwlen))) {
-        explicit_bzero(*password, strlen(*password));
-        free(*password);
+        smx_str_wipe_free(*password);
         *password = NULL;
         return smx_seterr(err, SMX_ENOMEM, "out of memory");
     }
@@ -467,10 +467,7 @@ void smx_target_spec_free(smx_target_spec *t)
 {
     if (!t)
         return;
-    if (t->password) {
-        explicit_bzero(t->password, strlen(t->password));
-        free(t->password);
-    }
+    smx_str_wipe_free(t->password);
     free(t->user);
     free(t->host);
     memset(t, 0, sizeof *t);
