@@ -438,6 +438,14 @@ static void session_on_io(smx_fdwatch *w, int status, int events)
         session_on_socket_error(s, status);
 }
 
+/* A jump transport's failure names the hop that went (error.hop), unless an error is recorded
+ * already (the first one wins). */
+static void session_take_hop(smx_session *s, const smx_transport *t)
+{
+    if (t->error_hop > 0 && s->result->err_stage == SMX_STAGE_NONE)
+        s->result->err_hop = t->error_hop;
+}
+
 /* A transport failed: the stage it names, and which jump hop if it was one. */
 static void session_transport_failed(smx_session *s, smx_transport *t, int status)
 {
@@ -447,8 +455,7 @@ static void session_transport_failed(smx_session *s, smx_transport *t, int statu
         session_backoff(s, SMX_GATE_NEUTRAL);
         return;
     }
-    if (t->error_hop > 0 && s->result->err_stage == SMX_STAGE_NONE)
-        s->result->err_hop = t->error_hop;
+    session_take_hop(s, t);
     smx_session_fail(s, t->error_stage ? t->error_stage : SMX_STAGE_CONNECT, status, "%s",
                      t->errmsg);
 }
@@ -459,8 +466,7 @@ void smx_session_fail_lost(smx_session *s, const char *during)
     if (t && t->errmsg[0]) {
         /* The transport knows more than libssh's "Socket error": a jump hop that went away, a
          * ProxyCommand that exited. */
-        if (t->error_hop > 0 && s->result->err_stage == SMX_STAGE_NONE)
-            s->result->err_hop = t->error_hop;
+        session_take_hop(s, t);
         smx_session_fail(s, SMX_STAGE_EXEC, SMX_ECLOSED, "connection lost%s: %s", during,
                          t->errmsg);
         return;
