@@ -348,3 +348,17 @@ void cli_free(cli *c)
     smx_config_free(c->config);
     memset(c, 0, sizeof *c);
 }
+
+char *cli_join_args(const smx_strvec *args, size_t from)
+{
+    size_t len = 1;
+    for (size_t i = from; i < args->n; i++)
+        len += strlen(args->v[i]) + 1;
+    char *s = calloc(1, len);
+    for (size_t i = from; s && i < args->n; i++) {
+        if (i > from)
+            strcat(s, " ");
+        strcat(s, args->v[i]);
+    }
+    return s;
+}

@@ -60,6 +60,8 @@ int cli_resolve_hosts(cli *c, int need_targets);
  * hosts) name, before the loop starts; gives the engine the config. 0 or an exit code. */
 int cli_load_credentials(cli *c, smx_engine *e);
 void cli_free(cli *c);
+/* args[from..] joined with spaces, as ssh sends a command given in several words. */
+char *cli_join_args(const smx_strvec *args, size_t from);
 
 void cli_error(const cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_warn(const cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

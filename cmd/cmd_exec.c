@@ -60,20 +60,6 @@ static void exec_watch_signals(exec_signals *es, uv_loop_t *loop, smx_engine *e)
     }
 }
 
-static char *exec_join_args(const smx_strvec *args)
-{
-    size_t len = 1;
-    for (size_t i = 0; i < args->n; i++)
-        len += strlen(args->v[i]) + 1;
-    char *s = calloc(1, len);
-    for (size_t i = 0; s && i < args->n; i++) {
-        if (i)
-            strcat(s, " ");
-        strcat(s, args->v[i]);
-    }
-    return s;
-}
-
 int cmd_exec(int argc, char **argv)
 {
     cli c;
@@ -90,7 +76,7 @@ int cmd_exec(int argc, char **argv)
         goto out_free;
     exec_fit_fanout(&c);
 
-    char *command = exec_join_args(&c.args);
+    char *command = cli_join_args(&c.args, 0);
     c.x.command = command;
     c.x.env = c.env.n ? &c.env : NULL;
     c.x.capture = c.gather || c.json;

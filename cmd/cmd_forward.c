@@ -1,203 +1,118 @@
-/* sshmux forward: local forwarding (-L) over one connection per target until SIGINT/SIGTERM. */
+/* sshmux forward: local forwarding (-L) over one connection per target until SIGINT/SIGTERM, or
+ * while a command given after the target runs over the same connection (ssh -L ... host cmd). */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
-#include "conn.h"
-#include "forward.h"
 
-typedef struct fwd_run fwd_run;
-
-typedef struct fwd_host {
-    fwd_run *run;
-    smx_conn *conn;
-    smx_forwarder *fw;
-    const char *name;
-    smx_strvec locals, remotes;
-    int ended, conn_closed, fw_closed;
-} fwd_host;
-
-struct fwd_run {
+typedef struct fwd_run {
     cli *c;
     uv_loop_t *loop;
     smx_engine *e;
-    smx_fwd_spec *specs;
+    smx_fwd_spec *specs;          /* as parsed; per host copies get their --base-port */
     size_t nspecs;
-    fwd_host *hosts;
-    size_t n;
+    smx_fwd_spec *host_specs;     /* nhosts x nspecs */
+    char *command;                /* `-- CMD`, or NULL */
     uv_signal_t sigs[2];
-    int stopping, failures;
-};
+    int caught, failures, worst;
+} fwd_run;
 
-static void fwd_stop(fwd_run *r);
-
-static void fwd_print_ready(fwd_host *h)
+static void fwd_on_ready(void *ud, smx_forward *f)
 {
-    const cli *c = h->run->c;
-    for (size_t i = 0; i < h->locals.n; i++) {
-        if (c->json) {
-            json_t *o = json_pack("{s:s, s:s, s:s}", "host", h->name, "listen", h->locals.v[i],
-                                  "remote", h->remotes.v[i]);
+    const fwd_run *r = ud;
+    for (size_t i = 0; i < smx_forward_listeners(f); i++) {
+        if (r->c->json) {
+            json_t *o = json_pack("{s:s, s:s, s:s}", "host", smx_forward_host(f), "listen",
+                                  smx_forward_local(f, i), "remote", smx_forward_remote(f, i));
             char *s = json_dumps(o, JSON_COMPACT);
             printf("%s\n", s ? s : "{}");
             free(s);
             json_decref(o);
         } else {
-            printf("%-24s %-28s %s\n", h->name, h->locals.v[i], h->remotes.v[i]);
+            printf("%-24s %-28s %s\n", smx_forward_host(f), smx_forward_local(f, i),
+                   smx_forward_remote(f, i));
         }
     }
     fflush(stdout);
 }
 
-static void fwd_on_ready(smx_conn *conn, void *ud)
-{
-    fwd_print_ready(ud);
-}
-
-static void fwd_maybe_done(fwd_run *r)
-{
-    for (size_t i = 0; i < r->n; i++)
-        if (!r->hosts[i].conn_closed || !r->hosts[i].fw_closed)
-            return;
-    uv_close((uv_handle_t *)&r->sigs[0], NULL);
-    uv_close((uv_handle_t *)&r->sigs[1], NULL);
-}
-
-static void fwd_on_fw_closed(void *ud)
-{
-    fwd_host *h = ud;
-    h->fw_closed = 1;
-    h->fw = NULL;
-    fwd_maybe_done(h->run);
-}
-
-static void fwd_on_ended(smx_conn *conn, void *ud)
-{
-    fwd_host *h = ud;
-    fwd_run *r = h->run;
-    h->ended = 1;
-    if (!r->stopping) {
-        /* Before it was ready the stage says where setup failed; after, the connection carried
-         * forwards and it is the forward that was lost (the library files such late failures
-         * under "exec", the stage after auth). */
-        const smx_result *res = &conn->result;
-        enum smx_stage st = res->err_stage;
-        fprintf(stderr, "%s: sshmux: %s: %s\n", h->name,
-                st == SMX_STAGE_NONE || st == SMX_STAGE_EXEC ? "forward" : smx_stage_name(st),
-                res->err_msg[0] ? res->err_msg : "connection closed");
-        r->failures++;
-    }
-    if (h->fw)
-        smx_forwarder_close(h->fw, fwd_on_fw_closed, h);
-    size_t alive = 0;
-    for (size_t i = 0; i < r->n; i++)
-        alive += !r->hosts[i].ended;
-    if (alive == 0)
-        fwd_stop(r);
-}
-
-static void fwd_on_conn_closed(smx_conn *conn, void *ud)
-{
-    fwd_host *h = ud;
-    h->conn_closed = 1;
-    h->conn = NULL;
-    fwd_maybe_done(h->run);
-}
-
-static const smx_conn_events fwd_conn_events = {
-    .ready = fwd_on_ready,
-    .ended = fwd_on_ended,
-    .closed = fwd_on_conn_closed,
-};
-
-static void fwd_on_link_ended(void *ud, const char *listener, const char *err)
+static void fwd_on_link_ended(void *ud, smx_forward *f, const char *listener, const char *err)
 {
     fwd_run *r = ud;
     if (err && !r->c->quiet)
         fprintf(stderr, "sshmux: %s: forwarded connection failed: %s\n", listener, err);
 }
 
-static void fwd_stop(fwd_run *r)
+/* The command's output as ssh prints it: unprefixed, each stream to its own. */
+static void fwd_on_line(void *ud, const smx_result *res, int is_stderr, const char *line,
+                        size_t len)
 {
-    if (r->stopping)
-        return;
-    r->stopping = 1;
-    for (size_t i = 0; i < r->n; i++) {
-        fwd_host *h = &r->hosts[i];
-        if (h->fw)
-            smx_forwarder_close(h->fw, fwd_on_fw_closed, h);
-        if (h->conn)
-            smx_conn_close(h->conn);
-    }
+    FILE *f = is_stderr ? stderr : stdout;
+    fwrite(line, 1, len, f);
+    fputc('\n', f);
 }
+
+static void fwd_on_done(void *ud, smx_result *res)
+{
+    fwd_run *r = ud;
+    enum smx_stage st = res->err_stage;
+    if (st != SMX_STAGE_NONE && !(st == SMX_STAGE_EXEC && res->err_code == SMX_ECANCELED)) {
+        /* Before it was ready the stage says where setup failed; after, the connection carried
+         * forwards and it is the forward that was lost (the library files such late failures
+         * under "exec", the stage after auth). */
+        int lost = st == SMX_STAGE_EXEC && !r->command;
+        fprintf(stderr, "%s: sshmux: %s: %s\n", res->host, lost ? "forward" : smx_stage_name(st),
+                res->err_msg[0] ? res->err_msg : "connection closed");
+        r->failures++;
+    }
+    int status = smx_result_exit_status(res);
+    if (status > r->worst)
+        r->worst = status;
+    smx_result_destroy(res);
+}
+
+static const smx_forward_callbacks fwd_callbacks_template = {
+    .ready = fwd_on_ready,
+    .link_ended = fwd_on_link_ended,
+    .on_line = fwd_on_line,
+    .on_done = fwd_on_done,
+};
 
 static void fwd_on_signal(uv_signal_t *s, int signum)
 {
-    fwd_stop(s->data);
+    fwd_run *r = s->data;
+    r->caught++;
+    smx_engine_cancel(r->e, signum == SIGINT ? "canceled (SIGINT)" : "canceled (SIGTERM)");
 }
 
 /* Listeners for host index i; the port of TCP listeners is --base-port + index when given. */
-static int fwd_bind_host(fwd_run *r, fwd_host *h, size_t index, const smx_forward_events *ev)
+static int fwd_add_host(fwd_run *r, size_t index, const smx_forward_callbacks *cb,
+                        const smx_forward_opts *tmpl)
 {
+    cli_host *ch = &r->c->hosts[index];
+    smx_fwd_spec *specs = &r->host_specs[index * r->nspecs];
     for (size_t j = 0; j < r->nspecs; j++) {
-        smx_fwd_spec spec = r->specs[j];
+        specs[j] = r->specs[j];
         if (r->c->base_port)
-            spec.bind_port = r->c->base_port + (int)(index * r->nspecs + j);
-        if (spec.bind_port > 65535) {
+            specs[j].bind_port = r->c->base_port + (int)(index * r->nspecs + j);
+        if (specs[j].bind_port > 65535) {
             cli_error(r->c, "--base-port %d + %zu hosts runs past port 65535", r->c->base_port,
-                      r->n);
+                      r->c->nhosts);
             return EXIT_USAGE;
         }
-        char local[160], remote[160], unused[160];
-        smx_err err = {{0}};
-        int rc = smx_forward_add(h->fw, &spec, r->c->sock_mode, local, sizeof local, &err);
-        if (rc < 0) {
-            cli_error(r->c, "%s: %s", h->name, err.msg);
-            return rc == SMX_EINVAL ? EXIT_USAGE : EXIT_UNREACHABLE;   /* bad -L input */
-        }
-        smx_fwd_spec_describe(&spec, unused, sizeof unused, remote, sizeof remote);
-        smx_strvec_push(&h->locals, local);
-        smx_strvec_push(&h->remotes, remote);
     }
+    smx_forward_opts o = *tmpl;
+    o.specs = specs;
+    smx_err err = {{0}};
+    int rc = smx_engine_add_forward(r->e, ch->target, ch->hc, ch->password, &o, cb, NULL, &err);
+    if (rc < 0) {
+        cli_error(r->c, "%s: %s", ch->hc->host, err.msg);
+        return rc == SMX_EINVAL ? EXIT_USAGE : EXIT_UNREACHABLE;   /* bad -L input */
+    }
+    ch->hc = NULL;   /* the engine owns it */
     return 0;
-}
-
-static int fwd_setup(fwd_run *r, const smx_forward_events *ev)
-{
-    r->hosts = calloc(r->n, sizeof *r->hosts);
-    if (!r->hosts)
-        return EXIT_UNREACHABLE;
-    for (size_t i = 0; i < r->n; i++) {
-        fwd_host *h = &r->hosts[i];
-        cli_host *ch = &r->c->hosts[i];
-        h->run = r;
-        h->name = ch->hc->host;
-        h->conn = smx_conn_new(r->e, ch->target, ch->hc, ch->password, &fwd_conn_events, h);
-        if (!h->conn)
-            return EXIT_UNREACHABLE;
-        ch->hc = NULL;   /* the connection owns it */
-        h->name = h->conn->hc->host;
-        h->fw = smx_forwarder_new(r->loop, h->conn, ev);
-        int rc = h->fw ? fwd_bind_host(r, h, i, ev) : EXIT_UNREACHABLE;
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-/* Closes whatever fwd_setup made when it failed: listeners (and their socket files) go. */
-static void fwd_teardown_unstarted(fwd_run *r)
-{
-    for (size_t i = 0; r->hosts && i < r->n; i++) {
-        fwd_host *h = &r->hosts[i];
-        if (h->fw)
-            smx_forwarder_close(h->fw, NULL, NULL);
-        if (h->conn)
-            smx_conn_free_unstarted(h->conn);
-    }
-    uv_run(r->loop, UV_RUN_NOWAIT);
 }
 
 static int fwd_parse_specs(fwd_run *r)
@@ -223,32 +138,70 @@ static int fwd_parse_specs(fwd_run *r)
     return r->specs ? 0 : EXIT_UNREACHABLE;
 }
 
+/* TARGET [--] [CMD...] without -w; [CMD...] with it (getopt took the "--"). */
+static int fwd_take_target_and_command(fwd_run *r)
+{
+    cli *c = r->c;
+    size_t cmd_from = 0;
+    if (c->wlists.n == 0 && c->hostfiles.n == 0) {
+        if (c->args.n == 0) {
+            cli_error(c, "no target given");
+            return EXIT_USAGE;
+        }
+        smx_strvec_push(&c->wlists, c->args.v[0]);
+        cmd_from = c->args.n > 1 && strcmp(c->args.v[1], "--") == 0 ? 2 : 1;
+    }
+    if (cmd_from < c->args.n && !(r->command = cli_join_args(&c->args, cmd_from))) {
+        cli_error(c, "out of memory");
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int fwd_add_all(fwd_run *r, const smx_forward_callbacks *cb)
+{
+    cli *c = r->c;
+    static smx_exec_opts x;
+    x = c->x;
+    x.command = r->command;
+    x.env = c->env.n ? &c->env : NULL;
+    smx_forward_opts tmpl = {.nspecs = r->nspecs, .sock_mode = c->sock_mode,
+                             .command = r->command ? &x : NULL};
+    r->host_specs = calloc(c->nhosts * r->nspecs, sizeof *r->host_specs);
+    if (!r->host_specs)
+        return EXIT_UNREACHABLE;
+    for (size_t i = 0; i < c->nhosts; i++) {
+        int rc = fwd_add_host(r, i, cb, &tmpl);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 static int fwd_run_all(cli *c)
 {
     fwd_run r = {0};
     r.c = c;
     r.loop = uv_default_loop();
     int rc = fwd_parse_specs(&r);
-    if (!rc && c->args.n == 1 && c->wlists.n == 0)
-        smx_strvec_push(&c->wlists, c->args.v[0]);
-    else if (!rc && (c->args.n > 1 || (c->args.n == 1 && c->wlists.n))) {
-        cli_error(c, "unexpected argument \"%s\"", c->args.v[c->args.n - 1]);
-        rc = EXIT_USAGE;
-    }
+    if (!rc)
+        rc = fwd_take_target_and_command(&r);
     if (!rc)
         rc = cli_resolve_hosts(c, 1);
     if (!rc && c->nhosts > 1 && !c->base_port) {
         cli_error(c, "%zu targets: give --base-port N for one local port per host", c->nhosts);
         rc = EXIT_USAGE;
     }
-    r.n = c->nhosts;
+    if (!rc && (size_t)c->eng.fanout < c->nhosts)
+        c->eng.fanout = (int)c->nhosts;   /* every host forwards at once */
     if (!rc && smx_engine_new(&r.e, r.loop, &c->eng) < 0)
         rc = EXIT_UNREACHABLE;
     if (!rc)
         rc = cli_load_credentials(c, r.e);
-    smx_forward_events ev = {.conn_ended = fwd_on_link_ended, .ud = &r};
-    if (!rc && (rc = fwd_setup(&r, &ev)) != 0)
-        fwd_teardown_unstarted(&r);
+    smx_forward_callbacks cb = fwd_callbacks_template;
+    cb.ud = &r;
+    if (!rc)
+        rc = fwd_add_all(&r, &cb);
     if (!rc) {
         if (!c->json && c->nhosts > 1)
             printf("%-24s %-28s %s\n", "HOST", "LISTEN", "REMOTE");
@@ -256,23 +209,24 @@ static int fwd_run_all(cli *c)
             uv_signal_init(r.loop, &r.sigs[i]);
             r.sigs[i].data = &r;
             uv_signal_start(&r.sigs[i], fwd_on_signal, i == 0 ? SIGINT : SIGTERM);
+            uv_unref((uv_handle_t *)&r.sigs[i]);   /* the forwards keep the loop alive */
         }
-        for (size_t i = 0; i < r.n; i++)
-            smx_conn_start(r.hosts[i].conn);
-        uv_run(r.loop, UV_RUN_DEFAULT);
-        rc = r.failures ? EXIT_UNREACHABLE : 0;
+        smx_engine_run(r.e);
+        uv_close((uv_handle_t *)&r.sigs[0], NULL);
+        uv_close((uv_handle_t *)&r.sigs[1], NULL);
+        if (r.command)
+            rc = r.caught ? 130 : r.worst;   /* CMD's status, as ssh exits with it */
+        else
+            rc = r.failures ? EXIT_UNREACHABLE : 0;
     }
-    for (size_t i = 0; r.hosts && i < r.n; i++) {
-        smx_strvec_free(&r.hosts[i].locals);
-        smx_strvec_free(&r.hosts[i].remotes);
-    }
-    free(r.hosts);
+    smx_engine_free(r.e);   /* hosts never started close their listeners here */
+    uv_run(r.loop, UV_RUN_NOWAIT);
+    uv_loop_close(r.loop);
+    free(r.host_specs);
     for (size_t i = 0; i < r.nspecs; i++)
         smx_fwd_spec_free(&r.specs[i]);
     free(r.specs);
-    smx_engine_free(r.e);
-    uv_run(r.loop, UV_RUN_NOWAIT);
-    uv_loop_close(r.loop);
+    free(r.command);
     return rc;
 }
 

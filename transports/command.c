@@ -6,7 +6,7 @@
  * Lifetime: the child runs in its own session (UV_PROCESS_DETACHED), so close can signal its whole
  * process group (/bin/sh and whatever it started). It is always reaped through libuv's exit_cb
  * before the transport is freed, so no zombie outlives a session. */
-#include "transport.h"
+#include "transports.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -442,3 +442,23 @@ smx_transport *smx_command_transport_new(uv_loop_t *loop, const char *command)
     ct->child_fd = -1;
     return &ct->base;
 }
+
+static int command_applies(const smx_hostcfg *hc)
+{
+    return hc->proxycommand && strcmp(hc->proxycommand, "none") != 0;
+}
+
+static smx_transport *command_make(const smx_transport_env *env, const smx_hostcfg *hc,
+                                   smx_err *err)
+{
+    char *cmd = NULL;
+    if (smx_hostcfg_expand_proxy(hc, hc->proxycommand, &cmd, err) < 0)
+        return NULL;
+    smx_transport *t = smx_command_transport_new(env->loop, cmd);
+    free(cmd);
+    if (!t)
+        smx_seterr(err, SMX_ENOMEM, "out of memory");
+    return t;
+}
+
+const smx_transport_kind smx_command_transport_kind = {"command", command_applies, command_make};

@@ -1,6 +1,6 @@
 /* Direct TCP transport: resolve (cached, loop/resolver), then a non-blocking connect to each
  * address in turn until one answers. */
-#include "transport.h"
+#include "transports.h"
 
 #include <errno.h>
 #include <arpa/inet.h>
@@ -277,3 +277,18 @@ smx_transport *smx_tcp_transport_new(uv_loop_t *loop, smx_resolver *resolver, co
     tt->port = port;
     return &tt->base;
 }
+
+static int tcp_applies(const smx_hostcfg *hc)
+{
+    return 1;
+}
+
+static smx_transport *tcp_make(const smx_transport_env *env, const smx_hostcfg *hc, smx_err *err)
+{
+    smx_transport *t = smx_tcp_transport_new(env->loop, env->resolver, hc->hostname, hc->port);
+    if (!t)
+        smx_seterr(err, SMX_ENOMEM, "out of memory");
+    return t;
+}
+
+const smx_transport_kind smx_tcp_transport_kind = {"tcp", tcp_applies, tcp_make};

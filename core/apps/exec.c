@@ -1,0 +1,300 @@
+/* exec as a channel application: session channel -> the shared request sequence (ssh/sessreq.c)
+ * -> stream stdout/stderr until the server closes the channel; exit-status / exit-signal
+ * recorded; -u and cancel send TERM, then KILL. */
+#include "exec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sessreq.h"
+
+#define EXEC_MAX_PARTIAL_LINE (64 * 1024)   /* a line longer than this is passed on in pieces */
+
+enum exec_state {
+    EXEC_OPENING,    /* session channel open pending */
+    EXEC_REQUESTS,   /* pty-req / env / exec pending */
+    EXEC_RUNNING,
+    EXEC_KILLING,    /* timed out or canceled: TERM sent, KILL after the grace period */
+    EXEC_DONE
+};
+
+struct smx_exec {
+    smx_chan chan;
+    const smx_exec_spec *spec;
+    smx_sessreq_spec req_spec;
+    smx_sessreq req;
+    smx_result *result;
+    const smx_exec_events *ev;
+    enum exec_state st;
+    uv_timer_t timer;               /* -u, the kill grace */
+    smx_buf partial[2];             /* incomplete last line per stream (streaming mode) */
+    int remote_closed;
+    int canceled;                   /* smx_exec_cancel calls so far */
+    int released;                   /* the channel is released: done may run */
+    uint64_t t_start;
+};
+
+static void exec_finish(smx_exec *x);
+
+static void exec_emit_lines(smx_exec *x, int is_stderr, const char *p, size_t n)
+{
+    smx_buf *part = &x->partial[is_stderr];
+    while (n > 0) {
+        const char *nl = memchr(p, '\n', n);
+        size_t take = nl ? (size_t)(nl - p) : n;
+        if (!nl && part->len + take < EXEC_MAX_PARTIAL_LINE) {
+            smx_buf_append(part, p, take, EXEC_MAX_PARTIAL_LINE);
+            return;
+        }
+        if (part->len) {
+            smx_buf_append(part, p, take, SIZE_MAX);
+            x->ev->line(x->ev->ud, is_stderr, part->data, part->len);
+            part->len = 0;
+        } else {
+            x->ev->line(x->ev->ud, is_stderr, p, take);
+        }
+        size_t used = nl ? take + 1 : take;
+        p += used;
+        n -= used;
+    }
+}
+
+static void exec_flush_partial(smx_exec *x)
+{
+    for (int i = 0; i < 2; i++) {
+        smx_buf *part = &x->partial[i];
+        if (part->len && x->ev->line)
+            x->ev->line(x->ev->ud, i, part->data, part->len);
+        part->len = 0;
+    }
+}
+
+/* ---- the channel's data path (inside libssh) -------------------------------------------- */
+
+static int exec_on_data(smx_chan *c, void *data, uint32_t len, int is_stderr)
+{
+    smx_exec *x = c->data;
+    smx_result *r = x->result;
+    if (x->spec->capture) {
+        smx_buf *b = is_stderr ? &r->err : &r->out;
+        if (smx_buf_append(b, data, len, x->spec->max_output))
+            r->truncated = 1;
+    }
+    if (x->ev->line)
+        exec_emit_lines(x, is_stderr, data, len);
+    return (int)len;   /* always consume: unread data would keep the window shut */
+}
+
+static void exec_on_close(smx_chan *c)
+{
+    smx_exec *x = c->data;
+    x->remote_closed = 1;
+    smx_chan_mark(c);
+}
+
+static void exec_on_exit_status(smx_chan *c, int status)
+{
+    ((smx_exec *)c->data)->result->exit_code = status;
+}
+
+static void exec_on_exit_signal(smx_chan *c, const char *sig, int core, const char *errmsg)
+{
+    smx_result *r = ((smx_exec *)c->data)->result;
+    free(r->exit_signal);
+    r->exit_signal = strdup(sig ? sig : "?");
+}
+
+/* ---- -u and cancel ------------------------------------------------------------------------ */
+
+static void exec_on_timer(uv_timer_t *t);
+
+/* TERM now (OpenSSH delivers it to non-root sessions); KILL and the channel closed after the
+ * grace unless the command ends first. */
+static void exec_begin_kill(smx_exec *x)
+{
+    ssh_channel_request_send_signal(x->chan.ch, "TERM");
+    x->st = EXEC_KILLING;
+    uv_timer_start(&x->timer, exec_on_timer, (uint64_t)x->spec->kill_grace_ms, 0);
+    smx_conn_flush(x->chan.conn);
+}
+
+/* KILL, and close the channel: where signals are not delivered (root sessions) sshd ends the
+ * session on the close (with a PTY it hangs it up, which signals the command). */
+static void exec_kill_now(smx_exec *x)
+{
+    if (x->st == EXEC_RUNNING || x->st == EXEC_KILLING)
+        ssh_channel_request_send_signal(x->chan.ch, "KILL");
+    exec_finish(x);
+}
+
+static void exec_on_timer(uv_timer_t *t)
+{
+    smx_exec *x = t->data;
+    switch (x->st) {
+    case EXEC_RUNNING: {   /* -u */
+        x->result->timed_out = 1;
+        char msg[128];
+        snprintf(msg, sizeof msg, "command timed out after %d s", x->spec->timeout_ms / 1000);
+        smx_result_set_error(x->result, SMX_STAGE_TIMEOUT, SMX_ETIMEDOUT, msg);
+        exec_begin_kill(x);
+        break;
+    }
+    case EXEC_REQUESTS:   /* canceled, and the exec request is still unanswered */
+    case EXEC_KILLING:    /* the grace is over */
+        exec_kill_now(x);
+        break;
+    default:
+        break;
+    }
+}
+
+void smx_exec_cancel(smx_exec *x, const char *why)
+{
+    if (x->st == EXEC_DONE)
+        return;   /* finished before the signal: its result stands */
+    smx_result_set_error(x->result, SMX_STAGE_EXEC, SMX_ECANCELED, why);
+    int asked_before = x->canceled++;
+    if (x->st == EXEC_OPENING || (x->st == EXEC_REQUESTS && x->req.state < SMX_SESSREQ_START)) {
+        exec_finish(x);   /* nothing runs remotely yet */
+        return;
+    }
+    if (asked_before) {
+        exec_kill_now(x);   /* asked twice: no more grace */
+        return;
+    }
+    switch (x->st) {
+    case EXEC_REQUESTS:   /* the command may be starting: signal it once the server says so */
+        uv_timer_start(&x->timer, exec_on_timer, (uint64_t)x->spec->kill_grace_ms, 0);
+        break;
+    case EXEC_RUNNING:
+        exec_begin_kill(x);
+        break;
+    default:              /* already being killed (-u) */
+        break;
+    }
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+static void exec_on_timer_closed(uv_handle_t *h)
+{
+    smx_exec *x = h->data;
+    const smx_exec_events *ev = x->ev;
+    smx_buf_free(&x->partial[0]);
+    smx_buf_free(&x->partial[1]);
+    smx_sessreq_free(&x->req);
+    free(x);
+    ev->done(ev->ud);
+}
+
+static void exec_finish(smx_exec *x)
+{
+    if (x->st == EXEC_DONE)
+        return;
+    x->result->t.exec = smx_ms_since(x->t_start);
+    x->st = EXEC_DONE;
+    uv_timer_stop(&x->timer);
+    exec_flush_partial(x);
+    smx_chan_release(&x->chan);   /* sends CLOSE if it is open */
+    uv_close((uv_handle_t *)&x->timer, exec_on_timer_closed);
+}
+
+static int exec_chan_open(smx_chan *c)
+{
+    return ssh_channel_open_session(c->ch);
+}
+
+static void exec_chan_opened(smx_chan *c)
+{
+    smx_exec *x = c->data;
+    x->st = EXEC_REQUESTS;
+    smx_chan_drive(c);
+}
+
+static int exec_chan_drive(smx_chan *c)
+{
+    smx_exec *x = c->data;
+    if (x->st != EXEC_REQUESTS)
+        return 1;
+    int rc = smx_sessreq_step(&x->req, c->ch);
+    if (rc == 0)
+        return 0;
+    if (rc < 0) {
+        smx_result_set_error(x->result, SMX_STAGE_EXEC, rc == SMX_ECLOSED ? SMX_ECLOSED
+                                                                           : SMX_ECHANNEL,
+                             x->req.why);
+        smx_chan_mark(c);   /* finished from after_poll, outside the request round */
+        return 1;
+    }
+    x->st = EXEC_RUNNING;
+    if (x->canceled)
+        exec_begin_kill(x);   /* canceled while the request was on its way */
+    else if (x->spec->timeout_ms > 0)
+        uv_timer_start(&x->timer, exec_on_timer, (uint64_t)x->spec->timeout_ms, 0);
+    return 1;
+}
+
+static void exec_chan_after_poll(smx_chan *c)
+{
+    smx_exec *x = c->data;
+    if (x->remote_closed || (x->st == EXEC_REQUESTS && x->req.state == SMX_SESSREQ_REFUSED))
+        exec_finish(x);
+}
+
+/* Refused, or the connection ended under it. A command whose status arrived before the
+ * connection went has a result that stands. */
+static void exec_chan_failed(smx_chan *c, int code, const char *why)
+{
+    smx_exec *x = c->data;
+    smx_result *r = x->result;
+    if (code == SMX_ECLOSED && (r->exit_code >= 0 || r->exit_signal) &&
+        r->err_stage == SMX_STAGE_EXEC && r->err_code == SMX_ECLOSED)
+        smx_result_clear_error(r);
+    else if (x->st == EXEC_OPENING) {
+        char msg[SMX_MSG_MAX];
+        snprintf(msg, sizeof msg, "cannot open a session channel: %s", why);
+        smx_result_set_error(r, SMX_STAGE_EXEC, code, msg);   /* first one wins */
+    }
+    exec_finish(x);
+}
+
+static const smx_chan_ops exec_chan_ops = {
+    .kind = "exec",
+    .open = exec_chan_open,
+    .opened = exec_chan_opened,
+    .failed = exec_chan_failed,
+    .data = exec_on_data,
+    .closed = exec_on_close,
+    .exit_status = exec_on_exit_status,
+    .exit_signal = exec_on_exit_signal,
+    .drive = exec_chan_drive,
+    .after_poll = exec_chan_after_poll,
+};
+
+smx_exec *smx_exec_start(smx_conn *c, const smx_exec_spec *spec, smx_result *result,
+                         const smx_exec_events *ev)
+{
+    smx_exec *x = calloc(1, sizeof *x);
+    if (!x)
+        return NULL;
+    x->spec = spec;
+    x->result = result;
+    x->ev = ev;
+    x->req_spec.kind = SMX_SESSREQ_EXEC;
+    x->req_spec.command = spec->command;
+    x->req_spec.pty = spec->pty;
+    x->req_spec.env = spec->env;
+    if (smx_sessreq_init(&x->req, &x->req_spec) < 0) {
+        free(x);
+        return NULL;
+    }
+    uv_timer_init(c->ctx->loop, &x->timer);
+    x->timer.data = x;
+    /* The exec phase runs from the channel open to the channel close: under load the server's
+     * answers to the open and the exec request are a real part of what a command costs. */
+    x->t_start = uv_hrtime();
+    x->st = EXEC_OPENING;
+    smx_chan_start(&x->chan, c, &exec_chan_ops, x);
+    return x;
+}

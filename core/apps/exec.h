@@ -1,0 +1,43 @@
+/* exec: one command on a session channel of a connection, its output split into lines and/or
+ * captured into a result, its exit status or signal recorded. -u ends it as ssh users expect:
+ * TERM, then KILL and the channel closed after the grace period.
+ *
+ * An exec is one channel: the connection may carry others at the same time (forwards while the
+ * command runs, more commands in turn). */
+#ifndef SSHMUX_EXEC_H
+#define SSHMUX_EXEC_H
+
+#include "conn.h"
+#include "result.h"
+#include "strvec.h"
+
+typedef struct smx_exec smx_exec;
+
+typedef struct smx_exec_spec {
+    const char *command;
+    int pty;
+    const smx_strvec *env;     /* "K=V" strings, or NULL */
+    int timeout_ms;            /* -u: 0 = none */
+    int kill_grace_ms;         /* between TERM and KILL */
+    int capture;               /* keep stdout/stderr in the result */
+    size_t max_output;         /* per stream, when capturing */
+} smx_exec_spec;
+
+typedef struct smx_exec_events {
+    /* A complete line of output (without its newline), as it arrives. NULL: no streaming. */
+    void (*line)(void *ud, int is_stderr, const char *line, size_t len);
+    /* The command is over: its status (or why not) is in the result. The exec frees itself
+     * after this returns; the connection stays the caller's. */
+    void (*done)(void *ud);
+    void *ud;
+} smx_exec_events;
+
+/* Starts the command on c now (the channel opens when c is ready). spec, ev and result must
+ * outlive the exec (until done). NULL on ENOMEM. */
+smx_exec *smx_exec_start(smx_conn *c, const smx_exec_spec *spec, smx_result *result,
+                         const smx_exec_events *ev);
+/* SIGINT/SIGTERM: a command that may be running gets TERM, then KILL after the grace (a second
+ * call skips the grace); one not started yet ends at once. The result says `why`. */
+void smx_exec_cancel(smx_exec *x, const char *why);
+
+#endif

@@ -1,0 +1,388 @@
+#include "pipe.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PIPE_READ_SIZE (64 * 1024)
+#define PIPE_HIGH_WATER (1024 * 1024)   /* queued towards the stream before we stop taking more */
+#define PIPE_LOW_WATER (256 * 1024)
+
+struct smx_pipe {
+    smx_chan chan;               /* our channel on the connection */
+    uv_stream_t *stream;
+    smx_pipe_open_fn open;
+    void *open_arg;
+    smx_pipe_done_cb done;
+    void (*opened_cb)(smx_pipe *p, void *ud);
+    void *ud;
+    smx_pipe_stats stats;
+
+    char rbuf[PIPE_READ_SIZE];   /* stream -> channel: one read, possibly partly written */
+    size_t roff, rlen;
+    int reading;
+    int stream_eof;              /* the stream side sent EOF */
+    int eof_sent;                /* ... and we passed it on to the channel */
+
+    size_t queued;               /* channel -> stream bytes in uv_write requests */
+    int held;                    /* the data callback left data in libssh (back-pressure) */
+    int chan_eof, peer_closed;   /* from the peer */
+    int shut;                    /* shutdown(SHUT_WR) requested on the stream */
+    int in_libssh;               /* inside a libssh callback: never free the channel there */
+    int in_write;                /* inside ssh_channel_write (it may process packets itself) */
+    int ending;                  /* teardown started */
+    char *error;
+};
+
+typedef struct pipe_write {
+    uv_write_t req;
+    smx_pipe *p;
+    size_t len;
+    char data[];
+} pipe_write;
+
+static void pipe_try_end(smx_pipe *p);
+static void pipe_drain_held(smx_pipe *p);
+
+static void pipe_on_shutdown(uv_shutdown_t *req, int status)
+{
+    free(req);
+}
+
+static void pipe_set_error(smx_pipe *p, const char *why)
+{
+    if (!p->error)
+        p->error = strdup(why);
+}
+
+/* ---- teardown ---------------------------------------------------------------------------- */
+
+static void pipe_on_stream_closed(uv_handle_t *h)
+{
+    smx_pipe *p = h->data;
+    free(h);
+    p->done(p, p->error, p->ud);
+    free(p->error);
+    free(p);
+}
+
+/* The channel goes first (the connection may be freed once its last channel is released), then
+ * the stream; the pipe is freed when the stream's close completes. */
+static void pipe_end_now(smx_pipe *p)
+{
+    p->ending = 1;
+    smx_chan_release(&p->chan);
+    uv_close((uv_handle_t *)p->stream, pipe_on_stream_closed);
+}
+
+/* Ends when the peer closed (or both EOFs passed) and everything read has been delivered, or at
+ * once on an error. Deferred while libssh is on the stack. */
+static void pipe_try_end(smx_pipe *p)
+{
+    if (p->ending || p->in_libssh)
+        return;
+    if (p->error) {
+        pipe_end_now(p);
+        return;
+    }
+    int delivered = !p->held && p->queued == 0;
+    if (p->chan_eof && delivered && !p->shut && !p->peer_closed) {
+        p->shut = 1;   /* half-close: the peer is done sending, the stream may still talk */
+        uv_shutdown_t *req = malloc(sizeof *req);
+        if (req && uv_shutdown(req, p->stream, pipe_on_shutdown) < 0)
+            free(req);
+    }
+    if (delivered && (p->peer_closed || (p->chan_eof && p->eof_sent)))
+        pipe_end_now(p);
+}
+
+static void pipe_fail(smx_pipe *p, const char *why)
+{
+    pipe_set_error(p, why);
+    pipe_try_end(p);
+}
+
+void smx_pipe_abort(smx_pipe *p, const char *why)
+{
+    if (p->ending)
+        return;
+    pipe_set_error(p, why ? why : "aborted");
+    pipe_end_now(p);
+}
+
+const smx_pipe_stats *smx_pipe_get_stats(const smx_pipe *p)
+{
+    return &p->stats;
+}
+
+/* ---- stream -> channel ------------------------------------------------------------------ */
+
+static void pipe_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    smx_pipe *p = h->data;
+    *buf = uv_buf_init(p->rbuf, PIPE_READ_SIZE);
+}
+
+static void pipe_send_eof_if_due(smx_pipe *p)
+{
+    if (p->stream_eof && !p->eof_sent && p->roff == p->rlen && !p->peer_closed) {
+        p->eof_sent = 1;
+        ssh_channel_send_eof(p->chan.ch);
+    }
+}
+
+/* Writes what is pending to the channel; returns 1 when it all went. ssh_channel_write may
+ * process incoming packets while the peer's window is shut, and a WINDOW_ADJUST among them calls
+ * write_wontblock: that re-entry must not write the same bytes again (in_write). */
+static int pipe_flush_to_channel(smx_pipe *p)
+{
+    while (p->roff < p->rlen) {
+        p->in_write++;
+        int n = ssh_channel_write(p->chan.ch, p->rbuf + p->roff, (uint32_t)(p->rlen - p->roff));
+        p->in_write--;
+        if (n < 0) {
+            pipe_set_error(p, "channel write failed");
+            return 0;
+        }
+        if (n == 0)
+            return 0;   /* the peer's window is shut: write_wontblock calls us again */
+        p->roff += (size_t)n;
+        p->stats.to_channel += (uint64_t)n;
+    }
+    p->roff = p->rlen = 0;
+    return 1;
+}
+
+static void pipe_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    smx_pipe *p = s->data;
+    if (n == 0 || p->ending)
+        return;
+    if (n < 0) {
+        uv_read_stop(s);
+        p->reading = 0;
+        if (n != UV_EOF) {
+            pipe_fail(p, uv_strerror((int)n));
+            return;
+        }
+        p->stream_eof = 1;
+        pipe_send_eof_if_due(p);
+    } else if (!p->peer_closed) {
+        p->roff = 0;
+        p->rlen = (size_t)n;
+        if (!pipe_flush_to_channel(p)) {
+            uv_read_stop(s);   /* back-pressure: resumed from write_wontblock */
+            p->reading = 0;
+        }
+    }
+    smx_conn_flush(p->chan.conn);
+    pipe_try_end(p);
+}
+
+static void pipe_start_reading(smx_pipe *p)
+{
+    if (!p->reading && !p->stream_eof && !p->peer_closed && !p->ending) {
+        p->reading = 1;
+        uv_read_start(p->stream, pipe_alloc, pipe_on_read);
+    }
+}
+
+static void pipe_on_writable(smx_chan *c, uint32_t bytes)
+{
+    smx_pipe *p = c->data;
+    if (p->in_write)
+        return;   /* the write on the stack goes on by itself */
+    /* libssh calls this for every channel of the connection each time its socket turns
+     * writable: only a pipe that was waiting has anything to do. */
+    if (!p->rlen && !(p->stream_eof && !p->eof_sent))
+        return;
+    if (p->rlen && pipe_flush_to_channel(p))
+        pipe_start_reading(p);
+    pipe_send_eof_if_due(p);
+    smx_chan_mark(&p->chan);   /* a write error or the EOF just sent may end the pipe */
+}
+
+/* ---- channel -> stream ------------------------------------------------------------------ */
+
+static void pipe_on_written(uv_write_t *req, int status)
+{
+    pipe_write *w = (pipe_write *)req;
+    smx_pipe *p = w->p;
+    p->queued -= w->len;
+    free(w);
+    if (p->ending)
+        return;
+    if (status < 0) {
+        pipe_fail(p, uv_strerror(status));
+        return;
+    }
+    if (p->held && p->queued < PIPE_LOW_WATER)
+        pipe_drain_held(p);
+    pipe_try_end(p);
+}
+
+/* Sends len bytes to the stream: what it takes now is written at once, the rest queued. */
+static int pipe_write_stream(smx_pipe *p, const char *data, size_t len)
+{
+    p->stats.to_stream += len;
+    if (p->queued == 0) {
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write(p->stream, &b, 1);
+        if (n < 0 && n != UV_EAGAIN)
+            return n;
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+        }
+    }
+    if (len == 0)
+        return 0;
+    pipe_write *w = malloc(sizeof *w + len);
+    if (!w)
+        return UV_ENOMEM;
+    w->p = p;
+    w->len = len;
+    memcpy(w->data, data, len);
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+    int rc = uv_write(&w->req, p->stream, &b, 1, pipe_on_written);
+    if (rc < 0) {
+        free(w);
+        return rc;
+    }
+    p->queued += len;
+    return 0;
+}
+
+static int pipe_on_data(smx_chan *c, void *data, uint32_t len, int is_stderr)
+{
+    smx_pipe *p = c->data;
+    if (p->ending || p->error)
+        return (int)len;   /* nobody to deliver to: drop, keep the window open */
+    if (p->held || p->queued >= PIPE_HIGH_WATER) {
+        p->held = 1;       /* stays in libssh; our window to the peer closes behind it */
+        smx_chan_mark(&p->chan);
+        return 0;
+    }
+    int rc = pipe_write_stream(p, data, len);
+    if (rc < 0) {
+        pipe_set_error(p, uv_strerror(rc));
+        smx_chan_mark(&p->chan);
+    }
+    return (int)len;
+}
+
+/* Moves what the data callback left in libssh to the stream, up to the high-water mark. Reading
+ * it lets libssh grow our window again. `held` is cleared only by a read that found nothing:
+ * reading can pull new packets into libssh's buffer (the callback holds them while `held`), so
+ * checking afterwards could leave data held with no write pending to come back for it. */
+static void pipe_drain_held(smx_pipe *p)
+{
+    static const size_t chunk = PIPE_READ_SIZE;
+    char *buf = malloc(chunk);
+    p->in_libssh++;
+    while (buf && !p->error) {
+        if (p->queued >= PIPE_HIGH_WATER)
+            break;   /* still held; the write completions call us again */
+        int n = ssh_channel_read_nonblocking(p->chan.ch, buf, (uint32_t)chunk, 0);
+        if (n <= 0) {
+            p->held = 0;   /* nothing buffered (or EOF/error): new data may flow again */
+            break;
+        }
+        if (pipe_write_stream(p, buf, (size_t)n) < 0)
+            pipe_set_error(p, "stream write failed");
+    }
+    p->in_libssh--;
+    free(buf);
+    smx_conn_flush(p->chan.conn);   /* a WINDOW_ADJUST may be queued */
+}
+
+static void pipe_on_eof(smx_chan *c)
+{
+    smx_pipe *p = c->data;
+    p->chan_eof = 1;
+    smx_chan_mark(&p->chan);   /* half-close or end: decided after the poll, outside libssh */
+}
+
+static void pipe_on_close(smx_chan *c)
+{
+    smx_pipe *p = c->data;
+    p->chan_eof = 1;
+    p->peer_closed = 1;
+    smx_chan_mark(&p->chan);
+}
+
+/* ---- channel lifecycle (smx_chan ops) --------------------------------------------------- */
+
+static int pipe_chan_open(smx_chan *c)
+{
+    smx_pipe *p = c->data;
+    return p->open(c->ch, p->open_arg);
+}
+
+static void pipe_chan_opened(smx_chan *c)
+{
+    smx_pipe *p = c->data;
+    if (p->opened_cb)
+        p->opened_cb(p, p->ud);
+    pipe_start_reading(p);
+}
+
+void smx_pipe_on_opened(smx_pipe *p, void (*cb)(smx_pipe *p, void *ud))
+{
+    p->opened_cb = cb;
+}
+
+static void pipe_chan_failed(smx_chan *c, int code, const char *why)
+{
+    smx_pipe *p = c->data;
+    pipe_set_error(p, why);
+    if (!p->ending)
+        pipe_end_now(p);
+    else
+        smx_chan_release(&p->chan);
+}
+
+/* After a round of packets in which a callback marked us: deliver what was held, then see
+ * whether we are done. */
+static void pipe_chan_after_poll(smx_chan *c)
+{
+    smx_pipe *p = c->data;
+    if (p->held && p->queued < PIPE_LOW_WATER)
+        pipe_drain_held(p);
+    pipe_try_end(p);
+}
+
+static const smx_chan_ops pipe_chan_ops = {
+    .kind = "pipe",
+    .open = pipe_chan_open,
+    .opened = pipe_chan_opened,
+    .failed = pipe_chan_failed,
+    .data = pipe_on_data,
+    .eof = pipe_on_eof,
+    .closed = pipe_on_close,
+    .writable = pipe_on_writable,
+    .after_poll = pipe_chan_after_poll,
+};
+
+smx_pipe *smx_pipe_new(uv_stream_t *stream, smx_pipe_done_cb done, void *ud)
+{
+    smx_pipe *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->stream = stream;
+    stream->data = p;
+    p->done = done;
+    p->ud = ud;
+    return p;
+}
+
+void smx_pipe_open(smx_pipe *p, smx_conn *c, smx_pipe_open_fn open, void *arg)
+{
+    p->open = open;
+    p->open_arg = arg;
+    smx_chan_start(&p->chan, c, &pipe_chan_ops, p);
+}
+
+void smx_pipe_adopt(smx_pipe *p, smx_conn *c, ssh_channel ch)
+{
+    smx_chan_adopt(&p->chan, c, ch, &pipe_chan_ops, p);
+}

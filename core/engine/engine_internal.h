@@ -1,0 +1,66 @@
+/* The engine: a queue of jobs of any kind started as fanout allows, on one smx_ctx (loop,
+ * handshake gates, keys, caches), with the transports the run's hosts need. */
+#ifndef SSHMUX_ENGINE_INTERNAL_H
+#define SSHMUX_ENGINE_INTERNAL_H
+
+#include <uv.h>
+
+#include "conn.h"
+#include "ctx.h"
+#include "list.h"
+#include "sshmux.h"
+#include "transports.h"
+
+typedef struct smx_job smx_job;
+
+/* What each kind of job implements (engine/job_exec.c, engine/job_forward.c, ...). */
+typedef struct smx_job_ops {
+    const char *kind;
+    /* Takes a fanout slot: connect and run. Ends with smx_engine_job_done. */
+    void (*start)(smx_job *j);
+    /* SIGINT/SIGTERM on a started job: end what runs, as gracefully as the kind allows. */
+    void (*cancel)(smx_job *j, const char *why);
+    /* Never started: report `why` as its result, then free it. */
+    void (*discard)(smx_job *j, const char *why);
+    /* Never started, engine teardown: free it silently. */
+    void (*free_unstarted)(smx_job *j);
+} smx_job_ops;
+
+struct smx_job {
+    smx_list node;                  /* the engine's queue, then its running list */
+    smx_engine *engine;
+    const smx_job_ops *ops;
+};
+
+struct smx_engine {
+    smx_ctx ctx;
+    smx_engine_opts opts;
+    smx_resolver *resolver;
+    smx_jumps *jumps;
+    smx_transport_env tenv;
+    const smx_config *config;           /* for resolving jump hops (set by the client) */
+    smx_config *owned_config;           /* the empty one made when the client set none */
+    smx_jump_overrides jump_ov;         /* credentials for the first hop (--proxy-*) */
+    smx_list queue;                     /* jobs not yet started */
+    smx_list running_jobs;              /* started, not yet done */
+    int running;
+    int total, finished;
+    int started;                        /* smx_engine_run was called: new jobs start at once */
+};
+
+/* Queues a job (started at once when the run is on and fanout allows). */
+void smx_engine_queue_job(smx_engine *e, smx_job *job);
+/* A started job finished: its slot goes to the next one. */
+void smx_engine_job_done(smx_engine *e, smx_job *job);
+/* Where a connection in this state failed, for a cancel's result. */
+enum smx_stage smx_engine_stage_of(const smx_conn *c);
+
+/* A result with the host's identity filled in, as every kind of job reports it. */
+smx_result *smx_engine_new_result(const char *target, const smx_hostcfg *hc);
+
+/* engine/route.c: the transport factory the engine hands to ctx, and the jump hop resolver. */
+smx_transport *smx_engine_make_transport(void *engine, const smx_hostcfg *hc, smx_err *err);
+int smx_engine_resolve_hops_cb(void *engine, const char *chain, smx_hostcfg **hops, size_t *n,
+                               smx_err *err);
+
+#endif

@@ -1,0 +1,191 @@
+/* The exec job: one host's connection carrying one exec channel (apps/exec.c). The job ends when
+ * both are gone: the exec told `done` and the connection told `closed`. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+#include "exec.h"
+
+typedef struct exec_job {
+    smx_job base;
+    smx_hostcfg *hc;
+    char *password;                 /* from an ssh:// URL; wiped on free */
+    const smx_exec_opts *x;
+    const smx_exec_callbacks *cb;
+    smx_exec_spec spec;
+    smx_exec_events xev;
+    smx_result *result;
+    smx_conn *conn;                 /* NULL once closed */
+    smx_exec *exec;                 /* NULL before it starts and once done */
+    int conn_closed, exec_done;
+} exec_job;
+
+static void exec_job_release(exec_job *job)
+{
+    smx_str_wipe_free(job->password);
+    smx_hostcfg_free(job->hc);
+    free(job->hc);
+    free(job);
+}
+
+static void exec_job_maybe_done(exec_job *job)
+{
+    if (!job->conn_closed || !job->exec_done)
+        return;
+    smx_result *r = job->result;
+    r->ok = r->err_stage == SMX_STAGE_NONE && r->exit_code == 0;
+    const smx_exec_callbacks *cb = job->cb;
+    smx_engine_job_done(job->base.engine, &job->base);
+    exec_job_release(job);
+    cb->on_done(cb->ud, r);
+}
+
+static void exec_job_on_line(void *ud, int is_stderr, const char *line, size_t len)
+{
+    exec_job *job = ud;
+    job->cb->on_line(job->cb->ud, job->result, is_stderr, line, len);
+}
+
+static void exec_job_on_exec_done(void *ud)
+{
+    exec_job *job = ud;
+    job->exec = NULL;
+    job->exec_done = 1;
+    if (job->conn)
+        smx_conn_close(job->conn);
+    exec_job_maybe_done(job);
+}
+
+static void exec_job_on_ready(smx_conn *c, void *ud)
+{
+    exec_job *job = ud;
+    job->conn->loss_context = " while running";
+    job->exec = smx_exec_start(c, &job->spec, job->result, &job->xev);
+    if (!job->exec) {
+        smx_session_fail(&c->session, SMX_STAGE_EXEC, SMX_ENOMEM, "out of memory");
+        job->exec_done = 1;
+    }
+}
+
+static void exec_job_on_ended(smx_conn *c, void *ud)
+{
+    exec_job *job = ud;
+    if (!job->exec)
+        job->exec_done = 1;   /* it never started */
+}
+
+static void exec_job_on_closed(smx_conn *c, void *ud)
+{
+    exec_job *job = ud;
+    job->conn = NULL;
+    job->conn_closed = 1;
+    exec_job_maybe_done(job);
+}
+
+static const smx_conn_events exec_job_conn_events = {
+    .ready = exec_job_on_ready,
+    .ended = exec_job_on_ended,
+    .closed = exec_job_on_closed,
+};
+
+static void exec_job_start(smx_job *base)
+{
+    exec_job *job = (exec_job *)base;
+    job->conn = smx_conn_new(&base->engine->ctx, job->hc, job->password, job->result,
+                             &exec_job_conn_events, job);
+    if (!job->conn) {
+        smx_result_set_error(job->result, SMX_STAGE_CONNECT, SMX_ENOMEM, "out of memory");
+        job->conn_closed = job->exec_done = 1;
+        exec_job_maybe_done(job);
+        return;
+    }
+    smx_conn_start(job->conn);
+}
+
+static void exec_job_cancel(smx_job *base, const char *why)
+{
+    exec_job *job = (exec_job *)base;
+    if (job->exec) {
+        smx_exec_cancel(job->exec, why);
+    } else if (job->conn && !job->conn->ended) {
+        smx_session_fail(&job->conn->session, smx_engine_stage_of(job->conn), SMX_ECANCELED,
+                         "%s", why);   /* nothing runs remotely yet */
+    }
+}
+
+static void exec_job_discard(smx_job *base, const char *why)
+{
+    exec_job *job = (exec_job *)base;
+    smx_result *r = job->result;
+    const smx_exec_callbacks *cb = job->cb;
+    smx_result_set_error(r, SMX_STAGE_CONNECT, SMX_ECANCELED, why);
+    exec_job_release(job);
+    cb->on_done(cb->ud, r);
+}
+
+static void exec_job_free_unstarted(smx_job *base)
+{
+    exec_job *job = (exec_job *)base;
+    smx_result_destroy(job->result);
+    exec_job_release(job);
+}
+
+static const smx_job_ops exec_job_ops = {
+    .kind = "exec",
+    .start = exec_job_start,
+    .cancel = exec_job_cancel,
+    .discard = exec_job_discard,
+    .free_unstarted = exec_job_free_unstarted,
+};
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* A result with the host's identity filled in, as every kind of job reports it. */
+smx_result *smx_engine_new_result(const char *target, const smx_hostcfg *hc)
+{
+    smx_result *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    smx_result_init(r);
+    r->host = dup_or_null(hc->host);
+    r->target = dup_or_null(target);
+    r->user = dup_or_null(hc->user);
+    r->hostname = dup_or_null(hc->hostname);
+    r->port = hc->port;
+    return r;
+}
+
+int smx_engine_add_exec(smx_engine *e, const char *target, smx_hostcfg *hc, const char *password,
+                        const smx_exec_opts *x, const smx_exec_callbacks *cb)
+{
+    exec_job *job = calloc(1, sizeof *job);
+    smx_result *r = smx_engine_new_result(target, hc);
+    if (!job || !r || (password && !(job->password = strdup(password)))) {
+        free(job);
+        smx_result_destroy(r);
+        return SMX_ENOMEM;
+    }
+    job->base.ops = &exec_job_ops;
+    job->hc = hc;
+    job->x = x;
+    job->cb = cb;
+    job->result = r;
+    job->spec = (smx_exec_spec){
+        .command = x->command ? x->command : "",
+        .pty = x->pty,
+        .env = x->env,
+        .timeout_ms = x->timeout_ms,
+        .kill_grace_ms = x->kill_grace_ms,
+        .capture = x->capture,
+        .max_output = x->max_output,
+    };
+    job->xev.line = cb->on_line ? exec_job_on_line : NULL;
+    job->xev.done = exec_job_on_exec_done;
+    job->xev.ud = job;
+    smx_engine_queue_job(e, &job->base);
+    return 0;
+}
