@@ -10,7 +10,7 @@ struct smx_gate {
     int inflight;
     double limit;           /* fractional so additive increase can be gentle */
     int backing_off;        /* narrowed and no success since: a burst of drops counts once */
-    smx_gate_waiter head;   /* sentinel of the FIFO of waiters */
+    smx_list waiters;       /* FIFO */
 };
 
 struct smx_gates {
@@ -61,7 +61,7 @@ smx_gate *smx_gates_get(smx_gates *g, const char *key)
     }
     gate->owner = g;
     gate->limit = g->initial;
-    gate->head.next = gate->head.prev = &gate->head;
+    smx_list_init(&gate->waiters);
     gate->next = g->list;
     g->list = gate;
     return gate;
@@ -76,15 +76,12 @@ int smx_gate_acquire(smx_gate *gate, smx_gate_waiter *w, smx_gate_cb cb)
 {
     w->gate = gate;
     w->cb = cb;
-    if (gate_has_room(gate) && gate->head.next == &gate->head) {
+    if (gate_has_room(gate) && smx_list_empty(&gate->waiters)) {
         gate->inflight++;
         cb(w);
         return 1;
     }
-    w->prev = gate->head.prev;
-    w->next = &gate->head;
-    gate->head.prev->next = w;
-    gate->head.prev = w;
+    smx_list_append(&gate->waiters, &w->node);
     w->queued = 1;
     return 0;
 }
@@ -93,16 +90,14 @@ void smx_gate_cancel(smx_gate_waiter *w)
 {
     if (!w->queued)
         return;
-    w->prev->next = w->next;
-    w->next->prev = w->prev;
-    w->next = w->prev = NULL;
+    smx_list_remove(&w->node);
     w->queued = 0;
 }
 
 static void gate_admit_waiters(smx_gate *gate)
 {
-    while (gate_has_room(gate) && gate->head.next != &gate->head) {
-        smx_gate_waiter *w = gate->head.next;
+    while (gate_has_room(gate) && !smx_list_empty(&gate->waiters)) {
+        smx_gate_waiter *w = smx_list_entry(gate->waiters.next, smx_gate_waiter, node);
         smx_gate_cancel(w);
         gate->inflight++;
         w->cb(w);

@@ -7,13 +7,15 @@
 
 #include <stddef.h>
 
+#include "list.h"
+
 typedef struct smx_gate smx_gate;
 typedef struct smx_gate_waiter smx_gate_waiter;
 typedef void (*smx_gate_cb)(smx_gate_waiter *w);
 
 /* Embedded in the caller's struct; queued FIFO until the gate has room. */
 struct smx_gate_waiter {
-    smx_gate_waiter *next, *prev;
+    smx_list node;          /* on its gate's FIFO while queued */
     smx_gate *gate;
     smx_gate_cb cb;
     int queued;

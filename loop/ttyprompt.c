@@ -7,10 +7,12 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "list.h"
+
 #define PROMPT_MAX_ANSWER 1024
 
 typedef struct prompt_req {
-    struct prompt_req *next;
+    smx_list node;               /* on the prompter's queue */
     char *header;
     smx_strvec prompts;
     char *echo;
@@ -29,19 +31,12 @@ struct smx_prompter {
     int open_handles;
     struct termios saved;
     int have_saved;
-    prompt_req *head, *tail;     /* head is the one being asked */
+    smx_list queue;              /* its first request is the one being asked */
     int current;                 /* index of the prompt being read */
     smx_strvec answers;
     char buf[PROMPT_MAX_ANSWER];
     size_t len;
 };
-
-static void prompter_wipe_answers(smx_strvec *v)
-{
-    for (size_t i = 0; i < v->n; i++)
-        explicit_bzero(v->v[i], strlen(v->v[i]));
-    smx_strvec_free(v);
-}
 
 static void prompter_set_echo(smx_prompter *p, int echo)
 {
@@ -71,31 +66,34 @@ static void prompter_write(smx_prompter *p, const char *s)
 
 static void prompter_start_next(smx_prompter *p);
 
+static prompt_req *prompter_head(const smx_prompter *p)
+{
+    return smx_list_empty(&p->queue) ? NULL : smx_list_entry(p->queue.next, prompt_req, node);
+}
+
 static void prompter_finish(smx_prompter *p, int ok)
 {
-    prompt_req *r = p->head;
+    prompt_req *r = prompter_head(p);
     uv_poll_stop(&p->poll);
     uv_timer_stop(&p->timer);
     if (p->have_saved)
         tcsetattr(p->fd, TCSANOW, &p->saved);
     explicit_bzero(p->buf, sizeof p->buf);
     p->len = 0;
-    p->head = r->next;
-    if (!p->head)
-        p->tail = NULL;
+    smx_list_remove(&r->node);
     r->cb(r->ud, ok ? &p->answers : NULL);
-    prompter_wipe_answers(&p->answers);
+    smx_strvec_free_wipe(&p->answers);
     smx_strvec_free(&r->prompts);
     free(r->header);
     free(r->echo);
     free(r);
-    if (p->head && !p->closing)
+    if (!smx_list_empty(&p->queue) && !p->closing)
         prompter_start_next(p);
 }
 
 static void prompter_show_current(smx_prompter *p)
 {
-    prompt_req *r = p->head;
+    prompt_req *r = prompter_head(p);
     prompter_set_echo(p, r->echo[p->current]);
     prompter_write(p, r->prompts.v[p->current]);
 }
@@ -117,7 +115,7 @@ static void prompter_on_readable(uv_poll_t *h, int status, int events)
             smx_strvec_push(&p->answers, p->buf);
             explicit_bzero(p->buf, p->len);
             p->len = 0;
-            if (++p->current == p->head->n) {
+            if (++p->current == prompter_head(p)->n) {
                 prompter_finish(p, 1);
                 return;
             }
@@ -137,7 +135,7 @@ static void prompter_on_timeout(uv_timer_t *t)
 
 static void prompter_start_next(smx_prompter *p)
 {
-    prompt_req *r = p->head;
+    prompt_req *r = prompter_head(p);
     p->current = 0;
     p->len = 0;
     if (r->header && *r->header) {
@@ -165,6 +163,7 @@ smx_prompter *smx_prompter_new(uv_loop_t *loop, int timeout_ms)
         return NULL;
     }
     p->loop = loop;
+    smx_list_init(&p->queue);
     p->fd = fd;
     p->timeout_ms = timeout_ms;
     p->have_saved = tcgetattr(fd, &p->saved) == 0;
@@ -195,12 +194,8 @@ int smx_prompter_ask(smx_prompter *p, const char *header, const char *const *pro
     r->n = n;
     r->cb = cb;
     r->ud = ud;
-    if (p->tail)
-        p->tail->next = r;
-    else
-        p->head = r;
-    p->tail = r;
-    if (p->head == r)
+    smx_list_append(&p->queue, &r->node);
+    if (prompter_head(p) == r)
         prompter_start_next(p);
     return 0;
 }
@@ -219,7 +214,7 @@ void smx_prompter_free(smx_prompter *p)
     if (!p)
         return;
     p->closing = 1;
-    while (p->head)
+    while (!smx_list_empty(&p->queue))
         prompter_finish(p, 0);
     p->open_handles = 2;
     uv_close((uv_handle_t *)&p->poll, prompter_on_closed);

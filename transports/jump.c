@@ -45,7 +45,7 @@ struct smx_jumphost {
                                   pipes), freed at 0 once its connection has closed */
     int open_chans;            /* ... whose channel the bastion has confirmed */
     int capacity;              /* channels it held when it refused one; 0 = no limit seen */
-    jump_tp *waiters;          /* transports waiting for the connection */
+    smx_list waiters;          /* transports waiting for the connection */
     char errmsg[SMX_MSG_MAX];
     int err_stage, err_hop;
 };
@@ -53,7 +53,7 @@ struct smx_jumphost {
 struct jump_tp {
     smx_transport base;
     smx_jumphost *jh;
-    jump_tp *next_waiter;
+    smx_list waiting;          /* on its jump host's waiters */
     char *host;
     int port;
     smx_transport_cb cb;
@@ -67,18 +67,19 @@ struct jump_tp {
 
 static void jumphost_notify(smx_jumphost *jh)
 {
-    jump_tp *w = jh->waiters;
-    jh->waiters = NULL;
-    while (w) {
-        jump_tp *next = w->next_waiter;
-        w->next_waiter = NULL;
+    /* Detached first: a callback may close other waiters (they leave this batch) */
+    smx_list batch;
+    smx_list_init(&batch);
+    smx_list_splice(&batch, &jh->waiters);
+    while (!smx_list_empty(&batch)) {
+        jump_tp *w = smx_list_entry(batch.next, jump_tp, waiting);
+        smx_list_remove(&w->waiting);
         if (jh->state == JH_READY) {
             w->cb(&w->base, 0);
         } else {
             jump_copy_failure(w);
             w->cb(&w->base, SMX_ECONNECT);
         }
-        w = next;
     }
 }
 
@@ -219,6 +220,7 @@ static smx_jumphost *jumphost_get(smx_jumps *j, const char *chain, smx_err *err)
     smx_result_init(&jh->result);
     jh->result.host = strdup(jh->hc.host ? jh->hc.host : "?");
     jh->j = j;
+    smx_list_init(&jh->waiters);
     jh->hop = (int)n;
     const char *pw = n == 1 ? j->first_hop_password : NULL;
     jh->name = strdup(jh->hc.host ? jh->hc.host : "?");
@@ -301,8 +303,7 @@ static int jump_prepare(smx_transport *t, smx_transport_cb cb)
         cb(t, 0);
         break;
     case JH_CONNECTING:
-        tp->next_waiter = jh->waiters;
-        jh->waiters = tp;
+        smx_list_append(&jh->waiters, &tp->waiting);
         break;
     case JH_FAILED:
         jump_copy_failure(tp);
@@ -441,12 +442,7 @@ static void jump_close(smx_transport *t, smx_transport_close_cb cb)
     jump_tp *tp = (jump_tp *)t;
     tp->closing = 1;
     tp->close_cb = cb;
-    for (jump_tp **pp = &tp->jh->waiters; *pp; pp = &(*pp)->next_waiter) {
-        if (*pp == tp) {
-            *pp = tp->next_waiter;
-            break;
-        }
-    }
+    smx_list_remove(&tp->waiting);
     if (t->watch.active) {
         tp->watch_closing = 1;
         smx_fdwatch_close(&t->watch, jump_on_watch_closed);
@@ -480,6 +476,7 @@ smx_transport *smx_jump_transport_new(smx_jumps *j, const char *chain, const cha
     tp->base.loop = j->o.ctx->loop;
     tp->base.fd = -1;
     tp->jh = jh;
+    smx_list_init(&tp->waiting);
     tp->port = port;
     jh->refs++;
     return &tp->base;

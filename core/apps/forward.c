@@ -34,7 +34,7 @@ typedef struct fwd_listener {
 } fwd_listener;
 
 typedef struct fwd_link {      /* one forwarded connection */
-    struct fwd_link *next, *prev;
+    smx_list node;             /* on the forwarder's links */
     fwd_listener *l;
     smx_pipe *pipe;
 } fwd_link;
@@ -44,7 +44,7 @@ struct smx_forwarder {
     smx_conn *conn;
     smx_forward_events ev;
     fwd_listener *listeners;
-    fwd_link links;            /* sentinel */
+    smx_list links;
     unsigned long active;
     int closing, handles;
     void (*closed_cb)(void *ud);
@@ -60,7 +60,7 @@ smx_forwarder *smx_forwarder_new(uv_loop_t *loop, smx_conn *conn, const smx_forw
     fw->conn = conn;
     if (ev)
         fw->ev = *ev;
-    fw->links.next = fw->links.prev = &fw->links;
+    smx_list_init(&fw->links);
     return fw;
 }
 
@@ -87,8 +87,7 @@ static void fwd_on_pipe_done(smx_pipe *p, const char *err, void *ud)
     fwd_link *k = ud;
     fwd_listener *l = k->l;
     smx_forwarder *fw = l->fw;
-    k->prev->next = k->next;
-    k->next->prev = k->prev;
+    smx_list_remove(&k->node);
     fw->active--;
     l->links--;
     if (fw->ev.conn_ended && !fw->closing)
@@ -128,10 +127,7 @@ static void fwd_on_connection(uv_stream_t *server, int status)
         free(k);
         return;
     }
-    k->next = fw->links.next;
-    k->prev = &fw->links;
-    fw->links.next->prev = k;
-    fw->links.next = k;
+    smx_list_append(&fw->links, &k->node);
     fw->active++;
     l->links++;
     smx_pipe_open(k->pipe, fw->conn, fwd_open_channel, l);
@@ -283,8 +279,9 @@ void smx_forwarder_close(smx_forwarder *fw, void (*cb)(void *ud), void *ud)
         uv_close(&l->h.handle, fwd_on_listener_closed);
     fw->listeners = NULL;
     /* Each abort completes later (its stream closes first), so walk a snapshot of next links. */
-    for (fwd_link *k = fw->links.next, *next; k != &fw->links; k = next) {
-        next = k->next;
+    for (smx_list *n = fw->links.next, *next; n != &fw->links; n = next) {
+        next = n->next;
+        fwd_link *k = smx_list_entry(n, fwd_link, node);
         smx_pipe_abort(k->pipe, "shutting down");
     }
     fw->handles--;

@@ -51,10 +51,16 @@ void smx_strvec_free_wipe(smx_strvec *sv)
     smx_strvec_free(sv);
 }
 
+void smx_wipe_free(void *p, size_t len)
+{
+    if (p) {
+        explicit_bzero(p, len);
+        free(p);
+    }
+}
+
 void smx_str_wipe_free(char *s)
 {
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
+    if (s)
+        smx_wipe_free(s, strlen(s));
 }

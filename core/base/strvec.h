@@ -17,5 +17,7 @@ void smx_strvec_free_wipe(smx_strvec *sv);                   /* same, zeroing ea
                                                               * (it held secrets) */
 /* OpenSSH's freezero for a C string that held a secret: zeroed, then freed. NULL is a no-op. */
 void smx_str_wipe_free(char *s);
+/* Zeroes len bytes of p (a secret, or memory that held one), then frees it. NULL is fine. */
+void smx_wipe_free(void *p, size_t len);
 
 #endif

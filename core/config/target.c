@@ -299,8 +299,7 @@ static int target_pct_decode(const char *shown, const char *what, const char *s,
         int hi = i + 2 < len ? target_hex_value(s[i + 1]) : -1;
         int lo = i + 2 < len ? target_hex_value(s[i + 2]) : -1;
         if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-            explicit_bzero(d, len + 1); /* may hold part of a password */
-            free(d);
+            smx_wipe_free(d, len + 1); /* may hold part of a password */
             if (hi == 0 && lo == 0)
                 return target_error(err, SMX_EINVAL, shown, "%%00 is not allowed in %s", what);
             return target_error(err, SMX_EINVAL, shown, "invalid percent-encoding in %s", what);

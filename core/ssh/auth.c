@@ -190,7 +190,7 @@ static int auth_handle(smx_session *s, int rc, const char *method)
     }
 }
 
-/* ---- ssh-agent: core/agent.c talks to it without blocking; these states wait for it ------- */
+/* ---- ssh-agent: core/trust/agent.c talks to it without blocking; these states wait for it ------- */
 
 static int auth_agent_try(smx_session *s);
 

@@ -1,7 +1,7 @@
 /* Client authentication as a sub-state machine of a session. Order, as ssh unless
  * PreferredAuthentications says otherwise: publickey (configured key files, --key-env content,
  * ssh-agent, then the default ~/.ssh/id_* keys), keyboard-interactive, password. Private keys are
- * loaded once per run before the loop starts (core/keyring.c), so no disk or passphrase prompt is
+ * loaded once per run before the loop starts (core/trust/keyring.c), so no disk or passphrase prompt is
  * on the loop's path. */
 #ifndef SSHMUX_AUTH_H
 #define SSHMUX_AUTH_H
@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "agent.h"
+#include "list.h"
 
 enum smx_auth_state {
     SMX_AUTH_START,
@@ -51,7 +52,7 @@ typedef struct smx_auth {
     int password_tried;
     void *pending_key;      /* ssh_key of the pending publickey attempt (owned by the keyring) */
     struct smx_kbd_wait *kbd_wait;     /* the operator question this session waits on */
-    struct smx_session *kbd_next;      /* next session waiting on the same question */
+    smx_list kbd_node;                 /* on that question's waiters */
     int withheld;           /* 1: password and keyboard-interactive dropped (smx_auth_withhold) */
     char used[32];          /* method that succeeded */
     char tried[96];         /* what we tried, for the error message */

@@ -157,7 +157,7 @@ static int hostkey_decide(smx_hostkeys *hk, smx_session *s, struct smx_knownhost
     default:   /* CHANGED, or only keys of other types known: treated alike, as a possible MITM */
         if (policy == POLICY_NO) {
             /* As ssh: the connection goes on, but the server may be a man in the middle, so it
-             * gets no password and no keyboard-interactive answers (core/auth.c). */
+             * gets no password and no keyboard-interactive answers (core/ssh/auth.c). */
             snprintf(msg, sizeof msg, "WARNING: host key for %s has CHANGED (now %s); accepted "
                      "because StrictHostKeyChecking=no, but password and keyboard-interactive "
                      "authentication are disabled to avoid man-in-the-middle attacks",

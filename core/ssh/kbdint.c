@@ -25,7 +25,7 @@ typedef struct smx_kbd_wait {
     struct smx_kbd_wait *next;
     smx_kbd *kbd;
     char *key;
-    smx_session *waiters;
+    smx_list waiters;        /* sessions (auth.kbd_node) */
 } smx_kbd_wait;
 
 struct smx_kbd {
@@ -166,13 +166,15 @@ static void kbdint_on_answers(void *ud, smx_strvec *answers)
             break;
         }
     }
-    smx_session *s = w->waiters;
-    w->waiters = NULL;
-    while (s) {
-        smx_session_trace(s, "operator %s", answers ? "answered" : "gave no answer");
-        smx_session *next = s->auth.kbd_next;
+    /* Detached first: a kick may end another waiting session (it leaves this batch). */
+    smx_list batch;
+    smx_list_init(&batch);
+    smx_list_splice(&batch, &w->waiters);
+    while (!smx_list_empty(&batch)) {
+        smx_session *s = smx_list_entry(batch.next, smx_session, auth.kbd_node);
+        smx_list_remove(&s->auth.kbd_node);
         s->auth.kbd_wait = NULL;
-        s->auth.kbd_next = NULL;
+        smx_session_trace(s, "operator %s", answers ? "answered" : "gave no answer");
         const smx_strvec *known = answers ? kbd_lookup(k, w->key) : NULL;
         if (known && kbdint_set_answers(s, known) == 0) {
             s->auth.state = SMX_AUTH_KBDINT;   /* the next step sends them */
@@ -181,7 +183,6 @@ static void kbdint_on_answers(void *ud, smx_strvec *answers)
         }
         smx_session_restart_auth_clock(s);
         smx_session_kick(s);
-        s = next;
     }
     free(w->key);
     free(w);
@@ -225,6 +226,7 @@ static int kbdint_wait_for_operator(smx_session *s, const char *key, int n)
             return 0;
         }
         w->kbd = k;
+        smx_list_init(&w->waiters);
         if (kbdint_ask(s, w, n) < 0) {
             free(w->key);
             free(w);
@@ -234,8 +236,7 @@ static int kbdint_wait_for_operator(smx_session *s, const char *key, int n)
         k->waits = w;
     }
     s->auth.kbd_wait = w;
-    s->auth.kbd_next = w->waiters;
-    w->waiters = s;
+    smx_list_append(&w->waiters, &s->auth.kbd_node);
     s->auth.state = SMX_AUTH_KBDINT_WAIT;
     smx_session_pause_auth_clock(s);
     smx_session_trace(s, "waiting for the operator");
@@ -247,14 +248,8 @@ void smx_kbdint_cancel_wait(smx_session *s)
     smx_kbd_wait *w = s->auth.kbd_wait;
     if (!w)
         return;
-    for (smx_session **pp = &w->waiters; *pp; pp = &(*pp)->auth.kbd_next) {
-        if (*pp == s) {
-            *pp = s->auth.kbd_next;
-            break;
-        }
-    }
+    smx_list_remove(&s->auth.kbd_node);
     s->auth.kbd_wait = NULL;
-    s->auth.kbd_next = NULL;
 }
 
 int smx_kbdint_step(smx_session *s, int rc)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -452,7 +453,7 @@ static void session_take_hop(smx_session *s, const smx_transport *t)
 static void session_transport_failed(smx_session *s, smx_transport *t, int status)
 {
     if (status == SMX_EBUSY && s->result->attempts <= s->ctx->opts.retries) {
-        /* The jump connection is full; the next attempt gets another one (core/jumphost.c). */
+        /* The jump connection is full; the next attempt gets another one (transports/jump.c). */
         smx_session_trace(s, "%s; retrying", t->errmsg);
         session_backoff(s, SMX_GATE_NEUTRAL);
         return;
@@ -564,14 +565,17 @@ void smx_session_start(smx_session *s)
 /* ---- handshake ------------------------------------------------------------------------ */
 
 /* sshd under MaxStartups load accepts and then closes before (or while) sending its banner. Those
- * closes, and only those, are worth retrying: the same attempt a moment later usually gets in. */
-static int session_is_early_drop(smx_session *s)
+ * closes, and only those, are worth retrying: the same attempt a moment later usually gets in.
+ * Whether the server closed the connection (rather than failing the protocol) is asked of the
+ * socket itself, not read from libssh's message: a closed or reset peer reads as EOF or an
+ * error, a live one as "nothing yet". */
+static int session_is_early_drop(const smx_session *s)
 {
-    const char *msg = ssh_get_error(s->ssh);
-    if (s->state != SMX_SESSION_HANDSHAKE || !msg)
+    if (s->state != SMX_SESSION_HANDSHAKE || !s->transport || s->transport->fd < 0)
         return 0;
-    return strstr(msg, "disconnected") || strstr(msg, "reset") || strstr(msg, "closed") ||
-           strstr(msg, "Connection refused") || strstr(msg, "Broken pipe");
+    char byte;
+    ssize_t n = recv(s->transport->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 static void session_backoff(smx_session *s, enum smx_gate_outcome outcome)

@@ -42,7 +42,7 @@ struct smx_transport {
     char gate_key[128];        /* set by prepare */
     char peer[128];            /* "addr:port" we connected to, for messages */
     char errmsg[SMX_MSG_MAX];
-    int error_stage;           /* enum smx_stage value of where it failed (core/result.h) */
+    int error_stage;           /* enum smx_stage value of where it failed (core/base/result.h) */
     int error_hop;             /* 1-based jump hop that failed, 0 for none (set by jump transports) */
 };
 

@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "error.h"
+#include "list.h"
 
 #define AGENTC_REQUEST_IDENTITIES 11
 #define AGENT_IDENTITIES_ANSWER 12
@@ -23,7 +24,7 @@
 enum agent_state { AGENT_IDLE, AGENT_CONNECTING, AGENT_LISTING, AGENT_READY, AGENT_FAILED };
 
 typedef struct agent_req {
-    struct agent_req *next;
+    smx_list node;             /* on the agent's in-flight queue or its list waiters */
     smx_agent_waiter *w;       /* NULL once canceled: the answer is dropped */
     smx_agent_cb cb;
     int type;                  /* the request's message type */
@@ -38,8 +39,8 @@ struct smx_agent {
     uv_timer_t timer;
     int handles;               /* open uv handles (pipe, timer): freed when both closed */
     int closing, reading;
-    agent_req *head, *tail;    /* in flight, in the agent's answering order */
-    agent_req *list_waiters;   /* waiting for the identity list (not yet on the wire) */
+    smx_list inflight;         /* requests on the wire, in the agent's answering order */
+    smx_list list_waiters;     /* waiting for the identity list (not yet on the wire) */
     unsigned char *in;         /* partial message being read */
     size_t in_len, in_cap;
     ssh_key *keys;
@@ -62,18 +63,18 @@ static void agent_on_handle_closed(uv_handle_t *h)
     free(a);
 }
 
-/* Fails and frees a detached list of requests. */
-static void agent_fail_reqs(agent_req *r)
+/* Answers and frees a detached list of requests (status 0: the identity list is in). */
+static void agent_finish_reqs(smx_list *reqs, int status)
 {
-    while (r) {
-        agent_req *next = r->next;
+    while (!smx_list_empty(reqs)) {
+        agent_req *r = smx_list_entry(reqs->next, agent_req, node);
+        smx_list_remove(&r->node);
         smx_agent_waiter *w = r->w;
         if (w) {
             w->req = NULL;
-            r->cb(w, SMX_EIO, NULL, 0);
+            r->cb(w, status, NULL, 0);
         }
         free(r);
-        r = next;
     }
 }
 
@@ -90,10 +91,13 @@ static void agent_fail(smx_agent *a, const char *why)
         a->reading = 0;
     }
     /* detach the lists first: a callback may ask again (and fails at once) */
-    agent_req *inflight = a->head, *lists = a->list_waiters;
-    a->list_waiters = a->head = a->tail = NULL;
-    agent_fail_reqs(inflight);
-    agent_fail_reqs(lists);
+    smx_list inflight, lists;
+    smx_list_init(&inflight);
+    smx_list_init(&lists);
+    smx_list_splice(&inflight, &a->inflight);
+    smx_list_splice(&lists, &a->list_waiters);
+    agent_finish_reqs(&inflight, SMX_EIO);
+    agent_finish_reqs(&lists, SMX_EIO);
 }
 
 struct smx_agents {
@@ -211,12 +215,7 @@ static int agent_send(smx_agent *a, agent_req *r, const unsigned char *body, siz
         free(w);
         return SMX_EIO;
     }
-    r->next = NULL;
-    if (a->tail)
-        a->tail->next = r;
-    else
-        a->head = r;
-    a->tail = r;
+    smx_list_append(&a->inflight, &r->node);
     if (!a->reading) {
         a->reading = 1;
         uv_read_start((uv_stream_t *)&a->pipe, agent_alloc, agent_on_read);
@@ -265,14 +264,12 @@ static int agent_parse_identities(smx_agent *a, const unsigned char *p, const un
 /* One complete answer for the request at the head of the queue. */
 static void agent_dispatch(smx_agent *a, const unsigned char *msg, size_t len)
 {
-    agent_req *r = a->head;
-    if (!r) {
+    if (smx_list_empty(&a->inflight)) {
         agent_fail(a, "answered a question nobody asked");
         return;
     }
-    a->head = r->next;
-    if (!a->head)
-        a->tail = NULL;
+    agent_req *r = smx_list_entry(a->inflight.next, agent_req, node);
+    smx_list_remove(&r->node);
     int type = len ? msg[0] : -1;
     const unsigned char *p = msg + 1, *end = msg + len;
     if (r->type == AGENTC_REQUEST_IDENTITIES) {
@@ -283,17 +280,10 @@ static void agent_dispatch(smx_agent *a, const unsigned char *msg, size_t len)
             return;
         }
         a->state = AGENT_READY;
-        agent_req *w = a->list_waiters;
-        a->list_waiters = NULL;
-        while (w) {
-            agent_req *next = w->next;
-            if (w->w) {
-                w->w->req = NULL;
-                w->cb(w->w, 0, NULL, 0);
-            }
-            free(w);
-            w = next;
-        }
+        smx_list waiters;
+        smx_list_init(&waiters);
+        smx_list_splice(&waiters, &a->list_waiters);
+        agent_finish_reqs(&waiters, 0);
         return;
     }
     smx_agent_waiter *wt = r->w;
@@ -336,7 +326,7 @@ static void agent_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         return;
     memmove(a->in, a->in + off, a->in_len - off);
     a->in_len -= off;
-    if (!a->head && a->reading) {
+    if (smx_list_empty(&a->inflight) && a->reading) {
         a->reading = 0;   /* nothing asked: an idle agent must not keep the loop alive */
         uv_read_stop(s);
     }
@@ -389,6 +379,8 @@ smx_agent *smx_agent_get(smx_agents *as, const char *path)
         free(a);
         return NULL;
     }
+    smx_list_init(&a->inflight);
+    smx_list_init(&a->list_waiters);
     uv_pipe_init(as->loop, &a->pipe, 0);
     uv_timer_init(as->loop, &a->timer);
     a->pipe.data = a->timer.data = a;
@@ -407,8 +399,7 @@ int smx_agent_identities(smx_agent *a, smx_agent_waiter *w, smx_agent_cb cb)
     agent_req *r = agent_req_new(w, cb, AGENTC_REQUEST_IDENTITIES);
     if (!r)
         return SMX_ENOMEM;
-    r->next = a->list_waiters;
-    a->list_waiters = r;
+    smx_list_append(&a->list_waiters, &r->node);
     w->req = r;
     if (a->state == AGENT_IDLE)
         agent_connect(a);

@@ -41,10 +41,7 @@ int smx_secret_set(smx_secret *sec, const char *s, size_t len)
 
 void smx_secret_wipe(smx_secret *sec)
 {
-    if (sec->s) {
-        explicit_bzero(sec->s, sec->len);
-        free(sec->s);
-    }
+    smx_wipe_free(sec->s, sec->len);
     sec->s = NULL;
     sec->len = 0;
 }
@@ -195,10 +192,7 @@ static char *secret_grow(char *buf, size_t len, size_t cap)
     char *nb = malloc(cap);
     if (nb && len)
         memcpy(nb, buf, len);
-    if (buf) {
-        explicit_bzero(buf, len);
-        free(buf);
-    }
+    smx_wipe_free(buf, len);
     return nb;
 }
 
@@ -234,10 +228,7 @@ char *smx_secret_read_file(const char *path, size_t max, size_t *len)
     }
     close(fd);
     if (saved) {
-        if (buf) {
-            explicit_bzero(buf, n);
-            free(buf);
-        }
+        smx_wipe_free(buf, n);
         errno = saved;
         return NULL;
     }

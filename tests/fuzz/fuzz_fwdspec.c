@@ -1,4 +1,4 @@
-/* -L forwarding specifications (core/fwdspec.c). Besides memory errors, checks that a parsed spec
+/* -L forwarding specifications (core/config/fwdspec.c). Besides memory errors, checks that a parsed spec
  * names exactly one local side (TCP port or Unix path) and one remote side (host:port or Unix
  * path) with ports in range, and that smx_fwd_spec_describe() fits any buffer. */
 #include <stdint.h>

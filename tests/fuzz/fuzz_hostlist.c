@@ -1,4 +1,4 @@
-/* Hostlist expansion (core/hostlist.c). Besides memory errors, checks what hostlist.h promises:
+/* Hostlist expansion (core/config/hostlist.c). Besides memory errors, checks what hostlist.h promises:
  * the return value counts the names appended, a failed expansion leaves the vector as it was,
  * names are unique (also against names already in the vector), and smx_hostlist_fold() of the
  * names expands back to the same set. */

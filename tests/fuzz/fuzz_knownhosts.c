@@ -1,4 +1,4 @@
-/* known_hosts files (core/knownhosts.c). The input is one or two files, separated by a line
+/* known_hosts files (core/trust/knownhosts.c). The input is one or two files, separated by a line
  * "--": the first is files[0] (where adds go), the second a further file. After loading, every
  * host name the input mentions (first fields of its first lines) is checked against two fixed
  * keys; then a key is added for one of them and must check OK both in the cache and after the

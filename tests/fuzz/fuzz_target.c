@@ -1,4 +1,4 @@
-/* Target strings (core/target.c) and ProxyJump hop lists (smx_proxyjump_parse), which accept the
+/* Target strings (core/config/target.c) and ProxyJump hop lists (smx_proxyjump_parse), which accept the
  * same [user@]host[:port] and ssh:// forms. Besides memory errors, checks target.h's promises:
  * a parsed target has a host and a port in 0..65535, a failed parse leaves the spec zeroed with a
  * message, and smx_target_display() ends within its buffer, shows no control characters and

@@ -1,4 +1,4 @@
-/* Unit tests for core/hostlist.c: expansion, folding, exclusion. */
+/* Unit tests for core/config/hostlist.c: expansion, folding, exclusion. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* Unit tests for core/knownhosts.c and core/hmac_sha1.c. Fixture keys and hashed lines are made
+/* Unit tests for core/trust/knownhosts.c and core/trust/hmac_sha1.c. Fixture keys and hashed lines are made
  * with ssh-keygen at run time in a private temporary directory. */
 #include <setjmp.h>
 #include <stdarg.h>

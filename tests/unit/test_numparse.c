@@ -1,4 +1,4 @@
-/* Unit tests for core/numparse.c: the one number parser behind every numeric option, ssh_config
+/* Unit tests for core/base/numparse.c: the one number parser behind every numeric option, ssh_config
  * number and port (no overflow, no silent wrap: -u 4294968 once became 0.7 s). */
 #include <setjmp.h>
 #include <stdarg.h>

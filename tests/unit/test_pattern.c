@@ -1,4 +1,4 @@
-/* Unit tests for core/pattern.c: OpenSSH-style globs and pattern lists. */
+/* Unit tests for core/config/pattern.c: OpenSSH-style globs and pattern lists. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* Unit tests for core/target.c: one target string -> user, password, host, port. */
+/* Unit tests for core/config/target.c: one target string -> user, password, host, port. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
