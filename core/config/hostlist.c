@@ -96,7 +96,7 @@ __attribute__((format(printf, 4, 5)))
 static int hostlist_error(smx_err *err, int code, const char *item, const char *fmt, ...)
 {
     char shown[HOSTLIST_SHOWN_MAX];
-    char reason[160];
+    char reason[SMX_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(reason, sizeof reason, fmt, ap);

@@ -166,7 +166,7 @@ static const char *target_show_slice(const char *s, size_t len, char *buf, size_
 __attribute__((format(printf, 4, 5)))
 static int target_error(smx_err *err, int code, const char *shown, const char *fmt, ...)
 {
-    char reason[160];
+    char reason[SMX_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(reason, sizeof reason, fmt, ap);

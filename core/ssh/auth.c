@@ -70,7 +70,7 @@ static int auth_failed(smx_session *s, const char *why)
 {
     smx_auth *a = &s->auth;
     a->state = SMX_AUTH_FAILED;
-    char msg[512], offered[64];
+    char msg[SMX_MSG_MAX], offered[64];
     if (why) {
         snprintf(msg, sizeof msg, "%s", why);
     } else {

@@ -123,7 +123,9 @@ static int hostkey_decide(smx_hostkeys *hk, smx_session *s, struct smx_knownhost
 {
     enum hostkey_policy policy = hostkey_policy(s->hc->stricthostkeychecking);
     const char *shown = s->result->hostkey;
-    char label[300], msg[900];
+    /* Sized so that every message below fits a result's SMX_MSG_MAX with a host name of up to
+     * 150 bytes (DNS names stop at 253; longer ones are cut, not the advice). */
+    char label[160], msg[SMX_MSG_MAX];
     if (port == 22)
         snprintf(label, sizeof label, "%s", name);
     else
@@ -168,9 +170,8 @@ static int hostkey_decide(smx_hostkeys *hk, smx_session *s, struct smx_knownhost
             return 0;
         }
         snprintf(msg, sizeof msg,
-                 "host key for %s has CHANGED (now %s) and does not match known_hosts: possible "
-                 "man-in-the-middle; if the change is expected, remove the old key with "
-                 "ssh-keygen -R '%s'", label, shown, label);
+                 "host key for %s has CHANGED (now %s): possible man-in-the-middle; if the "
+                 "change is expected, run ssh-keygen -R '%s'", label, shown, label);
         return hostkey_fail(s, msg);
     }
 }

@@ -43,7 +43,7 @@ void smx_session_trace(const smx_session *s, const char *fmt, ...)
 {
     if (s->ctx->opts.verbose < 2)
         return;
-    char msg[512];
+    char msg[SMX_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
