@@ -82,7 +82,8 @@ def _ratio(x, base):
 
 
 def _tool_order(tools):
-    pref = ["sshmux-openssl", "sshmux-mbedtls", "pdsh", "clush", "pssh", "asyncssh", "ssh-xargs"]
+    pref = ["sshmux-openssl", "sshmux-mbedtls", "sshmux-baseline", "pdsh", "clush", "pssh",
+            "asyncssh", "ssh-xargs"]
     return sorted(tools, key=lambda t: (pref.index(t) if t in pref else 99, t))
 
 

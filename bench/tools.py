@@ -240,7 +240,8 @@ class SshXargs:
         return good, len(ctx.names) - good, notes
 
 
-ALL = [Sshmux("openssl"), Sshmux("mbedtls"), Pdsh(), Clush(), Pssh(), AsyncSSH(), SshXargs()]
+ALL = [Sshmux("openssl"), Sshmux("mbedtls"), Sshmux("baseline"), Pdsh(), Clush(), Pssh(),
+       AsyncSSH(), SshXargs()]
 QUICK = ["sshmux-openssl", "sshmux-mbedtls", "pdsh", "ssh-xargs"]
 
 

@@ -1,5 +1,6 @@
 /* The fleet: a queue of jobs of any kind started as fanout allows, sharing one smx_ctx (handshake
  * gates, loaded keys, known_hosts caches), one resolver cache and the jump connections. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,11 +110,12 @@ unsigned smx_engine_hostkeys_added(const smx_engine *e)
 
 static void engine_pump(smx_engine *e)
 {
-    while (e->running < e->opts.fanout && !smx_list_empty(&e->queue)) {
+    while (e->running < e->opts.fanout && !smx_list_empty(&e->queue) && !e->canceled) {
         smx_job *job = smx_list_entry(e->queue.next, smx_job, node);
         smx_list_remove(&job->node);
         smx_list_append(&e->running_jobs, &job->node);
         e->running++;
+        job->started = 1;
         job->ops->start(job);
     }
 }
@@ -121,8 +123,12 @@ static void engine_pump(smx_engine *e)
 void smx_engine_queue_job(smx_engine *e, smx_job *job)
 {
     job->engine = e;
+    smx_list_init(&job->node);
+    if (e->canceled) {
+        job->ops->discard(job, e->cancel_why);   /* the run is over: it says so at once */
+        return;
+    }
     smx_list_append(&e->queue, &job->node);
-    e->total++;
     if (e->started)
         engine_pump(e);
 }
@@ -130,8 +136,8 @@ void smx_engine_queue_job(smx_engine *e, smx_job *job)
 void smx_engine_job_done(smx_engine *e, smx_job *job)
 {
     smx_list_remove(&job->node);
-    e->running--;
-    e->finished++;
+    if (job->started)
+        e->running--;
     engine_pump(e);
     if (!engine_busy(e)) {
         smx_jumps_close_idle(e->jumps);   /* nothing left to carry: let the loop end */
@@ -152,10 +158,12 @@ enum smx_stage smx_engine_stage_of(const smx_conn *c)
 
 void smx_engine_cancel(smx_engine *e, const char *why)
 {
+    if (!e->canceled)
+        snprintf(e->cancel_why, sizeof e->cancel_why, "%s", why);
+    e->canceled = 1;   /* nothing starts from now on */
     while (!smx_list_empty(&e->queue)) {
         smx_job *job = smx_list_entry(e->queue.next, smx_job, node);
         smx_list_remove(&job->node);
-        e->finished++;
         job->ops->discard(job, why);
     }
     /* Jobs leave the running list from later loop turns (their handles close first). */

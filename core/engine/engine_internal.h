@@ -20,7 +20,8 @@ typedef struct smx_job_ops {
     void (*start)(smx_job *j);
     /* SIGINT/SIGTERM on a started job: end what runs, as gracefully as the kind allows. */
     void (*cancel)(smx_job *j, const char *why);
-    /* Never started: report `why` as its result, then free it. */
+    /* Never started: report `why` as its result, then free it (through smx_engine_job_done,
+     * at once or once what it holds is closed). */
     void (*discard)(smx_job *j, const char *why);
     /* Never started, engine teardown: free it silently. */
     void (*free_unstarted)(smx_job *j);
@@ -30,6 +31,7 @@ struct smx_job {
     smx_list node;                  /* the engine's queue, then its running list */
     smx_engine *engine;
     const smx_job_ops *ops;
+    int started;                    /* took a fanout slot */
 };
 
 struct smx_engine {
@@ -44,13 +46,14 @@ struct smx_engine {
     smx_list queue;                     /* jobs not yet started */
     smx_list running_jobs;              /* started, not yet done */
     int running;
-    int total, finished;
     int started;                        /* smx_engine_run was called: new jobs start at once */
+    int canceled;                       /* smx_engine_cancel: nothing starts any more */
+    char cancel_why[128];
 };
 
 /* Queues a job (started at once when the run is on and fanout allows). */
 void smx_engine_queue_job(smx_engine *e, smx_job *job);
-/* A started job finished: its slot goes to the next one. */
+/* A job is over (started or discarded): a slot it held goes to the next one. */
 void smx_engine_job_done(smx_engine *e, smx_job *job);
 /* Where a connection in this state failed, for a cancel's result. */
 enum smx_stage smx_engine_stage_of(const smx_conn *c);

@@ -120,6 +120,7 @@ static void exec_job_discard(smx_job *base, const char *why)
     smx_result *r = job->result;
     const smx_exec_callbacks *cb = job->cb;
     smx_result_set_error(r, SMX_STAGE_CONNECT, SMX_ECANCELED, why);
+    smx_engine_job_done(base->engine, base);
     exec_job_release(job);
     cb->on_done(cb->ud, r);
 }

@@ -154,10 +154,7 @@ static void forward_discard(smx_job *base, const char *why)
     f->conn_closed = f->exec_done = 1;
     smx_conn_free_unstarted(f->conn);
     f->conn = NULL;
-    f->base.engine->running++;   /* forward_maybe_done gives the slot back */
-    smx_list_append(&f->base.engine->running_jobs, &f->base.node);
-    if (f->fw)
-        smx_forwarder_close(f->fw, forward_on_fw_closed, f);
+    smx_forwarder_close(f->fw, forward_on_fw_closed, f);   /* then forward_maybe_done */
 }
 
 static void forward_free_unstarted(smx_job *base)
@@ -165,7 +162,8 @@ static void forward_free_unstarted(smx_job *base)
     smx_forward *f = (smx_forward *)base;
     if (f->fw)
         smx_forwarder_close(f->fw, NULL, NULL);
-    smx_conn_free_unstarted(f->conn);
+    if (f->conn)
+        smx_conn_free_unstarted(f->conn);
     smx_result_destroy(f->result);
     forward_release(f);
 }
