@@ -221,9 +221,11 @@ static int exec_chan_drive(smx_chan *c)
     if (rc == 0)
         return 0;
     if (rc < 0) {
+        char msg[SMX_MSG_MAX];
+        snprintf(msg, sizeof msg, "%s refused: %s", x->req.refused ? x->req.refused : "request",
+                 ssh_get_error(ssh_channel_get_session(c->ch)));
         smx_result_set_error(x->result, SMX_STAGE_EXEC, rc == SMX_ECLOSED ? SMX_ECLOSED
-                                                                           : SMX_ECHANNEL,
-                             x->req.why);
+                                                                           : SMX_ECHANNEL, msg);
         smx_chan_mark(c);   /* finished from after_poll, outside the request round */
         return 1;
     }

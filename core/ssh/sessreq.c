@@ -101,8 +101,7 @@ static int sessreq_start(smx_sessreq *r, ssh_channel ch)
 
 static int sessreq_refused(smx_sessreq *r, ssh_channel ch, const char *what)
 {
-    snprintf(r->why, sizeof r->why, "%s refused: %s", what,
-             ssh_get_error(ssh_channel_get_session(ch)));
+    r->refused = what;
     r->state = SMX_SESSREQ_REFUSED;
     return ssh_is_connected(ssh_channel_get_session(ch)) ? SMX_ECHANNEL : SMX_ECLOSED;
 }
@@ -134,10 +133,10 @@ int smx_sessreq_step(smx_sessreq *r, ssh_channel ch)
         case SMX_SESSREQ_ENV:
             rc = sessreq_env_step(r, ch);
             if (rc <= 0) {
-                if (rc < 0)
+                if (rc < 0) {
                     r->state = SMX_SESSREQ_REFUSED;
-                if (rc < 0)
-                    snprintf(r->why, sizeof r->why, "env request failed");
+                    r->refused = "env request";
+                }
                 return rc;
             }
             r->state = SMX_SESSREQ_START;

@@ -44,15 +44,15 @@ typedef struct smx_sessreq {
     size_t env_pos;
     int env_refused;                /* ... so the variables went on the command line */
     char *command;                  /* what the exec request sends */
-    char why[SMX_MSG_MAX];          /* what was refused, and libssh's words */
+    const char *refused;            /* the request refused ("exec request", ...), or NULL */
 } smx_sessreq;
 
 /* 0 or SMX_ENOMEM. */
 int smx_sessreq_init(smx_sessreq *r, const smx_sessreq_spec *spec);
 void smx_sessreq_free(smx_sessreq *r);
 /* Advances on an open session channel: 0 while a request is pending, 1 once the exec/shell/
- * subsystem request is accepted, SMX_ECHANNEL when one was refused (r->why says which),
- * SMX_ECLOSED when the connection went. */
+ * subsystem request is accepted, SMX_ECHANNEL when one was refused (r->refused says which;
+ * libssh's error says why), SMX_ECLOSED when the connection went. */
 int smx_sessreq_step(smx_sessreq *r, ssh_channel ch);
 
 #endif
