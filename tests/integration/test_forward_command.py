@@ -90,6 +90,33 @@ def test_lost_connection_is_255_and_named():
     check_in("connection lost", err)
 
 
+def test_reset_connection_is_255():
+    p, local = spawn_forward("-L", "0:127.0.0.1:9", "h0003", "--", "sleep 60")
+    time.sleep(1)
+    check(faults.reset_connections(F.sshd.port) > 0, "no connection to reset")
+    rc = p.wait(30)
+    err = p.stderr.read()
+    check_eq(rc, 255, err)
+    check_in("h0003", err)
+
+
+def test_frozen_server_found_by_keepalives_is_255():
+    echo = netserv.Server(netserv.echo)
+    t0 = time.monotonic()
+    p, local = spawn_forward("-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2", "-L",
+                             f"0:127.0.0.1:{echo.port}", "h0003", "--", "sleep 60")
+    check_eq(echo_through(local, b"before"), b"before")
+    faults.stop_connections(F.sshd)
+    try:
+        rc = p.wait(30)
+    finally:
+        faults.resume_connections(F.sshd)
+    err = p.stderr.read()
+    check_eq(rc, 255, err)
+    check_in("not responding", err)
+    check(time.monotonic() - t0 < 20, "keepalives took too long")
+
+
 def test_fleet_runs_the_command_on_every_host():
     echo = netserv.Server(netserv.echo)
     base = free_port_run(3)
