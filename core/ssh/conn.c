@@ -1,5 +1,6 @@
 #include "conn.h"
 
+#include <libssh/server.h>   /* ssh_set_message_callback: for clients too */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,19 +192,42 @@ static int conn_dispatch_inbound(smx_conn *c, const smx_inbound_open *o, ssh_cha
     return -1;   /* nobody asked for this kind: refused */
 }
 
-static ssh_channel conn_on_forwarded_tcpip(ssh_session ss, const char *addr, int port,
-                                           const char *orig, int orig_port, void *ud)
+/* The channel libssh confirms to the server, or NULL: it refuses the open. */
+static ssh_channel conn_inbound(smx_conn *c, ssh_session ss, const smx_inbound_open *o)
 {
-    smx_conn *c = ud;
     ssh_channel sch = c->ended ? NULL : ssh_channel_new(ss);
     if (!sch)
         return NULL;
-    smx_inbound_open o = {"forwarded-tcpip", addr, port, orig, orig_port};
-    if (conn_dispatch_inbound(c, &o, sch) != 0) {
+    if (conn_dispatch_inbound(c, o, sch) != 0) {
         ssh_channel_free(sch);
         return NULL;
     }
     return sch;
+}
+
+static ssh_channel conn_on_forwarded_tcpip(ssh_session ss, const char *addr, int port,
+                                           const char *orig, int orig_port, void *ud)
+{
+    smx_inbound_open o = {SMX_INBOUND_TCPIP, addr, port, orig, orig_port};
+    return conn_inbound(ud, ss, &o);
+}
+
+/* libssh patch 0006: it used to queue this kind as an unknown one that nobody answered. */
+static ssh_channel conn_on_forwarded_streamlocal(ssh_session ss, const char *path, void *ud)
+{
+    smx_inbound_open o = {SMX_INBOUND_STREAMLOCAL, path, 0, NULL, 0};
+    return conn_inbound(ud, ss, &o);
+}
+
+/* What reaches libssh's message callback is what no callback above took: a channel kind without
+ * one (x11, auth-agent@openssh.com, session, ...), a channel request libssh does not know (such
+ * as OpenSSH's eow@openssh.com). Returning 1 has libssh refuse it (a reply only where one is
+ * wanted) and free it. Without this libssh queues them for ssh_message_get, which nobody calls:
+ * the server waits for an answer that never comes, and the queue grows for as long as the
+ * connection lives. */
+static int conn_on_message(ssh_session ss, ssh_message msg, void *ud)
+{
+    return 1;
 }
 
 int smx_conn_accept(smx_conn *c, const char *kind, smx_inbound_fn fn, void *ud)
@@ -242,7 +266,9 @@ static void conn_ready(smx_session *s)
     ssh_callbacks_init(&c->sesscb);
     c->sesscb.userdata = c;
     c->sesscb.channel_open_request_forwarded_tcpip_function = conn_on_forwarded_tcpip;
+    c->sesscb.channel_open_request_forwarded_streamlocal_function = conn_on_forwarded_streamlocal;
     ssh_set_callbacks(s->ssh, &c->sesscb);
+    ssh_set_message_callback(s->ssh, conn_on_message, c);
     if (c->ev->ready)
         c->ev->ready(c, c->ud);
     s->handler->step(s);

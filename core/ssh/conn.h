@@ -78,8 +78,11 @@ typedef struct smx_conn_events {
 } smx_conn_events;
 
 /* A channel the server opens: "forwarded-tcpip" (a -R listener's connection) has the address and
- * port that were connected to and the originator's; "forwarded-streamlocal@openssh.com" has the
- * socket path in `address`. */
+ * port that were connected to and the originator's; "forwarded-streamlocal@openssh.com" (a
+ * remote Unix socket listener's) has the socket path in `address`, no port and no originator.
+ * A kind nobody accepts, and any other kind the server opens, is refused. */
+#define SMX_INBOUND_TCPIP "forwarded-tcpip"
+#define SMX_INBOUND_STREAMLOCAL "forwarded-streamlocal@openssh.com"
 typedef struct smx_inbound_open {
     const char *kind;
     const char *address;

@@ -66,8 +66,12 @@ void smx_globalreqs_drive(smx_session *s)
         if (rc == SSH_AGAIN)
             return;
         smx_list_remove(&r->node);
+        /* The answer's data lives in libssh until the next request is sent (patch 0006). */
+        size_t len = 0;
+        const void *data = rc == SSH_OK ? ssh_get_global_request_reply(s->ssh, &len) : NULL;
         if (r->cb)
-            r->cb(r->ud, rc == SSH_OK ? 0 : ssh_is_connected(s->ssh) ? SMX_ECHANNEL : SMX_ECLOSED);
+            r->cb(r->ud, rc == SSH_OK ? 0 : ssh_is_connected(s->ssh) ? SMX_ECHANNEL : SMX_ECLOSED,
+                  data, len);
         globalreq_free(r);
     }
 }
@@ -78,7 +82,7 @@ void smx_globalreqs_fail_all(smx_session *s)
         smx_global_req *r = smx_list_entry(s->globalreqs.next, smx_global_req, node);
         smx_list_remove(&r->node);
         if (r->cb)
-            r->cb(r->ud, SMX_ECLOSED);
+            r->cb(r->ud, SMX_ECLOSED, NULL, 0);
         globalreq_free(r);
     }
 }

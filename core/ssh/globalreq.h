@@ -12,8 +12,10 @@
 struct smx_session;
 typedef struct smx_global_req smx_global_req;
 
-/* status: 0 accepted, SMX_ECHANNEL refused by the server, SMX_ECLOSED the session ended first. */
-typedef void (*smx_global_cb)(void *ud, int status);
+/* status: 0 accepted, SMX_ECHANNEL refused by the server, SMX_ECLOSED the session ended first.
+ * data/len: the request-specific data of the server's SUCCESS (RFC 4254 4: tcpip-forward to port
+ * 0 answers with the port it bound), valid during the call only; NULL/0 when there is none. */
+typedef void (*smx_global_cb)(void *ud, int status, const void *data, size_t len);
 
 /* Queues `name` with `len` bytes of request-specific data (already in SSH wire format). With
  * want_reply 0 the callback runs once it is sent. Returns the request (for smx_global_req_cancel)

@@ -270,7 +270,7 @@ static void session_note_rx(smx_session *s)
     }
 }
 
-static void session_on_keepalive_answer(void *ud, int status)
+static void session_on_keepalive_answer(void *ud, int status, const void *data, size_t len)
 {
     ((smx_session *)ud)->keepalive_pending = 0;
 }
