@@ -460,8 +460,9 @@ typedef struct smx_target_job {
  * reported to opts.warn when opts.verbose), offers the agent when $SSH_AUTH_SOCK is set, and
  * queues one job per host. Every host is resolved before any is queued: a target that does not
  * parse or resolve queues nothing. A forward's listeners are bound per host, so a list of hosts
- * needs specs with port 0 (or Unix paths unique per host). Returns the number of hosts queued,
- * or a negative code with err. */
+ * needs specs with port 0 (or Unix paths unique per host). Key files are read (and passphrases
+ * asked) here: called from a callback of a running loop, it holds the loop meanwhile. Returns
+ * the number of hosts queued, or a negative code with err. */
 int smx_engine_add_target(smx_engine *e, const char *targets, const smx_target_job *job,
                           smx_err *err);
 
