@@ -2,13 +2,16 @@
 # what is missing, builds both crypto backends plus an ASan+UBSan build and runs the whole suite;
 # `make demo` runs sshmux exec over 250 host aliases of a throwaway local sshd.
 # `make fuzz` runs each libFuzzer harness (tests/fuzz) for FUZZ_SECONDS (default 60).
+# `make install [PREFIX=/usr/local] [DESTDIR=...]` installs the OpenSSL build: bin/sshmux,
+# include/sshmux.h, lib/libsshmux.a (libssh inside), lib/pkgconfig/sshmux.pc, the manual page.
 JOBS ?= $(shell nproc)
+PREFIX ?= /usr/local
 CMAKE_GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 CTEST_ARGS ?= --output-on-failure
 FUZZ_SECONDS ?= 60
 
 .PHONY: bench-quick all deps build-openssl build-mbedtls build-asan build-fuzz test test-openssl \
-        test-mbedtls test-asan fuzz demo bench clean
+        test-mbedtls test-asan fuzz demo bench install clean
 
 all: build-openssl
 
@@ -64,6 +67,9 @@ test: build-openssl build-mbedtls build-asan build-fuzz
 	echo "=== bench smoke: bench/run --quick ==="; \
 	bench/run --quick --out build/bench-quick/results.csv || rc=1; \
 	exit $$rc
+
+install: build-openssl
+	DESTDIR="$(DESTDIR)" cmake --install build/openssl --prefix "$(PREFIX)"
 
 demo: build-openssl
 	python3 scripts/demo.py build/sshmux

@@ -1,9 +1,9 @@
 #include "cli.h"
-#include "numparse.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,8 +82,11 @@ static int cli_valid_env(const char *kv)
     return 1;
 }
 
+/* Timeouts are int milliseconds in the library: seconds stop where they would overflow. */
+#define CLI_SECONDS_MAX (INT_MAX / 1000)
+
 /* Every numeric option, with the range sshmux can honour: timeouts are kept in int
- * milliseconds, so seconds stop at SMX_SECONDS_MAX (beyond it -u 4294968 once became 0.7 s). */
+ * milliseconds, so seconds stop at CLI_SECONDS_MAX (beyond it -u 4294968 once became 0.7 s). */
 static const struct cli_numopt {
     int opt;
     const char *name;
@@ -91,7 +94,7 @@ static const struct cli_numopt {
 } cli_numopts[] = {
     {'p', "-p (port)", 1, 65535},
     {'f', "-f (fanout)", 1, 100000},
-    {'u', "-u (command timeout, seconds)", 0, SMX_SECONDS_MAX},
+    {'u', "-u (command timeout, seconds)", 0, CLI_SECONDS_MAX},
     {OPT_CONNECT_TIMEOUT, "--connect-timeout (seconds)", 1, 3600},
     {OPT_AUTH_TIMEOUT, "--auth-timeout (seconds)", 1, 3600},
     {OPT_KILL_GRACE, "--kill-grace (seconds)", 0, 3600},
@@ -100,6 +103,21 @@ static const struct cli_numopt {
     {OPT_MAX_OUTPUT, "--max-output (bytes)", 0, 1ULL << 40},
     {OPT_BASE_PORT, "--base-port", 1, 65535},
 };
+
+/* Decimal digits only (no sign, space or base prefix) within [min, max], however many digits:
+ * 0, or -1 for anything else. */
+static int cli_number(const char *s, unsigned long long min, unsigned long long max,
+                      unsigned long long *out)
+{
+    if (!*s || s[strspn(s, "0123456789")] != '\0')
+        return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, NULL, 10);
+    if (errno == ERANGE || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
 
 /* Numeric options: returns 1 if opt is one (0 or -1 in *rc), else 0. */
 static int cli_apply_numeric(cli *c, int opt, const char *arg, int *rc)
@@ -111,14 +129,14 @@ static int cli_apply_numeric(cli *c, int opt, const char *arg, int *rc)
     if (!t)
         return 0;
     *rc = 0;
-    if (smx_num_parse_str(arg, t->min, t->max, &v) < 0) {
+    if (cli_number(arg, t->min, t->max, &v) < 0) {
         cli_error(c, "invalid value \"%s\" for %s: expected a number from %llu to %llu", arg,
                   t->name, t->min, t->max);
         *rc = -1;
         return 1;
     }
     switch (opt) {
-    case 'p': c->port = (int)v; break;
+    case 'p': c->ov.port = (int)v; break;
     case 'f': c->eng.fanout = (int)v; break;
     case 'u': c->x.timeout_ms = (int)v * 1000; break;
     case OPT_CONNECT_TIMEOUT: c->eng.connect_timeout_ms = (int)v * 1000; break;
@@ -255,7 +273,7 @@ static int cli_apply_option(cli *c, int opt, char *arg)
         }
         return smx_strvec_push(&c->ov.options, arg);
     case 'J': return cli_add_jump(c, "-J", arg); /* as ssh: ProxyJump on the command line */
-    case 'l': c->login = arg; return 0;
+    case 'l': c->ov.user = arg; return 0;
     case 'i': return smx_strvec_push(&c->ov.identityfiles, arg);
     case 'L': return smx_strvec_push(&c->lspecs, arg);
     case OPT_MODE: return cli_apply_mode(c, arg);
@@ -327,10 +345,7 @@ void cli_free(cli *c)
     for (size_t i = 0; i < c->nhosts; i++) {
         free(c->hosts[i].target);
         smx_str_wipe_free(c->hosts[i].password);
-        if (c->hosts[i].hc) {
-            smx_hostcfg_free(c->hosts[i].hc);
-            free(c->hosts[i].hc);
-        }
+        smx_hostcfg_destroy(c->hosts[i].hc);
     }
     free(c->hosts);
     smx_strvec_free_wipe(&c->wlists);

@@ -27,9 +27,7 @@ typedef struct cli {
     int have_jump;           /* a ProxyJump was given: later ones lose, as in ssh */
     int argv_password;       /* a URL password came from the command line: warn */
     const char *config_file;
-    smx_overrides ov;
-    const char *login;       /* -l */
-    int port;                /* -p */
+    smx_overrides ov;        /* -o, -J (as -o ProxyJump), -l, -p, -i */
     smx_engine_opts eng;
     smx_exec_opts x;
     smx_strvec env;

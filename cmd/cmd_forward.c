@@ -24,12 +24,9 @@ static void fwd_on_ready(void *ud, smx_forward *f)
     const fwd_run *r = ud;
     for (size_t i = 0; i < smx_forward_listeners(f); i++) {
         if (r->c->json) {
-            json_t *o = json_pack("{s:s, s:s, s:s}", "host", smx_forward_host(f), "listen",
-                                  smx_forward_local(f, i), "remote", smx_forward_remote(f, i));
-            char *s = json_dumps(o, JSON_COMPACT);
+            char *s = smx_forward_json(f, i);
             printf("%s\n", s ? s : "{}");
             free(s);
-            json_decref(o);
         } else {
             printf("%-24s %-28s %s\n", smx_forward_host(f), smx_forward_local(f, i),
                    smx_forward_remote(f, i));
@@ -108,7 +105,7 @@ static int fwd_add_host(fwd_run *r, size_t index, const smx_forward_callbacks *c
     smx_err err = {{0}};
     int rc = smx_engine_add_forward(r->e, ch->target, ch->hc, ch->password, &o, cb, NULL, &err);
     if (rc < 0) {
-        cli_error(r->c, "%s: %s", ch->hc->host, err.msg);
+        cli_error(r->c, "%s: %s", smx_hostcfg_host(ch->hc), err.msg);
         return rc == SMX_EINVAL ? EXIT_USAGE : EXIT_UNREACHABLE;   /* bad -L input */
     }
     ch->hc = NULL;   /* the engine owns it */

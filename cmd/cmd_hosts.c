@@ -19,18 +19,11 @@ int cmd_hosts(int argc, char **argv)
             printf("%s\n", h->target);
             continue;
         }
-        json_t *o = smx_hostcfg_to_json(h->hc);
-        json_t *top = json_object();
-        json_object_set_new(top, "target", json_string(h->target));
-        json_object_set_new(top, "host", json_string(h->hc->host));
-        json_object_update(top, o);
-        json_decref(o);
-        char *s = json_dumps(top, JSON_COMPACT);
-        if (s) {
-            puts(s);
-            free(s);
+        char *json = smx_hostcfg_json(h->hc, h->target);
+        if (json) {
+            puts(json);
+            free(json);
         }
-        json_decref(top);
     }
     cli_free(&c);
     return rc;

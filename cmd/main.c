@@ -8,8 +8,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libssh/libssh.h>
-
 #include "cli.h"
 
 void cli_usage(FILE *f)
@@ -75,7 +73,7 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *cmd = argv[1];
-    ssh_init();
+    smx_library_init();
     int rc;
     if (strcmp(cmd, "exec") == 0)
         rc = cmd_exec(argc - 1, argv + 1);
@@ -90,7 +88,7 @@ int main(int argc, char **argv)
     else if (strcmp(cmd, "forward-unix") == 0)
         rc = cmd_forward_unix(argc - 1, argv + 1);
     else if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("sshmux %s (libssh %s)\n", SSHMUX_VERSION, ssh_version(0));
+        printf("sshmux %s (libssh %s)\n", SSHMUX_VERSION, smx_libssh_version());
         rc = 0;
     } else if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         cli_usage(stdout);
@@ -99,6 +97,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "sshmux: unknown command \"%s\" (try sshmux --help)\n", cmd);
         rc = EXIT_USAGE;
     }
-    ssh_finalize();
+    smx_library_shutdown();
     return rc;
 }

@@ -62,14 +62,12 @@ static void output_on_done(void *ud, smx_result *r)
     output *o = ud;
     output_count(o, r);
     if (o->c->json) {
-        json_t *j = smx_result_to_json(r);
-        char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
+        char *s = smx_result_json(r);
         if (s) {
             fputs(s, stdout);
             fputc('\n', stdout);
             free(s);
         }
-        json_decref(j);
     } else if (!o->c->gather) {
         if (r->err_stage != SMX_STAGE_NONE)
             fprintf(stderr, "%s: sshmux: %s: %s\n", r->host, smx_stage_name(r->err_stage),

@@ -13,57 +13,23 @@ struct cli_where {
     unsigned long line;
 };
 
-/* One item of a host list: an ssh:// password in it is taken out here, before the item is
- * expanded, parsed or quoted anywhere, and kept in c->secrets; its names get the tag. */
-static int cli_add_item(cli *c, smx_hostlist *hl, const char *p, size_t len,
-                        const struct cli_where *where, int keep_password)
-{
-    while (len > 0 && (*p == ' ' || *p == '\t')) {
-        p++;
-        len--;
-    }
-    char *item = strndup(p, len), *plain = NULL, *pw = NULL;
-    smx_err err = {{0}};
-    int rc = item ? smx_target_take_password(item, &plain, &pw, &err) : SMX_ENOMEM;
-    if (item) {
-        explicit_bzero(item, len);
-        free(item);
-    }
-    size_t tag = 0;
-    if (pw && !where->line)
-        c->argv_password = 1; /* it was on the command line */
-    if (rc == 0 && pw && keep_password) {
-        rc = smx_strvec_push_owned(&c->secrets, pw);
-        tag = c->secrets.n;
-        pw = NULL;
-    }
-    smx_str_wipe_free(pw);
-    if (rc == 0)
-        rc = smx_hostlist_add(hl, plain, tag, &err);
-    free(plain);
-    if (rc < 0) {
-        const char *msg = rc == SMX_ENOMEM ? "out of memory" : err.msg;
-        if (where->line)
-            cli_error(c, "%s:%lu: %s", where->what, where->line, msg);
-        else
-            cli_error(c, "%s: %s", where->what, msg);
-        return EXIT_USAGE;
-    }
-    return 0;
-}
-
-/* A list item by item (commas outside brackets), then wiped: it may hold passwords. */
+/* A list, item by item: each ssh:// password is taken out before the item is expanded, parsed
+ * or quoted anywhere, and kept in c->secrets (its names get the tag) or dropped (-x). The list
+ * text is wiped afterwards: it may hold passwords. */
 static int cli_add_list(cli *c, smx_hostlist *hl, char *list, const struct cli_where *where,
                         int keep_pw)
 {
-    int rc = 0;
-    for (const char *p = list; rc == 0 && *p;) {
-        const char *end = smx_hostlist_item_end(p);
-        rc = cli_add_item(c, hl, p, (size_t)(end - p), where, keep_pw);
-        p = *end ? end + 1 : end;
-    }
-    explicit_bzero(list, strlen(list));
-    return rc;
+    smx_err err = {{0}};
+    int rc = smx_hostlist_add_targets(hl, list, keep_pw ? &c->secrets : NULL, &err);
+    if (rc > 0 && !where->line)
+        c->argv_password = 1; /* it was on the command line */
+    if (rc >= 0)
+        return 0;
+    if (where->line)
+        cli_error(c, "%s:%lu: %s", where->what, where->line, err.msg);
+    else
+        cli_error(c, "%s: %s", where->what, err.msg);
+    return EXIT_USAGE;
 }
 
 /* Read whole, without stdio: its buffer would be freed with any ssh:// passwords still in it. */
@@ -119,7 +85,6 @@ static int cli_expand_targets(cli *c, smx_hostlist *targets)
 
 static int cli_resolve_one(cli *c, const char *token, const char *password, cli_host *h)
 {
-    smx_target_spec spec;
     smx_err err = {{0}};
     /* The target as shown in output and JSON: it has no password, but may have control bytes. */
     size_t shown_size = strlen(token) + 4;
@@ -128,25 +93,16 @@ static int cli_resolve_one(cli *c, const char *token, const char *password, cli_
         return EXIT_USAGE;
     }
     smx_target_display(token, h->target, shown_size);
-    if (smx_target_parse(token, &spec, &err) < 0) {
-        cli_error(c, "%s", err.msg);
+    h->password = password ? strdup(password) : NULL;
+    if (password && !h->password) {
+        cli_error(c, "out of memory");
         return EXIT_USAGE;
     }
-    smx_overrides ov = c->ov;
-    ov.user = spec.user ? spec.user : c->login;
-    ov.port = spec.port ? spec.port : c->port;
-    h->password = password ? strdup(password) : NULL;
-    h->hc = calloc(1, sizeof *h->hc);
-    int rc = 0;
-    if (!h->hc || (password && !h->password)) {
-        cli_error(c, "out of memory");
-        rc = EXIT_USAGE;
-    } else if (smx_config_resolve(c->config, spec.host, &ov, h->hc, &err) < 0) {
-        cli_error(c, "%s: %s", h->target, err.msg);
-        rc = EXIT_USAGE;
+    if (smx_hostcfg_resolve(c->config, &c->ov, token, &h->hc, &err) < 0) {
+        cli_error(c, "%s", err.msg);   /* it names the target */
+        return EXIT_USAGE;
     }
-    smx_target_spec_free(&spec);
-    return rc;
+    return 0;
 }
 
 static int cli_resolve_all(cli *c, const smx_hostlist *targets)
@@ -265,23 +221,27 @@ static int cli_load_password(cli *c, smx_engine *e)
     return 0;
 }
 
+static void cli_key_skipped(void *ud, const char *msg)
+{
+    cli_warn(ud, "%s (skipped)", msg);
+}
+
 static int cli_load_keys(cli *c, smx_engine *e)
 {
-    smx_keyring *kr = smx_engine_keyring(e);
     smx_err err = {{0}};
     if (c->passphrase_env) {
         char *p = cli_take_env(c, "--passphrase-env", c->passphrase_env);
         if (!p)
             return EXIT_USAGE;
-        smx_keyring_set_passphrase(kr, p);
+        smx_engine_set_passphrase(e, p);
         smx_str_wipe_free(p);
     }
-    smx_keyring_set_ask(kr, cli_ask_secret, NULL);
+    smx_engine_set_ask(e, cli_ask_secret, NULL);
     if (c->key_env) {
         char *content = cli_take_env(c, "--key-env", c->key_env);
         if (!content)
             return EXIT_USAGE;
-        int rc = smx_keyring_load_content(kr, c->key_env, content, &err);
+        int rc = smx_engine_load_key_content(e, c->key_env, content, &err);
         smx_str_wipe_free(content);
         if (rc < 0) {
             cli_error(c, "--key-env %s", err.msg);
@@ -289,20 +249,12 @@ static int cli_load_keys(cli *c, smx_engine *e)
         }
     }
     /* Keys named with -i must load; keys from ssh_config are skipped when missing, as ssh does. */
-    for (size_t i = 0; i < c->ov.identityfiles.n; i++) {
-        if (smx_keyring_load_file(kr, c->ov.identityfiles.v[i], &err) < 0) {
-            cli_error(c, "-i %s", err.msg);
-            return EXIT_UNREACHABLE;
-        }
+    if (smx_engine_set_overrides(e, &c->ov, &err) < 0) {
+        cli_error(c, "-i %s", err.msg);
+        return EXIT_UNREACHABLE;
     }
-    for (size_t h = 0; h < c->nhosts; h++) {
-        const smx_strvec *ids = &c->hosts[h].hc->identityfile;
-        for (size_t i = 0; i < ids->n; i++) {
-            int rc = smx_keyring_load_file(kr, ids->v[i], &err);
-            if (rc < 0 && rc != SMX_ENOENT && c->verbose)
-                cli_warn(c, "%s (skipped)", err.msg);
-        }
-    }
+    for (size_t h = 0; h < c->nhosts; h++)
+        smx_engine_load_host_keys(e, c->hosts[h].hc, c->verbose ? cli_key_skipped : NULL, c);
     return 0;
 }
 
@@ -310,30 +262,20 @@ static int cli_load_keys(cli *c, smx_engine *e)
 static void cli_load_hop_keys(cli *c, smx_engine *e)
 {
     smx_strvec seen = {0};
-    smx_keyring *kr = smx_engine_keyring(e);
     for (size_t h = 0; h < c->nhosts; h++) {
-        const char *chain = c->hosts[h].hc->proxyjump;
+        const char *chain = smx_hostcfg_proxyjump(c->hosts[h].hc);
         if (!chain || strcmp(chain, "none") == 0 || smx_strvec_contains(&seen, chain))
             continue;
         smx_strvec_push(&seen, chain);
-        smx_hostcfg *hops = NULL;
-        size_t n = 0;
         smx_err err = {{0}};
-        if (smx_engine_resolve_hops(e, chain, &hops, &n, &err) < 0)
-            continue;   /* the hosts behind it fail with this error when they connect */
-        for (size_t i = 0; i < n; i++) {
-            for (size_t k = 0; k < hops[i].identityfile.n; k++)
-                smx_keyring_load_file(kr, hops[i].identityfile.v[k], &err);
-            smx_hostcfg_free(&hops[i]);
-        }
-        free(hops);
+        smx_engine_load_jump_keys(e, chain, &err); /* its hosts fail with this when they connect */
     }
     smx_strvec_free(&seen);
 }
 
 /* --proxy-key-env: the key content, stored in the keyring under "env:VAR" (a label usable where
  * a path is) and named in the first hop's identity list. 0 or an exit code. */
-static int cli_load_proxy_key_env(cli *c, smx_keyring *kr, smx_strvec *ids)
+static int cli_load_proxy_key_env(cli *c, smx_engine *e, smx_strvec *ids)
 {
     smx_err err = {{0}};
     char *content = cli_take_env(c, "--proxy-key-env", c->proxy_key_env);
@@ -343,7 +285,7 @@ static int cli_load_proxy_key_env(cli *c, smx_keyring *kr, smx_strvec *ids)
     int rc = label ? 0 : SMX_ENOMEM;
     if (label) {
         sprintf(label, "env:%s", c->proxy_key_env);
-        rc = smx_keyring_add_content(kr, label, content, &err);
+        rc = smx_engine_add_key_content(e, label, content, &err);
     }
     smx_str_wipe_free(content);
     if (rc < 0) {
@@ -358,7 +300,6 @@ static int cli_load_proxy_key_env(cli *c, smx_keyring *kr, smx_strvec *ids)
  * proxy_passphrase, for the first jump hop. */
 static int cli_load_proxy_credentials(cli *c, smx_engine *e, char **proxy_pw)
 {
-    smx_keyring *kr = smx_engine_keyring(e);
     smx_jump_overrides jo = {0};
     jo.user = c->proxy_user;
     smx_err err = {{0}};
@@ -366,18 +307,18 @@ static int cli_load_proxy_credentials(cli *c, smx_engine *e, char **proxy_pw)
         char *p = cli_take_env(c, "--proxy-passphrase-env", c->proxy_passphrase_env);
         if (!p)
             return EXIT_USAGE;
-        smx_keyring_add_passphrase(kr, p);
+        smx_engine_add_passphrase(e, p);
         smx_str_wipe_free(p);
     }
     for (size_t i = 0; i < c->proxy_keys.n; i++) {
-        if (smx_keyring_load_file(kr, c->proxy_keys.v[i], &err) < 0) {
+        if (smx_engine_load_key(e, c->proxy_keys.v[i], &err) < 0) {
             cli_error(c, "--proxy-key %s", err.msg);
             return EXIT_UNREACHABLE;
         }
         smx_strvec_push(&jo.identityfiles, c->proxy_keys.v[i]);
     }
     if (c->proxy_key_env) {
-        int rc = cli_load_proxy_key_env(c, kr, &jo.identityfiles);
+        int rc = cli_load_proxy_key_env(c, e, &jo.identityfiles);
         if (rc) {
             smx_strvec_free(&jo.identityfiles);
             return rc;
@@ -417,7 +358,7 @@ int cli_load_credentials(cli *c, smx_engine *e)
         return rc;
     cli_load_hop_keys(c, e);
     /* Every key is decrypted: nothing needs a passphrase any more. */
-    smx_keyring_forget_passphrases(smx_engine_keyring(e));
+    smx_engine_forget_passphrases(e);
     /* the engine asks the agent for its keys once, without blocking, when a session needs them */
     const char *sock = getenv("SSH_AUTH_SOCK");
     smx_engine_use_agent(e, !c->no_agent && sock && *sock);

@@ -34,25 +34,22 @@
 #define SSHMUX_SSHCONFIG_H
 
 #include "error.h"
-#include "strvec.h"
+#include "sshmux.h"
 
 #include <jansson.h>
 
-typedef struct smx_config smx_config;   /* parsed files, immutable after load, shared by all hosts */
-
-/* path: the -F file, or NULL for the defaults (~/.ssh/config then /etc/ssh/ssh_config; missing
- * default files are fine; a missing -F file is an error SMX_ENOENT naming it; "-F none" reads no
- * file at all, as in ssh). The home directory comes from $HOME (getpwuid() if unset); ssh itself
- * always uses the passwd entry. User files are not permission-checked (ssh refuses group/world
- * writable ones). Errors: SMX_EINVAL (syntax; message "file:line: ..." with $HOME shown as "~"),
- * SMX_ERANGE (number out of range, e.g. `bad port "0"`), SMX_EIO, SMX_ENOENT, SMX_ENOMEM.
- * Unknown keywords are reported by smx_config_resolve() (see IgnoreUnknown above). */
-int smx_config_load(smx_config **out, const char *path, smx_err *err);
-void smx_config_free(smx_config *cfg);
-
-/* Human-readable warnings collected while loading (e.g. "~/.ssh/config:7: Match exec is not run
- * by sshmux; treated as false"). Print them once; never NULL. */
-const smx_strvec *smx_config_warnings(const smx_config *cfg);
+/* smx_config (the parsed files, immutable after load, shared by all hosts) with smx_config_load,
+ * smx_config_free, smx_config_warnings and smx_config_validate_option, and smx_overrides (ssh's
+ * command line), are in the public header. smx_config_load: path is the -F file, or NULL for
+ * the defaults (~/.ssh/config then /etc/ssh/ssh_config; missing default files are fine; a
+ * missing -F file is an error SMX_ENOENT naming it; "-F none" reads no file at all, as in ssh).
+ * The home directory comes from $HOME (getpwuid() if unset); ssh itself always uses the passwd
+ * entry. User files are not permission-checked (ssh refuses group/world writable ones). Errors:
+ * SMX_EINVAL (syntax; message "file:line: ..." with $HOME shown as "~"), SMX_ERANGE (number out
+ * of range, e.g. `bad port "0"`), SMX_EIO, SMX_ENOENT, SMX_ENOMEM. Unknown keywords are reported
+ * by smx_config_resolve() (see IgnoreUnknown above). smx_config_warnings: human-readable
+ * warnings collected while loading (e.g. "~/.ssh/config:7: Match exec is not run by sshmux;
+ * treated as false"). */
 
 typedef struct smx_hostcfg {
     char *host;                 /* the alias as given (%n), case preserved */
@@ -90,16 +87,10 @@ typedef struct smx_hostcfg {
     char *addressfamily;        /* "any" (default), "inet", "inet6" */
 } smx_hostcfg;
 
-/* Command-line overrides, applied like ssh does: -o lines are parsed as config lines BEFORE the
- * files (first obtained value wins); -l/-p take precedence over config; -i files are tried first.
- * Difference from ssh: ssh lets -o User/-o Port and -l/-p compete in command-line order and lets
- * -o User beat user@host; here `user` and `port` always beat -o. */
-typedef struct smx_overrides {
-    smx_strvec options;         /* "Key=Value" or "Key Value" strings from -o */
-    const char *user;           /* -l, or user@ from the target; NULL if none */
-    int port;                   /* -p, or :port from the target; 0 if none */
-    smx_strvec identityfiles;   /* -i */
-} smx_overrides;
+/* Command-line overrides (smx_overrides) are applied like ssh does: -o lines are parsed as config
+ * lines BEFORE the files (first obtained value wins); -l/-p take precedence over config; -i files
+ * are tried first. Difference from ssh: ssh lets -o User/-o Port and -l/-p compete in
+ * command-line order and lets -o User beat user@host; here `user` and `port` always beat -o. */
 
 /* Resolve the configuration for one destination. ov may be NULL. On error out is left zeroed
  * (nothing to free). Errors: SMX_EINVAL (bad -o line, unknown keyword not covered by
@@ -129,10 +120,9 @@ void smx_hostcfg_free(smx_hostcfg *hc);
  * Returns NULL on allocation failure. */
 json_t *smx_hostcfg_to_json(const smx_hostcfg *hc);
 
-/* Validate one -o argument ("Key=Value" / "Key Value") without a config: unknown key ->
- * SMX_EINVAL `unknown option "Foo"`; keywords valid in OpenSSH but ignored by sshmux are fine;
- * Host/Match/Include are rejected as ssh does; values are checked (bad port, yes/no, ...). */
-int smx_config_validate_option(const char *kv, smx_err *err);
+/* smx_config_validate_option (public header) checks one -o argument without a config: unknown
+ * key -> SMX_EINVAL `unknown option "Foo"`; keywords valid in OpenSSH but ignored by sshmux are
+ * fine; Host/Match/Include are rejected as ssh does; values are checked (bad port, yes/no...). */
 
 /* Expand the tokens ProxyCommand accepts (%%, %h, %n, %p, %r) against a resolved host.
  * *out is malloc'ed. SMX_EINVAL names an unknown token. */

@@ -43,6 +43,7 @@ struct smx_engine {
     const smx_config *config;           /* for resolving jump hops (set by the client) */
     smx_config *owned_config;           /* the empty one made when the client set none */
     smx_jump_overrides jump_ov;         /* credentials for the first hop (--proxy-*) */
+    const smx_overrides *overrides;     /* -o/-l/-p/-i for smx_engine_add_target (borrowed) */
     smx_list queue;                     /* jobs not yet started */
     smx_list running_jobs;              /* started, not yet done */
     int running;
@@ -60,6 +61,12 @@ enum smx_stage smx_engine_stage_of(const smx_conn *c);
 
 /* A result with the host's identity filled in, as every kind of job reports it. */
 smx_result *smx_engine_new_result(const char *target, const smx_hostcfg *hc);
+
+/* Resolves the hops of a ProxyJump chain against the run's config and first-hop credentials:
+ * *hops (n of them, each freed with smx_hostcfg_free, then the array) in connection order. */
+int smx_engine_resolve_hops(smx_engine *e, const char *chain, smx_hostcfg **hops, size_t *n,
+                            smx_err *err);
+smx_keyring *smx_engine_keyring(smx_engine *e);
 
 /* engine/route.c: the transport factory the engine hands to ctx, and the jump hop resolver. */
 smx_transport *smx_engine_make_transport(void *engine, const smx_hostcfg *hc, smx_err *err);

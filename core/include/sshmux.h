@@ -1,131 +1,484 @@
-/* sshmux: the library's public interface. One libuv loop drives many non-blocking libssh
- * sessions; on it, jobs (exec today) run across a fleet. cmd/ is a client of exactly this. */
+/* sshmux: an event-driven SSH multiplexer, as a C library.
+ *
+ * One libuv loop drives many non-blocking SSH sessions; on it, jobs (a command, or local port
+ * forwards) run across a fleet of hosts named as OpenSSH names them: ssh_config(5), ProxyJump,
+ * known_hosts, keys and ssh-agent. This header is the whole interface: it needs only the C
+ * standard library and <uv.h>, and everything behind it is reached through opaque handles.
+ * The sshmux command (cmd/) is built against exactly this header.
+ *
+ * The shortest use (see examples/fleet_exec.c):
+ *
+ *     smx_engine_new(&e, uv_default_loop(), &opts);
+ *     smx_engine_load_config(e, "ssh_config", &err);          optional: as ssh -F
+ *     smx_engine_add_target(e, "web[01-20]", &job, &err);      resolve, load keys, queue
+ *     smx_engine_run(e);                                       results arrive in callbacks
+ *     smx_engine_free(e);
+ *
+ * Conventions, as libuv's:
+ *  - Fallible calls return 0 (or a count) on success, a negative SMX_* code on failure. Those that
+ *    take an smx_err fill its message for humans; it names the input at fault.
+ *  - Ownership is stated at every pointer. "Borrowed" means the library keeps the pointer and
+ *    the caller keeps the memory alive for as long as stated; "copied" means the library took
+ *    its own copy before returning; "the caller's" means the caller frees it with the function
+ *    named.
+ *  - Everything runs on the loop's thread; nothing here blocks once smx_engine_run() started
+ *    (key passphrases are asked before, while targets are added).
+ *  - Secrets (passwords, passphrases, key content) are wiped when the library frees them. */
 #ifndef SSHMUX_H
 #define SSHMUX_H
 
 #include <stddef.h>
 #include <uv.h>
 
-#include "error.h"
-#include "fwdspec.h"
-#include "hostlist.h"
-#include "keyring.h"
-#include "result.h"
-#include "sshconfig.h"
-#include "stage.h"
-#include "strvec.h"
-#include "target.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 #define SSHMUX_VERSION "0.1.0"
 
+/* ---- library ---------------------------------------------------------------------------- */
+
+/* Once per process, before anything else, and smx_library_shutdown() once after the last engine
+ * is freed: they set up and release the SSH library's global state (its crypto backend). The
+ * SSH library sshmux carries is linked in statically, where its own constructor may not run.
+ * 0 or SMX_ESSH. */
+int smx_library_init(void);
+void smx_library_shutdown(void);
+/* The version of the SSH library linked in ("0.11.5"): static storage. */
+const char *smx_libssh_version(void);
+
+/* ---- errors ----------------------------------------------------------------------------- */
+
+enum smx_errcode {
+    SMX_OK = 0,
+    SMX_EINVAL = -1,      /* malformed input (hostlist, option, config line) */
+    SMX_ENOMEM = -2,
+    SMX_EIO = -3,         /* file could not be read or written */
+    SMX_ENOENT = -4,      /* file or host not found */
+    SMX_ERANGE = -5,      /* number out of range (port, range too large) */
+    SMX_ERESOLVE = -6,    /* name resolution failed */
+    SMX_ECONNECT = -7,    /* TCP connect failed / refused */
+    SMX_ETIMEDOUT = -8,
+    SMX_EHOSTKEY = -9,    /* host key unknown, changed or revoked */
+    SMX_EAUTH = -10,      /* no authentication method succeeded */
+    SMX_ESSH = -11,       /* protocol error reported by the SSH library */
+    SMX_ECHANNEL = -12,   /* channel open/request refused */
+    SMX_EMFILE = -13,     /* out of file descriptors */
+    SMX_ECLOSED = -14,    /* peer closed the connection */
+    SMX_ECANCELED = -15,
+    SMX_EPASSPHRASE = -16, /* wrong passphrase for an encrypted key */
+    SMX_EBUSY = -17        /* a jump host refused a channel while full: try another connection */
+};
+
+/* The name of an SMX_* code ("out of memory"): static storage. */
+const char *smx_strerror(int code);
+
+/* The one size of every buffer that holds an error message (smx_err, results): a message copied
+ * from one to another is never cut shorter on the way. */
+#define SMX_MSG_MAX 512
+
+/* Detail for humans that travels with an error code; filled by the call that failed. */
+typedef struct smx_err {
+    char msg[SMX_MSG_MAX];
+} smx_err;
+
+/* ---- strings ---------------------------------------------------------------------------- */
+
+/* A growable vector of C strings, v[0..n). The library takes string lists in this form; a
+ * vector filled with smx_strvec_push*() owns its strings (smx_strvec_free). A caller may also
+ * point v at an array of its own (cap 0): the library only reads lists it is given. */
+typedef struct smx_strvec {
+    char **v;
+    size_t n, cap;
+} smx_strvec;
+
+int smx_strvec_push(smx_strvec *sv, const char *s);     /* copies s; 0 or SMX_ENOMEM */
+int smx_strvec_push_owned(smx_strvec *sv, char *s);     /* takes s (malloc'd; freed on error) */
+int smx_strvec_contains(const smx_strvec *sv, const char *s);
+void smx_strvec_free(smx_strvec *sv);                   /* frees strings and array; zeroes sv */
+void smx_strvec_free_wipe(smx_strvec *sv);              /* same, zeroing each string first */
+/* A C string that held a secret: zeroed, then freed (OpenSSH's freezero). NULL is a no-op. */
+void smx_str_wipe_free(char *s);
+/* Reads a whole file that holds a secret (password, key, a host list with ssh:// passwords) into
+ * a malloc'd NUL-terminated buffer (the caller's: smx_str_wipe_free), its length in *len.
+ * No stdio buffer and no realloc leave a copy behind. NULL with errno set (EFBIG: larger than
+ * max bytes). */
+char *smx_secret_read_file(const char *path, size_t max, size_t *len);
+
+/* ---- results ---------------------------------------------------------------------------- */
+
+/* Where a host's run stopped: the "stage" of an error in results and JSON. */
+enum smx_stage {
+    SMX_STAGE_NONE = 0,
+    SMX_STAGE_RESOLVE,
+    SMX_STAGE_CONNECT,    /* TCP connect, banner and key exchange */
+    SMX_STAGE_HOSTKEY,
+    SMX_STAGE_AUTH,
+    SMX_STAGE_EXEC,       /* the command, or (forward jobs) the connection once it carried forwards */
+    SMX_STAGE_TIMEOUT     /* the command ran past its timeout */
+};
+
+/* "none", "resolve", "connect", ...: static storage. */
+const char *smx_stage_name(enum smx_stage stage);
+
+/* Captured output: data[0..len), NUL-terminated when data is not NULL. */
+typedef struct smx_buf {
+    char *data;
+    size_t len, cap;
+} smx_buf;
+
+typedef struct smx_timing {
+    double resolve, connect, handshake, auth, exec, total;   /* milliseconds */
+} smx_timing;
+
+/* The outcome of one host's job, as --json prints it. Every pointer in it is owned by the
+ * result and freed with it (smx_result_destroy); NULL where the run did not get that far. */
+typedef struct smx_result {
+    char *host;                /* alias as given */
+    char *target;              /* the target it came from, as shown (never a password) */
+    char *user, *hostname;
+    int port;
+    int ok;                    /* connected, authenticated and the command exited 0 */
+    int exit_code;             /* -1 if none */
+    char *exit_signal;         /* "TERM", ... or NULL */
+    smx_buf out, err;          /* stdout, stderr: only when capturing (smx_exec_opts.capture) */
+    int truncated;             /* the capture reached max_output */
+    enum smx_stage err_stage;  /* SMX_STAGE_NONE if no error */
+    int err_code;              /* SMX_* */
+    char err_msg[SMX_MSG_MAX];
+    int err_hop;               /* jump hop index that failed, -1 for the target itself */
+    int attempts;
+    int timed_out;             /* the command ran past smx_exec_opts.timeout_ms */
+    smx_timing t;
+    char *server_banner, *kex, *cipher, *hostkey, *auth_method;
+} smx_result;
+
+/* Frees a result handed over by an on_done callback, and everything in it. NULL is a no-op. */
+void smx_result_destroy(smx_result *r);
+/* The record as one line of compact JSON (what `sshmux exec --json` prints), without a newline:
+ * malloc'd, the caller's (free). NULL when out of memory. */
+char *smx_result_json(const smx_result *r);
+/* As a shell would report the host: 0 ok; 255 not reached, verified or authenticated; 124 the
+ * command timed out; else the remote status (128+N for signal N). */
+int smx_result_exit_status(const smx_result *r);
+
+/* ---- host lists and targets ------------------------------------------------------------- */
+
+/* A target is "[user@]host[:port]", "[user@][v6addr]:port", a bare IPv6 address, or
+ * "ssh://[user[:password]@]host[:port]". A host list is targets separated by commas, each
+ * with ranges in the style of ClusterShell and pdsh: "web[01-20]", "r[1-2]n[1-3]", "n[1-10/2]",
+ * "a[1,3,5-7]b". A bracket group is a range only when made of digits, ',', '-' and '/'. */
+
+/* Most names one smx_hostlist may generate, duplicates included: past it a list is almost
+ * certainly a typo. */
+#define SMX_HOSTLIST_MAX 1000000
+
+/* The targets of a run, from any number of lists: names in order of first appearance, each with
+ * a caller's tag (e.g. which password goes with it). Adding N names costs O(N). */
+typedef struct smx_hostlist smx_hostlist;
+
+/* An empty list generating at most max names over all adds. NULL when out of memory. The
+ * caller's: smx_hostlist_free. */
+smx_hostlist *smx_hostlist_new(size_t max);
+void smx_hostlist_free(smx_hostlist *hl);
+/* Expands list (copied) and appends the names not present yet, tagged tag. Returns the number
+ * appended, or SMX_EINVAL (syntax), SMX_ERANGE (a number too large, or past the list's max),
+ * SMX_ENOMEM; on error the list is as it was. */
+int smx_hostlist_add(smx_hostlist *hl, const char *list, size_t tag, smx_err *err);
+/* The same for a list of targets that may hold ssh:// passwords, item by item: each item's
+ * password is taken out before it is expanded or quoted in any message. With `passwords`, it is
+ * appended there (the vector's: wipe with smx_strvec_free_wipe) and the item's names are tagged
+ * with its index + 1; without, it is dropped (wiped). The list text is wiped afterwards (it is
+ * the caller's memory, written to). Returns the number of passwords found, or the codes of
+ * smx_hostlist_add with the failing item's message; items before it stay added. */
+int smx_hostlist_add_targets(smx_hostlist *hl, char *list, smx_strvec *passwords, smx_err *err);
+/* Removes every name of excluded (order kept). */
+void smx_hostlist_remove(smx_hostlist *hl, const smx_hostlist *excluded);
+size_t smx_hostlist_count(const smx_hostlist *hl);
+/* Name i (borrowed from the list: valid until it is freed) and its tag. */
+const char *smx_hostlist_name(const smx_hostlist *hl, size_t i);
+size_t smx_hostlist_tag(const smx_hostlist *hl, size_t i);
+/* The end of the item starting at s: the first ',' outside brackets, or the terminating NUL. */
+const char *smx_hostlist_item_end(const char *s);
+/* Folds names into one compact hostlist: {web01,web02,web03,db1} -> "db1,web[01-03]" (sorted,
+ * duplicates dropped). *out: malloc'd, the caller's (free). 0, SMX_EINVAL or SMX_ENOMEM. */
+int smx_hostlist_fold(char *const *hosts, size_t n, char **out, smx_err *err);
+
+/* Separates the password of a scheme://user:password@host URL from the rest: *stripped gets a
+ * malloc'd copy of s without ":password", *password the malloc'd decoded password or NULL (both
+ * the caller's: free, smx_str_wipe_free). 0, SMX_EINVAL (bad percent-encoding) or SMX_ENOMEM. */
+int smx_target_take_password(const char *s, char **stripped, char **password, smx_err *err);
+/* Removes ":password" from every URL of the comma-separated list s, in place, and zeroes the
+ * bytes no longer used: for scrubbing argv (what ps shows) once it has been copied. */
+void smx_target_strip_in_place(char *s);
+/* Copies s into buf (size bytes) for quoting in messages: URL passwords become "***", control
+ * characters '?', and text that does not fit ends in "...". */
+void smx_target_display(const char *s, char *buf, size_t size);
+
+/* ---- ssh_config ------------------------------------------------------------------------- */
+
+/* Parsed ssh_config files, immutable after load; shared by every host resolved against it. */
+typedef struct smx_config smx_config;
+
+/* path: a file as ssh -F takes it; NULL for ssh's defaults (~/.ssh/config, then
+ * /etc/ssh/ssh_config: missing ones are fine); "none" for no file. Match exec is never run (it
+ * is false; a warning says so). *out: the caller's (smx_config_free). Errors: SMX_EINVAL
+ * (syntax, "file:line: ..."), SMX_ERANGE, SMX_EIO, SMX_ENOENT (a missing -F file), SMX_ENOMEM. */
+int smx_config_load(smx_config **out, const char *path, smx_err *err);
+void smx_config_free(smx_config *cfg);
+/* Warnings from loading, to show once (borrowed from cfg; never NULL). */
+const smx_strvec *smx_config_warnings(const smx_config *cfg);
+/* Checks one -o argument ("Key=Value" or "Key Value") as ssh would: unknown keywords, bad
+ * values, and Host/Match/Include are SMX_EINVAL or SMX_ERANGE. */
+int smx_config_validate_option(const char *kv, smx_err *err);
+
+/* What ssh's command line adds to ssh_config, applied as ssh applies it: options are config
+ * lines read before the files (first value wins), user and port beat the files, identity files
+ * are tried first. A target's own user@ and :port beat user and port. -J is the option
+ * "ProxyJump=...". The struct and its strings are the caller's. */
+typedef struct smx_overrides {
+    smx_strvec options;         /* -o lines */
+    const char *user;           /* -l, or NULL */
+    int port;                   /* -p, or 0 */
+    smx_strvec identityfiles;   /* -i files */
+} smx_overrides;
+
+/* One host's resolved settings (what `ssh -G` prints), from smx_hostcfg_resolve. */
+typedef struct smx_hostcfg smx_hostcfg;
+
+/* Resolves one target (a single name, no ranges) against cfg with ov (NULL: none). A URL
+ * password in the target is ignored: take it out first (smx_target_take_password). *out: the
+ * caller's (smx_hostcfg_destroy), or handed to smx_engine_add_exec/_forward. Errors: SMX_EINVAL
+ * or SMX_ERANGE for a malformed target (the message quotes it) or a setting that does not
+ * resolve (the message starts "TARGET: "), SMX_ENOMEM. */
+int smx_hostcfg_resolve(const smx_config *cfg, const smx_overrides *ov, const char *target,
+                        smx_hostcfg **out, smx_err *err);
+void smx_hostcfg_destroy(smx_hostcfg *hc);
+/* The alias as given, and the ProxyJump chain (NULL if none): borrowed from hc. */
+const char *smx_hostcfg_host(const smx_hostcfg *hc);
+const char *smx_hostcfg_proxyjump(const smx_hostcfg *hc);
+/* The settings as one line of compact JSON keyed with ssh -G's names, after "target" (as given)
+ * and "host" (what `sshmux hosts --json` prints): malloc'd, the caller's (free); NULL when out of
+ * memory. */
+char *smx_hostcfg_json(const smx_hostcfg *hc, const char *target);
+
+/* ---- the engine ------------------------------------------------------------------------- */
+
+/* A run: hosts queued as jobs, started as the fanout allows, sharing one loop, the handshake
+ * gates, the loaded keys, the known_hosts caches and the jump host connections. */
 typedef struct smx_engine smx_engine;
 
 typedef struct smx_engine_opts {
-    int fanout;                /* sessions at once (-f), default 256 */
+    int fanout;                /* jobs at once, default 256 */
     int connect_timeout_ms;    /* when the host has no ConnectTimeout; covers TCP+banner+kex */
     int auth_timeout_ms;
     int retries;               /* extra attempts after an early drop (MaxStartups) */
     int handshake_initial;     /* starting handshakes in flight per server address */
     int interactive;           /* may ask the operator (keyboard-interactive) on /dev/tty */
     int prompt_timeout_ms;     /* how long an operator question may stay unanswered */
-    int verbose;               /* 2+: trace session and auth steps on stderr (-vv) */
-    /* Non-fatal notices about a host (e.g. host key accepted under StrictHostKeyChecking=no). */
+    int verbose;               /* 1: report keys skipped while loading; 2+: trace session and
+                                * auth steps on stderr */
+    /* Non-fatal notices about a host (host key accepted under StrictHostKeyChecking=no, a key
+     * that could not be loaded), or about the ssh_config file named as `host`. May be NULL. */
     void (*warn)(void *ud, const char *host, const char *msg);
     void *ud;
 } smx_engine_opts;
 
 void smx_engine_opts_default(smx_engine_opts *o);
 
-typedef struct smx_exec_opts {
-    const char *command;
-    int pty;
-    const smx_strvec *env;     /* "K=V" strings, or NULL */
-    int timeout_ms;            /* -u: 0 = none */
-    int kill_grace_ms;         /* between TERM and KILL on timeout */
-    int capture;               /* keep stdout/stderr in the result (gather, --json) */
-    size_t max_output;         /* per stream, when capturing */
-} smx_exec_opts;
+/* loop is borrowed (it must outlive the engine); o is copied. *out: the caller's
+ * (smx_engine_free). 0 or SMX_ENOMEM. */
+int smx_engine_new(smx_engine **out, uv_loop_t *loop, const smx_engine_opts *o);
+/* Frees the engine: jobs never started are dropped without results (their listeners closed).
+ * Call it once smx_engine_run() returned; then run the loop once (UV_RUN_NOWAIT) so closed
+ * handles finish before uv_loop_close. */
+void smx_engine_free(smx_engine *e);
 
-typedef struct smx_exec_callbacks {
-    /* A complete line of output (without its newline), as it arrives. NULL: no streaming. */
-    void (*on_line)(void *ud, const smx_result *r, int is_stderr, const char *line, size_t len);
-    /* The host is done. The result is the callee's: free it with smx_result_destroy(). */
-    void (*on_done)(void *ud, smx_result *r);
-    void *ud;
-} smx_exec_callbacks;
+/* The ssh_config that targets and jump hops resolve against: loaded from path (as
+ * smx_config_load; owned by the engine from then on) or borrowed (it must outlive the engine).
+ * Without either, smx_engine_add_target loads ssh's default files. Load warnings go to
+ * opts.warn with the file as host. */
+int smx_engine_load_config(smx_engine *e, const char *path, smx_err *err);
+void smx_engine_set_config(smx_engine *e, const smx_config *cfg);
+/* ssh's command-line options for the targets of smx_engine_add_target (borrowed: ov and its
+ * strings must outlive the engine; NULL: none). The identity files (-i) are loaded now and must
+ * load: the first that does not is the error, with its path. */
+int smx_engine_set_overrides(smx_engine *e, const smx_overrides *ov, smx_err *err);
 
-/* Credentials for the first jump hop, as paramiko-jump / the seeds' proxy_* options: a user,
- * key files or key content label (loaded into the keyring), and a password. */
+/* Credentials for the first jump hop, beyond what ssh_config says: a user, key files (or labels
+ * of smx_engine_add_key_content) and a password. */
 typedef struct smx_jump_overrides {
     const char *user;
     smx_strvec identityfiles;
     const char *password;
 } smx_jump_overrides;
 
-int smx_engine_new(smx_engine **out, uv_loop_t *loop, const smx_engine_opts *o);
-/* The ssh_config that jump hops are resolved against (must outlive the engine's run). */
-void smx_engine_set_config(smx_engine *e, const smx_config *cfg);
-/* Takes a copy of the first-hop credentials. */
+/* Copies identityfiles; user and password are borrowed (they must outlive the engine). */
 int smx_engine_set_jump_overrides(smx_engine *e, const smx_jump_overrides *jo);
-int smx_engine_resolve_hops(smx_engine *e, const char *chain, smx_hostcfg **hops, size_t *n,
-                            smx_err *err);
-void smx_engine_free(smx_engine *e);
-smx_keyring *smx_engine_keyring(smx_engine *e);
-int smx_engine_set_password(smx_engine *e, const char *pw, size_t len);
-void smx_engine_use_agent(smx_engine *e, int on);
 
-/* Queues one host. hc is taken over (freed by the engine); password (from an ssh:// URL) is
- * copied. The exec options and callbacks must outlive the run. */
+/* ---- credentials ------------------------------------------------------------------------ */
+/* Keys are loaded and decrypted once, before the loop runs: smx_engine_add_target loads each
+ * host's own (IdentityFile, its ProxyJump hops' ones). The calls below are for a caller that
+ * resolves hosts itself, and for secrets that come from elsewhere. */
+
+/* A password tried on every host without one of its own (copied). 0 or SMX_ENOMEM. */
+int smx_engine_set_password(smx_engine *e, const char *pw, size_t len);
+/* Offer the keys of the ssh-agent at $SSH_AUTH_SOCK (IdentityAgent in ssh_config still decides
+ * per host). smx_engine_add_target turns it on when $SSH_AUTH_SOCK is set. */
+void smx_engine_use_agent(smx_engine *e, int on);
+/* Passphrases for encrypted keys loaded from now on: a fixed one, a second one (e.g. for jump
+ * host keys), both copied; and a function asking the operator (no echo; returns a malloc'd
+ * string the library wipes and frees, or NULL), asked once per run: the answer is reused. */
+void smx_engine_set_passphrase(smx_engine *e, const char *pass);
+void smx_engine_add_passphrase(smx_engine *e, const char *pass);
+void smx_engine_set_ask(smx_engine *e, char *(*ask)(const char *prompt, void *ud), void *ud);
+/* Wipes every passphrase held, once all keys are loaded. Call it from a frame no deeper than the
+ * one that loaded the keys: it also wipes the dead stack below, where crypto code left copies. */
+void smx_engine_forget_passphrases(smx_engine *e);
+/* Loads a key file (idempotent). 0, SMX_ENOENT (missing), SMX_EPASSPHRASE (encrypted, no or
+ * wrong passphrase) or SMX_EIO (unreadable, not a key), with the path named. */
+int smx_engine_load_key(smx_engine *e, const char *path, smx_err *err);
+/* A key given as content (OpenSSH or PEM text), tried on every host; label names it in
+ * messages. The content is not kept. */
+int smx_engine_load_key_content(smx_engine *e, const char *label, const char *content,
+                                smx_err *err);
+/* Key content stored under a label usable where a key path is (in identityfiles lists). */
+int smx_engine_add_key_content(smx_engine *e, const char *label, const char *content,
+                               smx_err *err);
+/* Loads the identity files hc names, as ssh does: missing ones are skipped silently; others that
+ * fail are skipped and reported to `skipped` (may be NULL) with the reason. */
+void smx_engine_load_host_keys(smx_engine *e, const smx_hostcfg *hc,
+                               void (*skipped)(void *ud, const char *msg), void *ud);
+/* Resolves every hop of a ProxyJump chain (as smx_hostcfg_proxyjump gives it) against the
+ * engine's config and first-hop overrides, and loads each hop's identity files, silently skipping
+ * those that fail. 0, or the error resolving a hop (the hosts behind it will fail with it). */
+int smx_engine_load_jump_keys(smx_engine *e, const char *chain, smx_err *err);
+
+/* ---- jobs ------------------------------------------------------------------------------- */
+
+typedef struct smx_exec_opts {
+    const char *command;
+    int pty;
+    const smx_strvec *env;     /* "K=V" strings, or NULL */
+    int timeout_ms;            /* 0 = none; then TERM, and KILL after kill_grace_ms */
+    int kill_grace_ms;
+    int capture;               /* keep stdout/stderr in the result */
+    size_t max_output;         /* per stream, when capturing */
+} smx_exec_opts;
+
+typedef struct smx_exec_callbacks {
+    /* A complete line of output (without its newline), as it arrives; r is borrowed for the
+     * call. NULL: no streaming. */
+    void (*on_line)(void *ud, const smx_result *r, int is_stderr, const char *line, size_t len);
+    /* The host is done. The result is the callee's: free it with smx_result_destroy(). */
+    void (*on_done)(void *ud, smx_result *r);
+    void *ud;
+} smx_exec_callbacks;
+
+/* Queues one resolved host. hc is taken over (freed by the engine) on success; target (the
+ * result's "target": never a password) and password (an ssh:// URL's, or NULL) are copied. x,
+ * x->env and cb are borrowed: they must outlive the run. 0 or SMX_ENOMEM. */
 int smx_engine_add_exec(smx_engine *e, const char *target, smx_hostcfg *hc, const char *password,
                         const smx_exec_opts *x, const smx_exec_callbacks *cb);
-/* Stops the run: hosts not started yet finish as canceled (`why`), running ones are closed
- * (their results say `why`). Safe from a signal watcher on the loop. */
-void smx_engine_cancel(smx_engine *e, const char *why);
-/* Runs until every queued host is done. Hosts added while it runs start at once (fanout
- * allowing). */
-int smx_engine_run(smx_engine *e);
-unsigned smx_engine_hostkeys_unverified(const smx_engine *e);
-unsigned smx_engine_hostkeys_added(const smx_engine *e);
 
-/* ---- forwarding ------------------------------------------------------------------------ */
+/* One local forward, as ssh -L takes it:
+ *   [bind_address:]port:host:hostport      TCP listener -> the remote host:hostport
+ *   [bind_address:]port:remote_socket      TCP listener -> a remote Unix socket
+ *   local_socket:host:hostport             Unix listener -> the remote host:hostport
+ *   local_socket:remote_socket             Unix listener -> a remote Unix socket
+ * IPv6 addresses in brackets; a field with a '/' is a socket path. Strings are the spec's. */
+typedef struct smx_fwd_spec {
+    char *bind_addr;      /* NULL: loopback */
+    int bind_port;        /* TCP listener port (0: any free one), unless bind_path */
+    char *bind_path;      /* Unix listener path, or NULL */
+    char *host;           /* remote TCP destination, unless remote_path */
+    int port;
+    char *remote_path;    /* remote Unix socket, or NULL */
+} smx_fwd_spec;
 
-/* One host's local forwards (-L): listeners bound when added, served over one connection. */
+/* *out needs no initialisation; free it with smx_fwd_spec_free. SMX_EINVAL quoting s. */
+int smx_fwd_spec_parse(const char *s, smx_fwd_spec *out, smx_err *err);
+void smx_fwd_spec_free(smx_fwd_spec *f);
+
+/* One host's local forwards: listeners bound when added, served over one connection. The
+ * engine's; it is gone once its on_done returned. */
 typedef struct smx_forward smx_forward;
 
 typedef struct smx_forward_opts {
-    const smx_fwd_spec *specs;      /* as parsed from -L; bound in order */
+    const smx_fwd_spec *specs;      /* bound in order (borrowed for the add call only) */
     size_t nspecs;
-    unsigned sock_mode;             /* permissions of Unix listener sockets (0600) */
+    unsigned sock_mode;             /* permissions of Unix listener sockets (e.g. 0600) */
     const smx_exec_opts *command;   /* run this over the same connection while forwarding (as
-                                     * `ssh -L ... host cmd`); its end ends the forwards. NULL:
-                                     * forward until the connection ends or the run is canceled */
+                                     * `ssh -L ... host cmd`; borrowed for the run); its end ends
+                                     * the forwards. NULL: forward until the connection ends or
+                                     * the run is canceled */
 } smx_forward_opts;
 
 typedef struct smx_forward_callbacks {
-    /* Connected: the listeners serve. */
+    /* Connected: the listeners serve. May be NULL. */
     void (*ready)(void *ud, smx_forward *f);
-    /* A forwarded connection ended; err NULL on a clean end, else why. */
+    /* A forwarded connection ended; err NULL on a clean end, else why. May be NULL. */
     void (*link_ended)(void *ud, smx_forward *f, const char *listener, const char *err);
     /* The command's output, line by line (when a command is given). */
     void (*on_line)(void *ud, const smx_result *r, int is_stderr, const char *line, size_t len);
     /* Everything is closed: the result (the connection's error, the command's status) is the
-     * callee's (smx_result_destroy). The smx_forward is gone after this. */
+     * callee's (smx_result_destroy). */
     void (*on_done)(void *ud, smx_result *r);
     void *ud;
 } smx_forward_callbacks;
 
 /* Binds the listeners now (a port in use fails here, before anything connects) and queues the
- * host. hc is taken over on success; opts and cb must outlive the run. Returns 0, or a negative
- * code with err (SMX_EINVAL: a spec the listener cannot use). */
+ * host. hc is taken over on success (the caller keeps it on failure); target and password are
+ * copied; cb must outlive the run. *out (if out is not NULL): the forward, the engine's. Returns
+ * 0, or a negative code with err (SMX_EINVAL: a spec the listener cannot use). */
 int smx_engine_add_forward(smx_engine *e, const char *target, smx_hostcfg *hc,
                            const char *password, const smx_forward_opts *opts,
                            const smx_forward_callbacks *cb, smx_forward **out, smx_err *err);
 size_t smx_forward_listeners(const smx_forward *f);
-/* The bound address of listener i ("127.0.0.1:43817" or the socket path), and what it reaches. */
+/* The bound address of listener i ("127.0.0.1:43817" or the socket path), what it reaches, and
+ * the host alias: borrowed from f. */
 const char *smx_forward_local(const smx_forward *f, size_t i);
 const char *smx_forward_remote(const smx_forward *f, size_t i);
 const char *smx_forward_host(const smx_forward *f);
+/* Listener i as one line of compact JSON, {"host":...,"listen":...,"remote":...}: malloc'd, the
+ * caller's (free); NULL when out of memory. */
+char *smx_forward_json(const smx_forward *f, size_t i);
 
-void smx_result_destroy(smx_result *r);
+/* What smx_engine_add_target queues for each host: set exec and exec_cb for a command, or
+ * forward and forward_cb for local forwards. Borrowed: they must outlive the run. */
+typedef struct smx_target_job {
+    const smx_exec_opts *exec;
+    const smx_exec_callbacks *exec_cb;
+    const smx_forward_opts *forward;
+    const smx_forward_callbacks *forward_cb;
+} smx_target_job;
+
+/* The whole path from a host list to queued jobs, as ssh would take each host: expands targets
+ * (copied; ssh:// passwords go with their hosts, never into messages or results), resolves
+ * each host against the engine's ssh_config and overrides (ssh's default files when none was
+ * set), loads the keys it and its ProxyJump hops name (missing ones skipped, as ssh does; others
+ * reported to opts.warn when opts.verbose), offers the agent when $SSH_AUTH_SOCK is set, and
+ * queues one job per host. Every host is resolved before any is queued: a target that does not
+ * parse or resolve queues nothing. A forward's listeners are bound per host, so a list of hosts
+ * needs specs with port 0 (or Unix paths unique per host). Key files are read (and passphrases
+ * asked) here: called from a callback of a running loop, it holds the loop meanwhile. Returns
+ * the number of hosts queued, or a negative code with err. */
+int smx_engine_add_target(smx_engine *e, const char *targets, const smx_target_job *job,
+                          smx_err *err);
+
+/* Stops the run: hosts not started yet finish as canceled (`why`), running ones are closed
+ * (their results say `why`). Safe from a signal watcher on the loop. */
+void smx_engine_cancel(smx_engine *e, const char *why);
+/* Runs the loop until every queued host is done. Hosts added while it runs start at once
+ * (fanout allowing). Returns uv_run's value. */
+int smx_engine_run(smx_engine *e);
+/* Host keys accepted without verification (StrictHostKeyChecking=no), and added to known_hosts
+ * (accept-new), during the run. */
+unsigned smx_engine_hostkeys_unverified(const smx_engine *e);
+unsigned smx_engine_hostkeys_added(const smx_engine *e);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

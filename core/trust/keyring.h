@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "error.h"
+#include "sshmux.h"
 
 typedef struct smx_secret {
     char *s;          /* NUL-terminated; NULL when unset */
@@ -18,11 +19,8 @@ typedef struct smx_secret {
 int smx_secret_set(smx_secret *sec, const char *s, size_t len);
 void smx_secret_wipe(smx_secret *sec);
 
-/* Reads a whole file that holds a secret (key, password) into a NUL-terminated malloc'd buffer,
- * its length in *len. No stdio (whose buffer would be freed unwiped) and no realloc (which would
- * leave the old copy behind): every intermediate buffer is wiped. NULL with errno set (EFBIG when
- * the file is larger than max bytes). */
-char *smx_secret_read_file(const char *path, size_t max, size_t *len);
+/* smx_secret_read_file (a file holding a secret, read without leaving copies) is in the public
+ * header. */
 
 /* Asks the operator for a secret (no echo); returns malloc'd string or NULL. */
 typedef char *(*smx_ask_fn)(const char *prompt, void *ud);
