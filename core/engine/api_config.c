@@ -82,9 +82,39 @@ int smx_engine_load_config(smx_engine *e, const char *path, smx_err *err)
     return 0;
 }
 
+/* A deep copy: the engine's own, freed with it. */
+static int engine_copy_overrides(smx_engine *e, const smx_overrides *ov)
+{
+    smx_engine_free_overrides(e);
+    if (!ov)
+        return 0;
+    e->ov.port = ov->port;
+    if (ov->user && !(e->ov.user = e->ov_user = strdup(ov->user)))
+        return SMX_ENOMEM;
+    for (size_t i = 0; i < ov->options.n; i++)
+        if (smx_strvec_push(&e->ov.options, ov->options.v[i]) < 0)
+            return SMX_ENOMEM;
+    for (size_t i = 0; i < ov->identityfiles.n; i++)
+        if (smx_strvec_push(&e->ov.identityfiles, ov->identityfiles.v[i]) < 0)
+            return SMX_ENOMEM;
+    e->overrides = &e->ov;
+    return 0;
+}
+
+void smx_engine_free_overrides(smx_engine *e)
+{
+    smx_strvec_free(&e->ov.options);
+    smx_strvec_free(&e->ov.identityfiles);
+    free(e->ov_user);
+    memset(&e->ov, 0, sizeof e->ov);
+    e->ov_user = NULL;
+    e->overrides = NULL;
+}
+
 int smx_engine_set_overrides(smx_engine *e, const smx_overrides *ov, smx_err *err)
 {
-    e->overrides = ov;
+    if (engine_copy_overrides(e, ov) < 0)
+        return smx_seterr(err, SMX_ENOMEM, "out of memory");
     /* Keys named on the command line must load (ssh_config's are skipped when missing). */
     for (size_t i = 0; ov && i < ov->identityfiles.n; i++) {
         int rc = smx_engine_load_key(e, ov->identityfiles.v[i], err);

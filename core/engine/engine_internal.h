@@ -43,7 +43,9 @@ struct smx_engine {
     const smx_config *config;           /* for resolving jump hops (set by the client) */
     smx_config *owned_config;           /* the empty one made when the client set none */
     smx_jump_overrides jump_ov;         /* credentials for the first hop (--proxy-*) */
-    const smx_overrides *overrides;     /* -o/-l/-p/-i for smx_engine_add_target (borrowed) */
+    const smx_overrides *overrides;     /* -o/-l/-p/-i for smx_engine_add_target: &ov or NULL */
+    smx_overrides ov;                   /* the engine's copy */
+    char *ov_user;
     smx_list queue;                     /* jobs not yet started */
     smx_list running_jobs;              /* started, not yet done */
     int running;
@@ -58,6 +60,9 @@ void smx_engine_queue_job(smx_engine *e, smx_job *job);
 void smx_engine_job_done(smx_engine *e, smx_job *job);
 /* Where a connection in this state failed, for a cancel's result. */
 enum smx_stage smx_engine_stage_of(const smx_conn *c);
+
+/* engine/api_config.c: frees the engine's copy of the overrides. */
+void smx_engine_free_overrides(smx_engine *e);
 
 /* A result with the host's identity filled in, as every kind of job reports it. */
 smx_result *smx_engine_new_result(const char *target, const smx_hostcfg *hc);

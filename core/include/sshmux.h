@@ -300,9 +300,9 @@ void smx_engine_free(smx_engine *e);
  * opts.warn with the file as host. */
 int smx_engine_load_config(smx_engine *e, const char *path, smx_err *err);
 void smx_engine_set_config(smx_engine *e, const smx_config *cfg);
-/* ssh's command-line options for the targets of smx_engine_add_target (borrowed: ov and its
- * strings must outlive the engine; NULL: none). The identity files (-i) are loaded now and must
- * load: the first that does not is the error, with its path. */
+/* ssh's command-line options for the targets of smx_engine_add_target (copied; NULL: none). The
+ * identity files (-i) are loaded now and must load: the first that does not is the error, with
+ * its path. */
 int smx_engine_set_overrides(smx_engine *e, const smx_overrides *ov, smx_err *err);
 
 /* Credentials for the first jump hop, beyond what ssh_config says: a user, key files (or labels
