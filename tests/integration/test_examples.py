@@ -66,10 +66,11 @@ def setup():
     PREFIX = F.wd.mkdir("prefix")
     r = fixture.run(["cmake", "--install", build, "--prefix", PREFIX], timeout=120)
     check_rc(r, 0, "cmake --install")
-    for name in ("fleet_exec", "forward"):
-        BIN[name] = os.path.join(F.wd.path, name)
-        r = compile_c(os.path.join(SRC, "examples", name + ".c"), BIN[name])
-        check_rc(r, 0, f"compiling examples/{name}.c")
+    for name in ("examples/fleet_exec", "examples/forward", "tests/tools/smx-lateadd"):
+        base = os.path.basename(name)
+        BIN[base] = os.path.join(F.wd.path, base)
+        r = compile_c(os.path.join(SRC, name + ".c"), BIN[base])
+        check_rc(r, 0, f"compiling {name}.c")
 
 
 def test_installed_layout():
@@ -121,6 +122,19 @@ def fleet_exec(*args, env=None):
 
 def lines_of(r):
     return sorted(r.stdout.splitlines())
+
+
+def test_host_added_to_a_running_engine_starts_at_once():
+    """The second host is added from the first one's result callback, while the loop runs and
+    nothing else is queued: it must start then, and the run must wait for it."""
+    r = fixture.run([BIN["smx-lateadd"], "-F", F.cfg, "h0001", "h0002", "echo x; exit 0"],
+                    timeout=120)
+    check_rc(r, 0, "both hosts ran")
+    check_eq(r.stdout.splitlines(), ["h0001: 0", "h0002: 0"])
+    r = fixture.run([BIN["smx-lateadd"], "-F", F.cfg, "h0001", "h000[2-4]", "exit 0"],
+                    timeout=120)
+    check_rc(r, 1, "a late list of three: four results, the program counts two")
+    check_eq(len(r.stdout.splitlines()), 4)
 
 
 def test_fleet_exec_all_hosts_ok():
@@ -245,10 +259,5 @@ def test_forward_unreachable_target():
 
 if __name__ == "__main__":
     setup()
-    fixture.main([test_installed_layout, test_destdir_keeps_the_prefix,
-                  test_header_alone_compiles_internal_ones_do_not, test_fleet_exec_all_hosts_ok,
-                  test_fleet_exec_one_host_exits_3, test_fleet_exec_one_host_unreachable,
-                  test_fleet_exec_without_keys_is_an_auth_failure,
-                  test_fleet_exec_agent_from_ssh_auth_sock, test_fleet_exec_bad_input,
-                  test_forward_to_sshd_until_sigint, test_forward_while_a_command_runs,
-                  test_forward_unreachable_target])
+    # In the order they are written (the install checks first); every test_ function runs.
+    fixture.main([v for k, v in list(globals().items()) if k.startswith("test_")])
