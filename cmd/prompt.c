@@ -22,8 +22,7 @@ static char *cli_read_tty_line(int fd)
             char *bigger = malloc(cap * 2);
             if (bigger)
                 memcpy(bigger, buf, len);
-            explicit_bzero(buf, cap);
-            free(buf);
+            smx_wipe_free(buf, cap);
             buf = bigger;
             cap *= 2;
             if (!buf)

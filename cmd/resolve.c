@@ -53,8 +53,7 @@ static int cli_read_hostfile(cli *c, const char *path, smx_hostlist *hl)
         rc = cli_add_list(c, hl, line, &where, 1);
         line = next;
     }
-    explicit_bzero(text, len);
-    free(text);
+    smx_wipe_free(text, len);
     return rc;
 }
 

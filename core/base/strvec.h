@@ -7,7 +7,4 @@
 
 #include "sshmux.h"
 
-/* Zeroes len bytes of p (a secret, or memory that held one), then frees it. NULL is fine. */
-void smx_wipe_free(void *p, size_t len);
-
 #endif

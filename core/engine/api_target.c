@@ -20,10 +20,7 @@ static int api_add_item(smx_hostlist *hl, const char *p, size_t len, smx_strvec 
     }
     char *item = strndup(p, len), *plain = NULL, *pw = NULL;
     int rc = item ? smx_target_take_password(item, &plain, &pw, err) : SMX_ENOMEM;
-    if (item) {
-        explicit_bzero(item, len);
-        free(item);
-    }
+    smx_wipe_free(item, len);
     size_t tag = 0;
     *found += pw != NULL;
     if (rc == 0 && pw && passwords) {

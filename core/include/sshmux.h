@@ -99,6 +99,8 @@ void smx_strvec_free(smx_strvec *sv);                   /* frees strings and arr
 void smx_strvec_free_wipe(smx_strvec *sv);              /* same, zeroing each string first */
 /* A C string that held a secret: zeroed, then freed (OpenSSH's freezero). NULL is a no-op. */
 void smx_str_wipe_free(char *s);
+/* The same for len bytes at p (a buffer that held a secret). NULL is a no-op. */
+void smx_wipe_free(void *p, size_t len);
 /* Reads a whole file that holds a secret (password, key, a host list with ssh:// passwords) into
  * a malloc'd NUL-terminated buffer (the caller's: smx_str_wipe_free), its length in *len.
  * No stdio buffer and no realloc leave a copy behind. NULL with errno set (EFBIG: larger than
