@@ -21,7 +21,7 @@ enum exec_state {
 
 struct smx_exec {
     smx_chan chan;
-    const smx_exec_spec *spec;
+    const smx_exec_opts *spec;
     smx_sessreq_spec req_spec;
     smx_sessreq req;
     smx_result *result;
@@ -274,7 +274,7 @@ static const smx_chan_ops exec_chan_ops = {
     .after_poll = exec_chan_after_poll,
 };
 
-smx_exec *smx_exec_start(smx_conn *c, const smx_exec_spec *spec, smx_result *result,
+smx_exec *smx_exec_start(smx_conn *c, const smx_exec_opts *spec, smx_result *result,
                          const smx_exec_events *ev)
 {
     smx_exec *x = calloc(1, sizeof *x);

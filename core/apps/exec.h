@@ -13,16 +13,6 @@
 
 typedef struct smx_exec smx_exec;
 
-typedef struct smx_exec_spec {
-    const char *command;
-    int pty;
-    const smx_strvec *env;     /* "K=V" strings, or NULL */
-    int timeout_ms;            /* -u: 0 = none */
-    int kill_grace_ms;         /* between TERM and KILL */
-    int capture;               /* keep stdout/stderr in the result */
-    size_t max_output;         /* per stream, when capturing */
-} smx_exec_spec;
-
 typedef struct smx_exec_events {
     /* A complete line of output (without its newline), as it arrives. NULL: no streaming. */
     void (*line)(void *ud, int is_stderr, const char *line, size_t len);
@@ -32,9 +22,10 @@ typedef struct smx_exec_events {
     void *ud;
 } smx_exec_events;
 
-/* Starts the command on c now (the channel opens when c is ready). spec, ev and result must
+/* Starts the command on c now (the channel opens when c is ready). What to run is the public
+ * header's smx_exec_opts (command, pty, env, -u, kill grace, capture). spec, ev and result must
  * outlive the exec (until done). NULL on ENOMEM. */
-smx_exec *smx_exec_start(smx_conn *c, const smx_exec_spec *spec, smx_result *result,
+smx_exec *smx_exec_start(smx_conn *c, const smx_exec_opts *spec, smx_result *result,
                          const smx_exec_events *ev);
 /* SIGINT/SIGTERM: a command that may be running gets TERM, then KILL after the grace (a second
  * call skips the grace); one not started yet ends at once. The result says `why`. */

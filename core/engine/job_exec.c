@@ -13,7 +13,6 @@ typedef struct exec_job {
     char *password;                 /* from an ssh:// URL; wiped on free */
     const smx_exec_opts *x;
     const smx_exec_callbacks *cb;
-    smx_exec_spec spec;
     smx_exec_events xev;
     smx_result *result;
     smx_conn *conn;                 /* NULL once closed */
@@ -61,7 +60,7 @@ static void exec_job_on_ready(smx_conn *c, void *ud)
 {
     exec_job *job = ud;
     job->conn->loss_context = " while running";
-    job->exec = smx_exec_start(c, &job->spec, job->result, &job->xev);
+    job->exec = smx_exec_start(c, job->x, job->result, &job->xev);
     if (!job->exec) {
         smx_session_fail(&c->session, SMX_STAGE_EXEC, SMX_ENOMEM, "out of memory");
         job->exec_done = 1;
@@ -175,15 +174,6 @@ int smx_engine_add_exec(smx_engine *e, const char *target, smx_hostcfg *hc, cons
     job->x = x;
     job->cb = cb;
     job->result = r;
-    job->spec = (smx_exec_spec){
-        .command = x->command ? x->command : "",
-        .pty = x->pty,
-        .env = x->env,
-        .timeout_ms = x->timeout_ms,
-        .kill_grace_ms = x->kill_grace_ms,
-        .capture = x->capture,
-        .max_output = x->max_output,
-    };
     job->xev.line = cb->on_line ? exec_job_on_line : NULL;
     job->xev.done = exec_job_on_exec_done;
     job->xev.ud = job;

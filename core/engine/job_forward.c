@@ -22,7 +22,6 @@ struct smx_forward {
     smx_forward_events fev;
     smx_strvec locals, remotes;   /* per listener: bound address, remote end */
     const smx_exec_opts *x;       /* the command, or NULL */
-    smx_exec_spec spec;
     smx_exec_events xev;
     smx_exec *exec;
     int stopping;                 /* the end was asked for: the connection's end is no failure */
@@ -98,7 +97,7 @@ static void forward_on_ready(smx_conn *c, void *ud)
         f->cb->ready(f->cb->ud, f);
     if (f->x && !f->exec_done) {
         c->loss_context = " while running";
-        f->exec = smx_exec_start(c, &f->spec, f->result, &f->xev);
+        f->exec = smx_exec_start(c, f->x, f->result, &f->xev);
         if (!f->exec) {
             f->exec_done = 1;
             smx_session_fail(&c->session, SMX_STAGE_EXEC, SMX_ENOMEM, "out of memory");
@@ -210,15 +209,6 @@ int smx_engine_add_forward(smx_engine *e, const char *target, smx_hostcfg *hc,
     f->result = r;
     f->x = o->command;
     if (f->x) {
-        f->spec = (smx_exec_spec){
-            .command = f->x->command ? f->x->command : "",
-            .pty = f->x->pty,
-            .env = f->x->env,
-            .timeout_ms = f->x->timeout_ms,
-            .kill_grace_ms = f->x->kill_grace_ms,
-            .capture = f->x->capture,
-            .max_output = f->x->max_output,
-        };
         f->xev.line = cb->on_line ? forward_on_line : NULL;
         f->xev.done = forward_on_exec_done;
         f->xev.ud = f;
