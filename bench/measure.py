@@ -251,7 +251,8 @@ class Drain(threading.Thread):
 
 class Result:
     """rc (None on timeout), timed_out, wall_s, cpu_s, cpu_user_s, cpu_sys_s, rusage_cpu_s,
-    peak_mib (None if unknown), stdout_path, stderr_path, stdout (str), stderr (str)."""
+    peak_mib (None if unknown), maxrss_mib (wait4's: the tree's largest process), stdout_path,
+    stderr_path, stdout (str), stderr (str)."""
 
     def text(self):
         with open(self.stdout_path, errors="replace") as f:
@@ -314,6 +315,7 @@ def run(cmd, env, timeout, cgroups, outdir, tag, stdin_path=None, netns=None):
     for d in drains:
         d.finish()
     res.rusage_cpu_s = ru.ru_utime + ru.ru_stime
+    res.maxrss_mib = ru.ru_maxrss / 1024   # the largest single process of the tree
     cg = grp.cpu() if grp else None
     res.cpu_user_s, res.cpu_sys_s = cg if cg else (ru.ru_utime, ru.ru_stime)
     res.cpu_s = res.cpu_user_s + res.cpu_sys_s
