@@ -54,7 +54,7 @@ void cli_usage(FILE *f)
 "  --no-atomic         write in place (default: DEST.sshmux-partial, renamed when whole)\n"
 "  --block-size N      bytes per request (default: the server's limit, else 32768)\n"
 "  --requests N        requests in flight per file (default 64)\n"
-"  --transfer-timeout S   a host with no progress for S seconds fails\n"
+"  --transfer-timeout S   a host with no progress for S seconds fails (default 60)\n"
 "  --mode OCTAL        permissions of created files (default: the source's)\n"
 "  --suffix            download: LOCALDIR/<name>.<host> (clush --rcopy)\n"
 "  --progress          live status line even when stderr is not a terminal\n"

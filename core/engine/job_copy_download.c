@@ -16,8 +16,7 @@ static void copy_fs_done(uv_fs_t *req)
     uv_fs_req_cleanup(req);
     job->fs_busy = 0;
     if (job->phase == COPY_CLOSING) {
-        copy_close(job);
-        copy_maybe_done(job);   /* this step was the last thing it waited for */
+        copy_close(job);   /* this step may have been the last thing it waited for */
         return;
     }
     job->fs_next(job, res);
