@@ -41,6 +41,7 @@ KEX = tools.KEX
 MIB, GIB = 1 << 20, 1 << 30
 PAYLOAD, DL = "payload", "dl"   # fleet: file names, relative to each host's home
 SINGLE_TOOLS = ["sshmux-openssl", "sshmux-mbedtls", "sftp", "scp"]
+SINGLE_DEFAULT = ["sshmux-openssl", "sftp", "scp"]   # mbedtls's AES-GCM: see forward.md
 PARTS = ["single", "memory", "fleet"]
 COLUMNS = ["part", "tool", "direction", "cipher", "hosts", "fanout", "rep", "bytes", "wall_s",
            "cpu_s", "cpu_user_s", "cpu_sys_s", "mb_per_s", "cpu_s_per_gib", "cpu_ms_per_host",
@@ -70,6 +71,15 @@ def choose_dir(wanted, need):
     if st and st.f_bavail * st.f_frsize > need and avail > need + 4 * GIB:
         return "/dev/shm"
     return "/var/tmp"
+
+
+def write_stamped(path, base, stamp):
+    """base with its first bytes replaced by stamp; returns the file's sha256."""
+    data = stamp + base[len(stamp):]
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o644)
+    return hashlib.sha256(data).hexdigest()
 
 
 def write_random(path, size, stamp=b""):
@@ -274,9 +284,9 @@ class Single:
         opts, h = self.run.bed.ssh_opts(cipher), self.host
         if tool.startswith("sshmux-"):
             b = self.run.binaries[tool[len("sshmux-"):]]
-            return ([b, "upload"] + opts + ["--json", h, self.src, self.up + "/"]
+            return ([b, "upload"] + opts + ["-q", "--json", h, self.src, self.up + "/"]
                     if direction == "upload" else
-                    [b, "download"] + opts + ["--json", h, self.src, self.down]), None
+                    [b, "download"] + opts + ["-q", "--json", h, self.src, self.down]), None
         if tool == "sftp":
             with open(self.batch, "w") as f:
                 f.write(f"put {self.src} {self.up}/\n" if direction == "upload" else
@@ -464,7 +474,8 @@ class FleetBench:
         self.payload_sha = write_random(payload, size)
         self.ctx = FleetCtx(run, fanout, cipher, payload, os.path.join(d, "got"))
         # each host's download source differs (its name first): a mix-up cannot pass
-        self.dl_sha = {h: write_random(os.path.join(bed.home(h), DL), size, h.encode() + b"\n")
+        base = os.urandom(size)
+        self.dl_sha = {h: write_stamped(os.path.join(bed.home(h), DL), base, h.encode() + b"\n")
                        for h in bed.names}
 
     def _clear_remote(self):
@@ -541,6 +552,20 @@ def run_fleet(run, fleet_tools, fanout, cipher, reps, size=10 * MIB):
 
 
 # ------------------------------------------------------------------ 3. sshmux's memory
+def sshmux_bounds():
+    """(block bytes, cache budget bytes) from the sources (core/apps/filesrc.h: 'Memory: budget +
+    2 blocks per uploading host at most'), or None where not found."""
+    def grab(rel, name):
+        try:
+            with open(os.path.join(tools.ROOT, rel)) as f:
+                m = re.search(rf"#define {name} \((\d+)u \* (\d+)u(?: \* (\d+)u)?\)", f.read())
+        except OSError:
+            return None
+        return m and int(m[1]) * int(m[2]) * int(m[3] or 1)
+    return (grab("core/apps/filesrc.h", "SMX_FILESRC_BLOCK"),
+            grab("core/engine/copy_internal.h", "COPY_CACHE_BYTES"))
+
+
 def server_write_max(bed):
     """The server's limits@ max write length as OpenSSH's sftp reports it (sftp -vvv), or None."""
     try:
@@ -563,13 +588,17 @@ def _status(pid):
                                              txt, re.M)}
 
 
-def _count_sftp_servers(uids):
+def _sftp_servers(uids, got):
+    """Counts the fleet users' sftp-server processes; got[pid] = bytes each has read so far
+    (its rchar: what it received from its sshd). Returns the count."""
     n = 0
     for d in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{d}/comm") as f:
-                if f.read().strip() == "sftp-server" and os.stat(f"/proc/{d}").st_uid in uids:
-                    n += 1
+                if f.read().strip() != "sftp-server" or os.stat(f"/proc/{d}").st_uid not in uids:
+                    continue
+            n += 1
+            got[d] = max(got.get(d, 0), _proc_io(d).get("rchar", 0))
         except OSError:
             pass
     return n
@@ -606,13 +635,15 @@ def memory_one(run, n, src, cap_s, tag):
         p = subprocess.Popen(argv, env=bed.env, stdout=f, stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL, start_new_session=True)
     kill = fixture.on_cleanup(lambda: fixture.kill_tree(p.pid, p), f"pid {p.pid}")
-    peak, conc, last_count, io, cpu, hwm = {}, 0, 0.0, {}, None, 0
+    peak, conc, last_count, io, cpu, hwm, trend, got = {}, 0, 0.0, {}, None, 0, [], {}
     while p.poll() is None and time.monotonic() - t0 < cap_s:
         st = _status(p.pid)
+        if time.monotonic() - t0 >= 5 * (len(trend) + 1) and st:
+            trend.append(st.get("VmRSS", 0) >> 10)   # MiB every 5 s: does it level off?
         if st.get("VmRSS", 0) > peak.get("VmRSS", 0):
             peak = dict(st, t=time.monotonic() - t0)
         if time.monotonic() - last_count >= 0.5:
-            conc, last_count = max(conc, _count_sftp_servers(uids)), time.monotonic()
+            conc, last_count = max(conc, _sftp_servers(uids, got)), time.monotonic()
         io, cpu, hwm = _proc_io(p.pid) or io, _cpu_s(p.pid) or cpu, st.get("VmHWM", 0)
         time.sleep(0.1)
     wall, finished = time.monotonic() - t0, p.poll() is not None
@@ -634,17 +665,19 @@ def memory_one(run, n, src, cap_s, tag):
             errors += 1
             k = fold((o.get("error") or {}).get("message") or "?")
             notes[k] = notes.get(k, 0) + 1
-    if not finished:
-        notes[f"stopped after {cap_s:.0f} s (bounded run; not an error)"] = 1
+    sent = sum(got.values())
     return dict(part="memory", tool="sshmux-openssl", direction="upload", cipher=CIPHERS[0],
-                hosts=n, fanout=n, rep=1, bytes=io.get("rchar"), wall_s=wall, cpu_s=cpu,
-                mb_per_s=(io.get("wchar", 0) / wall / 1e6) if wall else None,
+                hosts=n, fanout=n, rep=1, bytes=sent, wall_s=wall, cpu_s=cpu,
+                mb_per_s=sent / wall / 1e6 if wall else None,
                 peak_rss_kib=peak.get("VmRSS"), hwm_kib=max(hwm, peak.get("VmHWM", 0)),
                 rss_anon_kib=peak.get("RssAnon"), rss_file_kib=peak.get("RssFile"),
                 concurrent=conc, ok=oks, failed=errors, rc=p.returncode if finished else None,
                 timed_out=0, fs=bed.fs,
                 notes="; ".join([f"peak at {peak.get('t', 0):.1f} s",
-                                 f"finished {oks} hosts" if finished else "killed at the cap"] +
+                                 "VmRSS MiB every 5 s: " + " ".join(map(str, trend)),
+                                 f"read {io.get('rchar', 0) / MIB:.0f} MiB of the file",
+                                 f"finished, {oks} hosts ok" if finished else
+                                 f"stopped at the {cap_s:.0f} s cap"] +
                                 [f"{k} x{v}" for k, v in notes.items()]))
 
 
@@ -672,7 +705,7 @@ def pick_tools(binaries, names, notes):
     have_cmd = {b: bool(p) and has_files_commands(p) for b, p in binaries.items()}
     single, fleet_tools = [], []
     for t in SINGLE_TOOLS:
-        if names and t not in names:
+        if t not in (names or SINGLE_DEFAULT):
             continue
         if t.startswith("sshmux-") and not have_cmd.get(t[len("sshmux-"):]):
             notes.append(f"{t}: no upload/download command in this build, skipped")
@@ -709,6 +742,17 @@ def run(args, setup, binaries, cgroups, log, summary):
     run = Run(bed, binaries, cgroups, setup.wd.mkdir("runs"), args.timeout,
               os.path.join(args.outdir, "files.csv"), log)
     ciphers = CIPHERS if args.files_ciphers == "both" else [CIPHERS[0]]
+    if len(ciphers) == 1:
+        notes.append(f"single: {ciphers[0]} only (`--files-ciphers both` adds {CIPHERS[1]}, "
+                     "twice the time)")
+    notes.append(f"fleet: every alias logs in as its own throwaway user whose home is its own "
+                 f"directory, so tools that copy one path to every host (clush, parallel-scp, "
+                 f"pdcp) write one file per host; sshmux writes the same files by absolute "
+                 f"path with %h. Fanout {args.fanout} for every tool; cipher {CIPHERS[0]}.")
+    if any(t.name == "pssh" for t in fleet_tools):
+        notes.append("parallel-slurp (Debian 12's pssh 2.3.4) puts each host's file in "
+                     "LOCALDIR/'<host>:None'/ (a python3 bug of that version): accepted, since "
+                     "the bytes are right")
     block, src = None, None
     try:
         if "single" in parts and single:
@@ -718,22 +762,22 @@ def run(args, setup, binaries, cgroups, log, summary):
             if not src:
                 src = os.path.join(bed.base, "mem.bin")
                 write_random(src, GIB)
-            block = server_write_max(bed)
+            block = dict(server=server_write_max(bed), sshmux=sshmux_bounds())
             run_memory(run, src, args.files_hosts, args.mem_seconds)
         if src:
             os.unlink(src)
         if "fleet" in parts and fleet_tools:
-            run_fleet(run, fleet_tools, args.fanout, CIPHERS[0], args.reps)
+            run_fleet(run, fleet_tools, args.fanout, CIPHERS[0], args.files_fleet_reps)
     except KeyboardInterrupt:
         log("files: interrupted; writing what was measured")
         notes.append("interrupted (Ctrl-C): partial results")
     finally:
-        meta = dict(date=time.strftime("%Y-%m-%d %H:%M"), summary=summary, reps=args.reps,
+        meta = dict(date=time.strftime("%Y-%m-%d %H:%M"), summary=summary,
+                    reps=f"{args.reps} (single), {args.files_fleet_reps} (fleet)",
                     command="bench/run " + " ".join(map(shlex.quote, sys.argv[1:])),
                     fs=bed.fs, cpu_method=cgroups.describe()[0], notes=notes)
-        md = files_report.markdown(run.rows, meta, single, [t.name for t in fleet_tools], LABELS,
-                                   ciphers, block)
-        with open(os.path.join(args.outdir, "files.md"), "w") as f:
-            f.write(md)
+        meta.update(single_tools=single, fleet_tools=[t.name for t in fleet_tools],
+                    labels=LABELS, ciphers=ciphers, bounds=block)
+        files_report.write(args.outdir, run.rows, meta)
         log(f"files: wrote {run.csv_path} and files.md")
     return 0

@@ -1,7 +1,11 @@
 """files.md for `bench/run --files`: medians (min-max) over the repetitions and ratios against
 the peers measured in the same run. A tool any of whose copies was wrong or missing in a
 repetition is marked FAILED and gets no ratios: a wrong copy is not a fast one."""
+import csv
+import json
+import os
 import statistics
+import sys
 
 PEERS_SINGLE = ("sftp", "scp")
 BASE_FLEET = "sshmux-openssl"
@@ -49,9 +53,11 @@ def single_section(rows, ciphers, tools):
          "bytes per second of the whole invocation's wall time (connection setup included); CPU "
          "= user+sys of the client's whole process tree (ssh included) per GiB. Ratios: this "
          "tool ÷ sftp / ÷ scp, medians of the same run (MB/s: higher is faster; CPU: lower is "
-         "cheaper).", "",
-         "| cipher | direction | tool | MB/s | CPU s/GiB | ok | MB/s ÷ sftp | CPU ÷ sftp "
-         "| MB/s ÷ scp | CPU ÷ scp |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+         "cheaper). Peak RSS: the largest process of the client's tree (wait4's ru_maxrss).",
+         "",
+         "| cipher | direction | tool | MB/s | CPU s/GiB | peak RSS MiB | ok | MB/s ÷ sftp "
+         "| CPU ÷ sftp | MB/s ÷ scp | CPU ÷ scp |",
+         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for cipher in ciphers:
         for direction in ("upload", "download"):
             peers = {p: _sel(rows, cipher=cipher, direction=direction, tool=p)
@@ -68,7 +74,8 @@ def single_section(rows, ciphers, tools):
                               ] if good and p != tool else ["-", "-"]
                 L.append(f"| {cipher} | {direction} | {tool} | "
                          f"{_spread(sel, 'mb_per_s', '{:.0f}')} | "
-                         f"{_spread(sel, 'cpu_s_per_gib', '{:.2f}')} | {_okcol(sel)} | "
+                         f"{_spread(sel, 'cpu_s_per_gib', '{:.2f}')} | "
+                         f"{_spread(sel, 'maxrss_mib', '{:.0f}')} | {_okcol(sel)} | "
                          + " | ".join(cells) + " |")
     return L
 
@@ -103,16 +110,18 @@ def fleet_section(rows, tools, labels):
     return L + ([""] + heads if heads else [])
 
 
-def memory_section(rows, block, requests=64):
+def memory_section(rows, bounds):
     if not rows:
         return []
     L = ["## sshmux's memory while uploading a 1 GiB file to many hosts", "",
          "`sshmux upload --no-atomic -f N -w HOSTS FILE /dev/null` (the remote copies go to "
          "/dev/null: N GiB of them would not fit), stopped after a bounded time if not done; "
          "VmRSS and its parts sampled every 100 ms, VmHWM read at the end, sftp-server processes "
-         "of the fleet's users counted (= hosts transferring at once).", "",
+         "of the fleet's users counted (= hosts transferring at once). MB/s: the bytes those "
+         "sftp-servers read from their sshd (their rchar), all hosts, per second of the run.",
+         "",
          "| hosts | peak VmRSS KiB | of it anon / file KiB | VmHWM KiB | hosts at once | "
-         "seconds | client MB/s sent (all hosts) | ok hosts | notes |",
+         "seconds | MB/s received by the sftp-servers (all hosts) | ok hosts | notes |",
          "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         L.append(f"| {r['hosts']} | {r['peak_rss_kib']} | {r['rss_anon_kib']} / "
@@ -123,22 +132,32 @@ def memory_section(rows, block, requests=64):
     if one and big and one[0]["peak_rss_kib"] and big[0]["peak_rss_kib"]:
         b, o = big[0], one[0]
         per = (b["peak_rss_kib"] - o["peak_rss_kib"]) / (b["hosts"] - 1)
-        L += ["", f"**Per host: {per:.0f} KiB** = (peak RSS with {b['hosts']} hosts − with 1) / "
-              f"{b['hosts'] - 1}."]
-        if block:
-            bound = requests * block / 1024
-            L.append(f"The data a host can have in flight is bounded by --requests × --block-size"
-                     f" = {requests} × {block} B (the server's limits@ max write length, as "
-                     f"OpenSSH's sftp reads it) = {bound:.0f} KiB; measured per host: "
-                     f"{per / bound:.0%} of that bound.")
+        L += ["", f"**Per host: {per:.0f} KiB** = (peak VmRSS with {b['hosts']} hosts − with 1) "
+              f"/ {b['hosts'] - 1}."]
+        blk, budget = (bounds or {}).get("sshmux") or (None, None)
+        if blk and budget:
+            L.append(f"The bound sshmux's sources state (core/apps/filesrc.h): the file's blocks "
+                     f"are read once for all hosts into a shared cache of {budget >> 20} MiB "
+                     f"(blocks no host holds) + at most 2 blocks of {blk >> 10} KiB held per "
+                     f"uploading host = {2 * blk >> 10} KiB of file data per host; the rest of "
+                     "a host's share is its session (libssh buffers up to the channel window, "
+                     "the SFTP client, the per-host job). The 1-host run shows the cache's "
+                     "fixed cost.")
+        srv = (bounds or {}).get("server")
+        if srv:
+            L.append(f"Server's limits@ max write length (as OpenSSH's sftp reads it): {srv} B "
+                     "per WRITE (sshmux's default --block-size).")
+    return L
     return L
 
 
 def notes_section(rows):
     seen = {}
     for r in rows:
+        if r["part"] == "memory":   # its notes are in its table
+            continue
         for part in (r.get("notes") or "").split("; "):
-            if part and not part.startswith(("sshmux's own", "peak at", "finished", "killed")):
+            if part and not part.startswith("sshmux's own"):
                 key = (r["part"], r["tool"], r["direction"], part.rsplit(" x", 1)[0])
                 seen[key] = seen.get(key, 0) + 1
     if not seen:
@@ -147,7 +166,9 @@ def notes_section(rows):
         + [f"- {p} / {t} / {d}: {msg} ({n}x)" for (p, t, d, msg), n in sorted(seen.items())]
 
 
-def markdown(rows, meta, single_tools, fleet_tools, labels, ciphers, block):
+def markdown(rows, meta):
+    single_tools, fleet_tools = meta["single_tools"], meta["fleet_tools"]
+    labels, ciphers, bounds = meta["labels"], meta["ciphers"], meta["bounds"]
     L = [f"# File transfer benchmark — {meta['date']}", "",
          f"Machine: {meta['summary']}. Command: `{meta['command']}`. Repetitions: "
          f"{meta['reps']}, interleaved (each repetition runs every tool once, in turn).", "",
@@ -160,8 +181,40 @@ def markdown(rows, meta, single_tools, fleet_tools, labels, ciphers, block):
         L.append("")
     parts = [single_section(_sel(rows, part="single"), ciphers, single_tools),
              fleet_section(_sel(rows, part="fleet"), fleet_tools, labels),
-             memory_section(_sel(rows, part="memory"), block), notes_section(rows)]
+             memory_section(_sel(rows, part="memory"), bounds), notes_section(rows)]
     for p, has in zip(parts, ("single", "fleet", "memory", None)):
         if p and (has is None or _sel(rows, part=has)):
             L += p + [""]
     return "\n".join(L)
+
+
+def write(outdir, rows, meta):
+    """files.md, and files-meta.json so that `files_report.py CSV` can rewrite it later."""
+    with open(os.path.join(outdir, "files-meta.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    with open(os.path.join(outdir, "files.md"), "w") as f:
+        f.write(markdown(rows, meta))
+
+
+def load(csv_path):
+    ints = {"hosts", "fanout", "rep", "bytes", "ok", "failed", "timed_out", "peak_rss_kib",
+            "hwm_kib", "rss_anon_kib", "rss_file_kib", "concurrent"}
+    rows = []
+    with open(csv_path, newline="") as f:
+        for r in csv.DictReader(f):
+            for k, v in r.items():
+                if v == "" and k != "notes":
+                    r[k] = None
+                elif k in ints:
+                    r[k] = int(v)
+                elif k.endswith(("_s", "_mib", "_per_s", "_gib", "_host")) or k == "rc":
+                    r[k] = float(v)
+            rows.append(r)
+    return rows
+
+
+if __name__ == "__main__":   # files_report.py bench/results/files.csv: rewrite files.md
+    path = os.path.abspath(sys.argv[1])
+    d = os.path.dirname(path)
+    with open(os.path.join(d, "files-meta.json")) as f:
+        write(d, load(path), json.load(f))
