@@ -733,8 +733,10 @@ def run(args, setup, binaries, cgroups, log, summary):
     if not fixture.TestUser.available():
         raise SystemExit(f"bench --files needs root (a login user per host): "
                          f"{fixture.TestUser.reason()}")
-    need = (2 * GIB if {"single", "memory"} & set(parts) else 0) + \
-        (4 * args.files_hosts * 10 * MIB if "fleet" in parts else 0)
+    # the parts run one after the other: single 1 GiB + its copy; fleet: every host's download
+    # source + every host's upload (or download) copy
+    need = max(2 * GIB if {"single", "memory"} & set(parts) else 0,
+               (2 * args.files_hosts + 1) * 10 * MIB if "fleet" in parts else 0)
     bed = Bed(setup, args.files_hosts, choose_dir(args.files_dir, need))
     log(f"files: {args.files_hosts} aliases, each its own user, homes in {bed.homes} "
         f"({bed.fs}); sshd port {bed.sshd.port}; single: {single}; fleet: "
