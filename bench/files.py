@@ -223,11 +223,13 @@ class Run:
         with open(csv_path, "w", newline="") as f:
             csv.writer(f).writerow(COLUMNS)
 
-    def measure(self, argv, tag, env_extra=None, stdin=None):
+    def measure(self, argv, tag, env_extra=None, stdin=None, timeout=None):
+        """measure.run's Result; res.timeout = the bound it ran under."""
         self.bed.settle()
         env = dict(self.bed.env, **(env_extra or {}))
-        res = measure.run(argv, env, self.timeout, self.cgroups, self.scratch, tag,
+        res = measure.run(argv, env, timeout or self.timeout, self.cgroups, self.scratch, tag,
                           stdin_path=stdin)
+        res.timeout = timeout or self.timeout
         for p in (res.stdout_path, res.stderr_path):
             os.unlink(p)
         return res
@@ -241,6 +243,9 @@ class Run:
 
 
 def base_row(res, **kw):
+    if res.timed_out:   # killed by the harness: its copies are incomplete, it was not fast
+        kw["notes"] = "; ".join(filter(None, [f"timed out after {res.timeout:.0f} s",
+                                              kw.get("notes")]))
     return dict(kw, wall_s=res.wall_s, cpu_s=res.cpu_s, cpu_user_s=res.cpu_user_s,
                 cpu_sys_s=res.cpu_sys_s, maxrss_mib=res.maxrss_mib, rc=res.rc,
                 timed_out=int(res.timed_out))
@@ -514,7 +519,10 @@ class FleetBench:
         self._clear_remote()
         clear_dir(c.localdir)
         argv, env = tool.upload(c) if direction == "upload" else tool.download(c)
-        res = self.run.measure(argv, f"fleet-{tool.name}-{direction}-{rep}", env_extra=env)
+        # 2 s per host: the slowest peer (asyncssh, ~0.6 s of CPU per host) needs minutes when
+        # other work shares the 2 cores
+        res = self.run.measure(argv, f"fleet-{tool.name}-{direction}-{rep}", env_extra=env,
+                               timeout=max(self.run.timeout, 2.0 * len(self.bed.names)))
         notes = sshmux_notes(res) if tool.name.startswith("sshmux") else stderr_notes(res)
         ok, bad = self._verify(tool, direction)
         notes.update(bad)

@@ -39,7 +39,16 @@ def _failed(rows):
 
 def _okcol(rows):
     ok, tot = sum(r["ok"] for r in rows), sum(r["ok"] + r["failed"] for r in rows)
+    if any(r["timed_out"] for r in rows):
+        return f"**TIMED OUT** ({sum(r['timed_out'] for r in rows)}x), {ok}/{tot}"
     return f"{ok}/{tot}" if not _failed(rows) else f"**FAILED** {ok}/{tot}"
+
+
+def _at_least(sel, base, key):
+    """A timed-out tool's ratio is a lower bound: its wall (or CPU) ÷ the base's, '≥'."""
+    if not base or _failed(base) or any(r["failed"] and not r["timed_out"] for r in sel):
+        return "-"
+    return "≥ " + _ratio(min(_vals(sel, key)), _med(base, key))
 
 
 def _sel(rows, **kw):
@@ -86,10 +95,13 @@ def fleet_section(rows, tools, labels):
     L = [f"## {size / 2**20:.0f} MiB to {n} hosts and back", "",
          "Upload: every host gets the same file; download: each host has its own file (its name "
          "first, so a mix-up fails). Every copy is checked by sha256. Wall time and the client's "
-         "whole process tree's CPU (every ssh/scp it forks included). Ratios: this tool ÷ "
-         f"{BASE_FLEET} (medians, same run).", "",
-         "| direction | tool | wall s | client CPU s | CPU ms/host | ok copies | wall ÷ sshmux "
-         "| CPU ÷ sshmux |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+         "whole process tree's CPU (every ssh/scp it forks included); the largest single process's "
+         "peak RSS (wait4's ru_maxrss). Ratios: this tool ÷ "
+         f"{BASE_FLEET} (medians, same run). A tool the harness had to stop (timeout) gets "
+         "lower bounds (≥).", "",
+         "| direction | tool | wall s | client CPU s | CPU ms/host | largest process MiB "
+         "| ok copies | wall ÷ sshmux | CPU ÷ sshmux |",
+         "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     heads = []
     for direction in ("upload", "download"):
         base = _sel(rows, direction=direction, tool=BASE_FLEET)
@@ -101,9 +113,15 @@ def fleet_section(rows, tools, labels):
             good = base_ok and not _failed(sel) and tool != BASE_FLEET
             w = _ratio(_med(sel, "wall_s"), _med(base, "wall_s")) if good else "-"
             c = _ratio(_med(sel, "cpu_s"), _med(base, "cpu_s")) if good else "-"
+            if any(r["timed_out"] for r in sel):
+                w, c = _at_least(sel, base, "wall_s"), _at_least(sel, base, "cpu_s")
+                heads.append(f"- {direction}: {labels.get(tool, tool)} did not finish within "
+                             f"its {max(_vals(sel, 'wall_s')):.0f} s: {w} the wall time, {c} "
+                             f"the client CPU of {BASE_FLEET} (lower bounds)")
             L.append(f"| {direction} | {labels.get(tool, tool)} | "
                      f"{_spread(sel, 'wall_s', '{:.2f}')} | {_spread(sel, 'cpu_s', '{:.2f}')} | "
-                     f"{_spread(sel, 'cpu_ms_per_host', '{:.1f}')} | {_okcol(sel)} | {w} | {c} |")
+                     f"{_spread(sel, 'cpu_ms_per_host', '{:.1f}')} | "
+                     f"{_spread(sel, 'maxrss_mib', '{:.0f}')} | {_okcol(sel)} | {w} | {c} |")
             if good:
                 heads.append(f"- {direction}: {labels.get(tool, tool)} takes {w} the wall time "
                              f"and {c} the client CPU of {BASE_FLEET}")
