@@ -23,7 +23,7 @@ import asyncssh  # noqa: E402
 
 sys.dont_write_bytecode = True   # no __pycache__ in bench/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from asyncssh_exec import split_config  # noqa: E402
+from asyncssh_exec import add_common_args, run_all  # noqa: E402
 
 
 async def one(host, args, sem, opts, config):
@@ -46,29 +46,14 @@ async def one(host, args, sem, opts, config):
 
 async def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("-F", dest="config", required=True)
-    ap.add_argument("--known-hosts", required=True)
-    ap.add_argument("-f", dest="fanout", type=int, default=256)
-    ap.add_argument("--kex", action="append", default=None)
+    add_common_args(ap)
     ap.add_argument("--cipher", action="append", default=None)
-    ap.add_argument("--hostfile", required=True)
     ap.add_argument("op", choices=("put", "get"))
     ap.add_argument("src")
     ap.add_argument("dst")
     args = ap.parse_args()
-    with open(args.hostfile) as f:
-        hosts = [h.strip() for h in f if h.strip() and not h.startswith("#")]
-    opts = {}
-    if args.kex:
-        opts["kex_algs"] = args.kex
-    if args.cipher:
-        opts["encryption_algs"] = args.cipher
-    per_host = split_config(args.config, hosts)
-    sem = asyncio.Semaphore(args.fanout)
-    results = await asyncio.gather(*(one(h, args, sem, opts,
-                                         per_host[h] if per_host else args.config)
-                                     for h in hosts))
-    return 0 if all(results) else 1
+    opts = {"encryption_algs": args.cipher} if args.cipher else {}
+    return 0 if await run_all(args, one, opts) else 1
 
 
 if __name__ == "__main__":

@@ -80,32 +80,44 @@ async def one(host, args, sem, opts, config):
     return True
 
 
-async def main():
-    ap = argparse.ArgumentParser()
+def add_common_args(ap):
+    """The options every AsyncSSH peer script takes (this one and asyncssh_copy.py)."""
     ap.add_argument("-F", dest="config", required=True)
     ap.add_argument("--known-hosts", required=True)
     ap.add_argument("-f", dest="fanout", type=int, default=256)
     ap.add_argument("--kex", action="append", default=None)
-    ap.add_argument("--connect-timeout", type=float, default=None)
     ap.add_argument("--hostfile", required=True)
     ap.add_argument("--whole-config", action="store_true")
-    ap.add_argument("command", nargs="+")
-    args = ap.parse_args()
-    args.command = " ".join(args.command)
+
+
+async def run_all(args, one, opts):
+    """one(host, args, sem, opts, config) for every host of --hostfile, at most --fanout at
+    once; True if every one returned True."""
     with open(args.hostfile) as f:
         hosts = [h.strip() for h in f if h.strip() and not h.startswith("#")]
-    opts = {}
     if args.kex:
         opts["kex_algs"] = args.kex
-    if args.connect_timeout:
-        opts["connect_timeout"] = args.connect_timeout
     per_host = None if args.whole_config else split_config(args.config, hosts)
     sem = asyncio.Semaphore(args.fanout)
     results = await asyncio.gather(*(one(h, args, sem, opts,
                                          per_host[h] if per_host else args.config)
                                      for h in hosts))
+    return all(results)
+
+
+async def main():
+    ap = argparse.ArgumentParser()
+    add_common_args(ap)
+    ap.add_argument("--connect-timeout", type=float, default=None)
+    ap.add_argument("command", nargs="+")
+    args = ap.parse_args()
+    args.command = " ".join(args.command)
+    opts = {}
+    if args.connect_timeout:
+        opts["connect_timeout"] = args.connect_timeout
+    ok = await run_all(args, one, opts)
     sys.stdout.flush()
-    return 0 if all(results) else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
