@@ -30,6 +30,11 @@ char *smx_copy_expand(const char *tmpl, const char *host, unsigned index)
     }
     if (out)
         *q = '\0';
+    /* "~/x": the SFTP server starts in the home directory, so "x" is the same place */
+    if (out && out[0] == '~' && (out[1] == '/' || out[1] == '\0')) {
+        const char *rest = out[1] ? out + 2 : "";
+        memmove(out, *rest ? rest : ".", strlen(*rest ? rest : ".") + 1);
+    }
     return out;
 }
 

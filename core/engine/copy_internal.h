@@ -34,7 +34,8 @@ struct smx_copy {
     smx_copy_progress progress;
 };
 
-/* tmpl with %h, %n and %% replaced; malloc'd or NULL. */
+/* tmpl with %h, %n and %% replaced, and a leading "~/" made relative (the SFTP server starts in
+ * the home directory); malloc'd or NULL. */
 char *smx_copy_expand(const char *tmpl, const char *host, unsigned index);
 /* a/b joined with one '/' between them; malloc'd or NULL. */
 char *smx_copy_join(const char *a, const char *b);
