@@ -63,8 +63,7 @@ static copy_entry *copy_add_entry(smx_copy *c)
     return e;
 }
 
-/* The last component of path, without trailing slashes ("a/b/" -> "b"). */
-static char *copy_basename(const char *path)
+char *smx_copy_basename(const char *path)
 {
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/')
@@ -144,7 +143,7 @@ static int copy_walk(smx_copy *c, const char *local, const char *rel, size_t top
 static int copy_plan_local(smx_copy *c, smx_err *err)
 {
     for (size_t i = 0; i < c->sources.n; i++) {
-        char *name = copy_basename(c->sources.v[i]);
+        char *name = smx_copy_basename(c->sources.v[i]);
         int rc = name ? copy_walk(c, c->sources.v[i], name, strlen(name), 0, err)
                       : smx_seterr(err, SMX_ENOMEM, "out of memory");
         free(name);

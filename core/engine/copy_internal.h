@@ -37,6 +37,8 @@ struct smx_copy {
 /* tmpl with %h, %n and %% replaced, and a leading "~/" made relative (the SFTP server starts in
  * the home directory); malloc'd or NULL. */
 char *smx_copy_expand(const char *tmpl, const char *host, unsigned index);
+/* The last component of a path, without trailing slashes ("a/b/" -> "b", "/" -> ""). */
+char *smx_copy_basename(const char *path);
 /* a/b joined with one '/' between them; malloc'd or NULL. */
 char *smx_copy_join(const char *a, const char *b);
 
