@@ -379,7 +379,9 @@ static void dn_on_data(void *ud, smx_sftp_reply *r)
     } else if (r->type == SMX_FXP_STATUS && r->status == SMX_FX_EOF) {
         if (off < d->eof_at)
             d->eof_at = off;   /* the file is shorter than it was */
-    } else if (!dn_check(d, r, SMX_FXP_DATA)) {
+    } else if (!dn_check(d, r, SMX_FXP_DATA) && r->data_len == 0) {
+        dn_fail_text(d, "the server sent an empty read");   /* asked again, it never ends */
+    } else if (!d->out->failed) {
         size_t n = r->data_len < len ? r->data_len : len;
         dn_write *w = malloc(sizeof *w + (n ? n : 1));
         if (!w) {
