@@ -589,5 +589,5 @@ void smx_sftp_status_message(const smx_sftp_reply *r, const char *path, char *ou
         snprintf(out, len, "%s: %s", path, clean);
     }
     else
-        snprintf(out, len, "%s: %s", path, clean);
+        snprintf(out, len, "%s: %s", path, text);
 }
