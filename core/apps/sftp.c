@@ -576,9 +576,9 @@ int smx_sftp_write(smx_sftp *s, const uint8_t *h, size_t hlen, uint64_t off,
 void smx_sftp_status_message(const smx_sftp_reply *r, const char *path, char *out, size_t len)
 {
     const char *text = smx_sftp_status_text(r->status);
-    if (r->type != SMX_FXP_STATUS)
+    if (r->type != SMX_FXP_STATUS) {
         snprintf(out, len, "%s: unexpected reply type %u", path, r->type);
-    else if ((r->status == SMX_FX_FAILURE || r->status > SMX_FX_QUOTA_EXCEEDED) && r->msg_len &&
+    } else if ((r->status == SMX_FX_FAILURE || r->status > SMX_FX_QUOTA_EXCEEDED) && r->msg_len &&
              !(r->msg_len == 7 && memcmp(r->msg, "Failure", 7) == 0)) {
         /* the server's words reach a terminal: no control characters (escape sequences) */
         char clean[201];
@@ -587,7 +587,7 @@ void smx_sftp_status_message(const smx_sftp_reply *r, const char *path, char *ou
             clean[i] = r->msg[i] < 0x20 || r->msg[i] == 0x7f ? '?' : (char)r->msg[i];
         clean[n] = 0;
         snprintf(out, len, "%s: %s", path, clean);
-    }
-    else
+    } else {
         snprintf(out, len, "%s: %s", path, text);
+    }
 }
