@@ -56,7 +56,7 @@ void cli_usage(FILE *f)
 "  --requests N        requests in flight per file (default 64)\n"
 "  --transfer-timeout S   a host with no progress for S seconds fails (default 60)\n"
 "  --mode OCTAL        permissions of created files (default: the source's)\n"
-"  --suffix            download: LOCALDIR/<name>.<host> (clush --rcopy)\n"
+"  --suffix            download: LOCALDIR/<name>.<host> (as clush's rcopy)\n"
 "  --progress          live status line even when stderr is not a terminal\n"
 "  REMOTE paths: %h the host as given, %n its index in the run, %% a %\n"
 "credentials (never on the command line):\n"
