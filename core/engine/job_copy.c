@@ -200,11 +200,15 @@ static void copy_on_symlink(copy_job *job, smx_sftp_reply *r)
 static void copy_on_link_removed(copy_job *job, smx_sftp_reply *r)
 {
     /* OpenSSH's sftp-server takes SYMLINK's paths the other way round from the draft (target
-     * first), and so do the servers that interoperate with it */
+     * first); dropbear runs that same sftp-server, and paramiko copied it. Other servers
+     * (AsyncSSH's, with a client that is not OpenSSH) follow the draft: link path first. */
     copy_item *it = &job->items[job->next - 1];
+    const char *banner = job->result->server_banner ? job->result->server_banner : "";
+    int target_first = strstr(banner, "OpenSSH") || strstr(banner, "dropbear") ||
+                       strstr(banner, "paramiko");
     smx_sftp_out *o = smx_sftp_begin(job->sftp, SMX_FXP_SYMLINK);
-    smx_sftp_out_cstr(o, it->entry->link);
-    smx_sftp_out_cstr(o, it->remote);
+    smx_sftp_out_cstr(o, target_first ? it->entry->link : it->remote);
+    smx_sftp_out_cstr(o, target_first ? it->remote : it->entry->link);
     copy_send(job, copy_on_symlink);
 }
 
@@ -269,8 +273,9 @@ void copy_next(copy_job *job)
     if (job->phase != COPY_ITEMS)
         return;
     if (job->canceled || job->next == job->nitems) {
-        if (job->copy->o.kind == SMX_COPY_UPLOAD && job->copy->o.preserve && !job->canceled &&
-            copy_set_dir_times(job))
+        if (job->copy->o.preserve && !job->canceled &&
+            (job->copy->o.kind == SMX_COPY_UPLOAD ? copy_set_dir_times(job)
+             : job->copy->o.kind == SMX_COPY_DOWNLOAD ? copy_download_dir_times(job) : 0))
             return;
         if (job->copy->o.kind == SMX_COPY_SCRIPT && !job->canceled && !job->failed_files) {
             job->phase = COPY_RUNNING;

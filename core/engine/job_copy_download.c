@@ -292,3 +292,42 @@ void copy_download_item(copy_job *job, copy_item *it)
         break;
     }
 }
+
+/* ---- -p: directories' mode and times, deepest first, once everything in them is written ------ */
+
+static void copy_next_dir_times(copy_job *job);
+
+static void copy_on_dir_utime(copy_job *job, ssize_t res)
+{
+    copy_next_dir_times(job);   /* as scp -p, a directory it cannot touch is not an error */
+}
+
+static void copy_on_dir_chmod(copy_job *job, ssize_t res)
+{
+    const copy_item *it = &job->items[job->dir_times_at];
+    copy_fs_started(job, uv_fs_utime(job->base.engine->ctx.loop, &job->fs, it->local,
+                                     it->attrs.atime, it->attrs.mtime, copy_fs_done),
+                    copy_on_dir_utime);
+}
+
+static void copy_next_dir_times(copy_job *job)
+{
+    while (job->dir_times_at-- > 0) {
+        const copy_item *it = &job->items[job->dir_times_at];
+        if (it->kind != 'd' || !(it->attrs.flags & SMX_FXA_ACMODTIME) || !it->local)
+            continue;
+        copy_fs_started(job, uv_fs_chmod(job->base.engine->ctx.loop, &job->fs, it->local,
+                                         (int)(it->attrs.perm & 07777), copy_fs_done),
+                        copy_on_dir_chmod);
+        return;
+    }
+    copy_close(job);
+}
+
+int copy_download_dir_times(copy_job *job)
+{
+    job->phase = COPY_DIR_TIMES;
+    job->dir_times_at = job->nitems;
+    copy_next_dir_times(job);
+    return 1;
+}
