@@ -72,6 +72,7 @@ static void up_maybe_done(smx_upload *u)
     for (int i = 0; i < 2; i++)
         if (u->hold[i])
             smx_block_unref(u->hold[i]);
+    smx_filesrc_release(u->src.src);
     u->out->seconds = (double)(uv_hrtime() - u->t0) / 1e9;
     smx_xfer_done_cb done = u->done;
     void *ud = u->ud;
@@ -614,6 +615,7 @@ smx_upload *smx_upload_start(smx_sftp *s, const smx_xfer_local *src, const char 
     u->ud = ud;
     u->t0 = uv_hrtime();
     out->size = src->size;
+    smx_filesrc_acquire(src->src);
     size_t max = smx_sftp_max_write(s);
     u->block = p->block_size && p->block_size < max ? p->block_size : max;
     u->busy = 1;
