@@ -14,7 +14,8 @@ enum {
     OPT_RETRIES, OPT_PASSWORD_ENV, OPT_PASSWORD_FILE, OPT_ASK_PASS, OPT_PASSPHRASE_ENV,
     OPT_KEY_ENV, OPT_NO_AGENT, OPT_KILL_GRACE, OPT_HANDSHAKES, OPT_BASE_PORT, OPT_MODE,
     OPT_ADDRESS, OPT_REMOTE, OPT_PROXY_USER, OPT_PROXY_KEY, OPT_PROXY_KEY_ENV,
-    OPT_PROXY_PASSWORD_ENV, OPT_PROXY_PASSPHRASE_ENV
+    OPT_PROXY_PASSWORD_ENV, OPT_PROXY_PASSPHRASE_ENV, OPT_RESUME, OPT_FSYNC, OPT_NO_ATOMIC,
+    OPT_BLOCK_SIZE, OPT_REQUESTS, OPT_TRANSFER_TIMEOUT, OPT_SUFFIX, OPT_PROGRESS
 };
 
 static const struct option cli_long_options[] = {
@@ -47,6 +48,15 @@ static const struct option cli_long_options[] = {
     {"proxy-key-env", required_argument, NULL, OPT_PROXY_KEY_ENV},
     {"proxy-password-env", required_argument, NULL, OPT_PROXY_PASSWORD_ENV},
     {"proxy-passphrase-env", required_argument, NULL, OPT_PROXY_PASSPHRASE_ENV},
+    {"recursive", no_argument, NULL, 'r'},
+    {"resume", no_argument, NULL, OPT_RESUME},
+    {"fsync", no_argument, NULL, OPT_FSYNC},
+    {"no-atomic", no_argument, NULL, OPT_NO_ATOMIC},
+    {"block-size", required_argument, NULL, OPT_BLOCK_SIZE},
+    {"requests", required_argument, NULL, OPT_REQUESTS},
+    {"transfer-timeout", required_argument, NULL, OPT_TRANSFER_TIMEOUT},
+    {"suffix", no_argument, NULL, OPT_SUFFIX},
+    {"progress", no_argument, NULL, OPT_PROGRESS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -93,6 +103,10 @@ static const struct cli_numopt {
     unsigned long long min, max;
 } cli_numopts[] = {
     {'p', "-p (port)", 1, 65535},
+    {'P', "-P (port)", 1, 65535},
+    {OPT_BLOCK_SIZE, "--block-size (bytes)", 512, 1048576 - 1024},
+    {OPT_REQUESTS, "--requests", 1, 4096},
+    {OPT_TRANSFER_TIMEOUT, "--transfer-timeout (seconds)", 1, CLI_SECONDS_MAX},
     {'f', "-f (fanout)", 1, 100000},
     {'u', "-u (command timeout, seconds)", 0, CLI_SECONDS_MAX},
     {OPT_CONNECT_TIMEOUT, "--connect-timeout (seconds)", 1, 3600},
@@ -136,7 +150,11 @@ static int cli_apply_numeric(cli *c, int opt, const char *arg, int *rc)
         return 1;
     }
     switch (opt) {
-    case 'p': c->ov.port = (int)v; break;
+    case 'p':
+    case 'P': c->ov.port = (int)v; break;
+    case OPT_BLOCK_SIZE: c->block_size = (size_t)v; break;
+    case OPT_REQUESTS: c->requests = (int)v; break;
+    case OPT_TRANSFER_TIMEOUT: c->transfer_timeout_ms = (int)v * 1000; break;
     case 'f': c->eng.fanout = (int)v; break;
     case 'u': c->x.timeout_ms = (int)v * 1000; break;
     case OPT_CONNECT_TIMEOUT: c->eng.connect_timeout_ms = (int)v * 1000; break;
@@ -159,6 +177,7 @@ static int cli_apply_mode(cli *c, const char *arg)
         return -1;
     }
     c->sock_mode = (unsigned)m;
+    c->mode_given = 1;
     return 0;
 }
 
@@ -289,6 +308,12 @@ static int cli_apply_option(cli *c, int opt, char *arg)
     case 'q': c->quiet = 1; return 0;
     case 'v': c->eng.verbose = ++c->verbose; return 0;
     case OPT_JSON: c->json = 1; return 0;
+    case 'r': c->recursive = 1; return 0;
+    case OPT_RESUME: c->resume = 1; return 0;
+    case OPT_FSYNC: c->fsync = 1; return 0;
+    case OPT_NO_ATOMIC: c->no_atomic = 1; return 0;
+    case OPT_SUFFIX: c->suffix = 1; return 0;
+    case OPT_PROGRESS: c->progress = 1; return 0;
     case OPT_ADDRESS: c->address = arg; return 0;
     case OPT_REMOTE: c->remote = arg; return 0;
     case OPT_PASSWORD_ENV: c->password_env = arg; return 0;
@@ -308,6 +333,22 @@ static int cli_apply_option(cli *c, int opt, char *arg)
 
 int cli_parse(cli *c, int argc, char **argv, const char *prog)
 {
+    return cli_parse_mode(c, argc, argv, prog, CLI_PARSE_COMMAND);
+}
+
+/* Option letters per kind of command: a remote command keeps its own options (parsing stops at
+ * it); file copies take options anywhere, with scp's letters (-p preserve, -P port, -r). */
+static const char *cli_optstring(enum cli_parse_kind kind)
+{
+    switch (kind) {
+    case CLI_PARSE_COPY: return "w:x:F:o:l:P:i:f:u:J:rpbqvh";
+    case CLI_PARSE_SCRIPT: return "+w:x:F:o:l:p:i:f:u:J:tbqvh";
+    default: return "+w:x:F:o:l:p:i:f:u:L:J:tbqvh";
+    }
+}
+
+int cli_parse_mode(cli *c, int argc, char **argv, const char *prog, enum cli_parse_kind kind)
+{
     memset(c, 0, sizeof *c);
     c->prog = prog;
     smx_engine_opts_default(&c->eng);
@@ -319,14 +360,19 @@ int cli_parse(cli *c, int argc, char **argv, const char *prog)
     opterr = 0;
     int opt;
     /* "+": stop at the first non-option, so the remote command keeps its own options. */
-    while ((opt = getopt_long(argc, argv, "+w:x:F:o:l:p:i:f:u:L:J:tbqvh", cli_long_options, NULL)) != -1) {
+    const char *optstring = cli_optstring(kind);
+    while ((opt = getopt_long(argc, argv, optstring, cli_long_options, NULL)) != -1) {
+        if (kind == CLI_PARSE_COPY && opt == 'p') {
+            c->preserve = 1;
+            continue;
+        }
         if (opt == 'h') {
             cli_usage(stdout);
             exit(0);
         }
         if (opt == '?' || opt == ':') {
             const char *bad = argv[optind - 1];
-            if (optopt && strchr("wxFolpifuLJ", optopt))
+            if (optopt && strchr("wxFolpPifuLJ", optopt))
                 cli_error(c, "option -%c needs a value", optopt);
             else
                 cli_error(c, "unknown option \"%s\" (see sshmux --help)", bad);

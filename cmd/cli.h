@@ -44,6 +44,12 @@ typedef struct cli {
     smx_strvec proxy_keys;   /* --proxy-key */
     char *proxy_password;    /* from --proxy-password-env; wiped in cli_free */
 
+    int copy;                /* a file copy command (upload, download) */
+    int recursive, preserve, resume, fsync, no_atomic, suffix, progress, mode_given;
+    size_t block_size;       /* --block-size */
+    int requests;            /* --requests */
+    int transfer_timeout_ms; /* --transfer-timeout */
+
     cli_host *hosts;
     size_t nhosts;
     smx_config *config;
@@ -52,6 +58,12 @@ typedef struct cli {
 /* Parses argv (after the subcommand name). `allowed` is a string of the short options this
  * subcommand accepts beyond the common ones. Returns 0, or EXIT_USAGE after printing why. */
 int cli_parse(cli *c, int argc, char **argv, const char *prog);
+enum cli_parse_kind {
+    CLI_PARSE_COMMAND,   /* options stop at the first argument (the remote command's own) */
+    CLI_PARSE_COPY,      /* upload/download: options anywhere (as scp), -p preserve, -P port */
+    CLI_PARSE_SCRIPT     /* run-script: options stop at the script */
+};
+int cli_parse_mode(cli *c, int argc, char **argv, const char *prog, enum cli_parse_kind kind);
 /* Expands targets, applies excludes, loads ssh_config, resolves each host. 0 or an exit code. */
 int cli_resolve_hosts(cli *c, int need_targets);
 /* Reads passwords/passphrases/key content and loads every key file the hosts (and their jump
@@ -60,6 +72,18 @@ int cli_load_credentials(cli *c, smx_engine *e);
 void cli_free(cli *c);
 /* args[from..] joined with spaces, as ssh sends a command given in several words. */
 char *cli_join_args(const smx_strvec *args, size_t from);
+
+/* Raises the fd limit as far as allowed and lowers the fanout to what fits. */
+void cli_fit_fanout(cli *c);
+
+/* SIGINT/SIGTERM cancel the run (a second one closes what is left at once). */
+typedef struct cli_signals {
+    uv_signal_t sig[2];
+    smx_engine *e;
+    int caught;
+} cli_signals;
+void cli_watch_signals(cli_signals *es, uv_loop_t *loop, smx_engine *e);
+void cli_unwatch_signals(cli_signals *es);
 
 void cli_error(const cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_warn(const cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -74,6 +98,9 @@ int cmd_test(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_forward_tcp(int argc, char **argv);
 int cmd_forward_unix(int argc, char **argv);
+int cmd_upload(int argc, char **argv);
+int cmd_download(int argc, char **argv);
+int cmd_run_script(int argc, char **argv);
 void cli_usage(FILE *f);
 
 #endif

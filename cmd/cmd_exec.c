@@ -7,10 +7,11 @@
 
 #include "cli.h"
 #include "output.h"
+#include "progress.h"
 
 /* Each session holds one socket (plus libssh's dup of it); raise the soft limit as far as the
  * hard one allows and keep the fanout under what fits, with a clear note instead of EMFILE. */
-static void exec_fit_fanout(cli *c)
+void cli_fit_fanout(cli *c)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
@@ -30,17 +31,11 @@ static void exec_fit_fanout(cli *c)
     }
 }
 
-typedef struct exec_signals {
-    uv_signal_t sig[2];
-    smx_engine *e;
-    int caught;
-} exec_signals;
-
 /* The first signal ends the remote commands as -u does (TERM, KILL after --kill-grace); a second
  * one closes what is left at once. */
 static void exec_on_signal(uv_signal_t *h, int signum)
 {
-    exec_signals *es = h->data;
+    cli_signals *es = h->data;
     if (es->caught++ == 0)
         fprintf(stderr, "sshmux: %s: canceling (running commands get TERM, then KILL after the "
                 "grace; hosts not started are reported as canceled)\n",
@@ -49,7 +44,7 @@ static void exec_on_signal(uv_signal_t *h, int signum)
 }
 
 /* Watched but unref'd: they must not keep the loop alive once the hosts are done. */
-static void exec_watch_signals(exec_signals *es, uv_loop_t *loop, smx_engine *e)
+void cli_watch_signals(cli_signals *es, uv_loop_t *loop, smx_engine *e)
 {
     es->e = e;
     for (int i = 0; i < 2; i++) {
@@ -74,7 +69,7 @@ int cmd_exec(int argc, char **argv)
     rc = cli_resolve_hosts(&c, 1);
     if (rc)
         goto out_free;
-    exec_fit_fanout(&c);
+    cli_fit_fanout(&c);
 
     char *command = cli_join_args(&c.args, 0);
     c.x.command = command;
@@ -103,15 +98,17 @@ int cmd_exec(int argc, char **argv)
         }
         h->hc = NULL;   /* the engine owns it now */
     }
-    exec_signals es = {0};
-    exec_watch_signals(&es, loop, e);
+    cli_signals es = {0};
+    cli_watch_signals(&es, loop, e);
+    progress *pr = progress_wanted(&c) && !c.json ? progress_start(loop, e, NULL, o, c.nhosts)
+                                                  : NULL;
     uint64_t t0 = uv_hrtime();
     smx_engine_run(e);
+    progress_stop(pr);
     rc = output_finish(o, (double)(uv_hrtime() - t0) / 1e6, e);
     if (es.caught)
         rc = 130;   /* as a shell reports an interrupted command */
-    uv_close((uv_handle_t *)&es.sig[0], NULL);
-    uv_close((uv_handle_t *)&es.sig[1], NULL);
+    cli_unwatch_signals(&es);
 out_engine:
     smx_engine_free(e);
     output_free(o);
@@ -121,4 +118,10 @@ out_engine:
 out_free:
     cli_free(&c);
     return rc;
+}
+
+void cli_unwatch_signals(cli_signals *es)
+{
+    uv_close((uv_handle_t *)&es->sig[0], NULL);
+    uv_close((uv_handle_t *)&es->sig[1], NULL);
 }

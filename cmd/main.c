@@ -23,6 +23,9 @@ void cli_usage(FILE *f)
 "  forward -L SPEC --base-port N -w HOSTS   one local port per host: N, N+1, ...\n"
 "  forward-tcp [--address ADDR] PORT TARGET   local PORT -> the target's localhost:PORT\n"
 "  forward-unix [--remote RPATH] [PATH] TARGET   local Unix socket PATH -> RPATH\n"
+"  upload [-w HOSTS | TARGET] LOCAL... REMOTE   copy files to every host (SFTP)\n"
+"  download [-w HOSTS | TARGET] REMOTE... LOCALDIR   from every host: LOCALDIR/<host>/...\n"
+"  run-script [-w HOSTS | TARGET] SCRIPT [ARGS...]   upload SCRIPT, run it, remove it\n"
 "  version                          print the version\n"
 "\n"
 "targets:\n"
@@ -43,6 +46,19 @@ void cli_usage(FILE *f)
 "  --max-output BYTES  per host and stream when gathering (default 8 MiB)\n"
 "  --connect-timeout S (default 10, or ConnectTimeout)   --auth-timeout S (default 30)\n"
 "  --retries N         retries after a server drops the connection early (default 8)\n"
+"upload / download (options anywhere, as scp):\n"
+"  -r                  directories, recursively (symlinks kept as symlinks)\n"
+"  -p                  keep mode and times (-P PORT for the port, as scp)\n"
+"  --resume            continue a partial file whose last bytes match the source\n"
+"  --fsync             flush each file to disk before it is renamed into place\n"
+"  --no-atomic         write in place (default: DEST.sshmux-partial, renamed when whole)\n"
+"  --block-size N      bytes per request (default: the server's limit, else 32768)\n"
+"  --requests N        requests in flight per file (default 64)\n"
+"  --transfer-timeout S   a host with no progress for S seconds fails\n"
+"  --mode OCTAL        permissions of created files (default: the source's)\n"
+"  --suffix            download: LOCALDIR/<name>.<host> (clush --rcopy)\n"
+"  --progress          live status line even when stderr is not a terminal\n"
+"  REMOTE paths: %h the host as given, %n its index in the run, %% a %\n"
 "credentials (never on the command line):\n"
 "  --password-env VAR  --password-file FILE  --ask-pass\n"
 "  --passphrase-env VAR  --key-env VAR  --no-agent\n"
@@ -87,6 +103,12 @@ int main(int argc, char **argv)
         rc = cmd_forward_tcp(argc - 1, argv + 1);
     else if (strcmp(cmd, "forward-unix") == 0)
         rc = cmd_forward_unix(argc - 1, argv + 1);
+    else if (strcmp(cmd, "upload") == 0)
+        rc = cmd_upload(argc - 1, argv + 1);
+    else if (strcmp(cmd, "download") == 0)
+        rc = cmd_download(argc - 1, argv + 1);
+    else if (strcmp(cmd, "run-script") == 0)
+        rc = cmd_run_script(argc - 1, argv + 1);
     else if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("sshmux %s (libssh %s)\n", SSHMUX_VERSION, smx_libssh_version());
         rc = 0;

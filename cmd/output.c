@@ -11,7 +11,22 @@ struct output {
     size_t n, cap;
     int worst;                 /* exit status so far */
     size_t ok, nonzero, failed, timedout;
+    uint64_t bytes;            /* file copies: payload moved by all hosts */
+    output_hook hide;          /* clears a live status line before anything is printed */
+    void *hide_ud;
 };
+
+void output_set_hide_hook(output *o, output_hook hide, void *ud)
+{
+    o->hide = hide;
+    o->hide_ud = ud;
+}
+
+static void output_hide(const output *o)
+{
+    if (o->hide)
+        o->hide(o->hide_ud);
+}
 
 static void output_on_check(uv_check_t *h)
 {
@@ -22,6 +37,7 @@ static void output_on_check(uv_check_t *h)
 static void output_on_line(void *ud, const smx_result *r, int is_stderr, const char *line,
                            size_t len)
 {
+    output_hide(ud);
     FILE *f = is_stderr ? stderr : stdout;
     fprintf(f, "%s: %.*s\n", r->host, (int)len, line);
 }
@@ -57,10 +73,51 @@ static void output_count(output *o, const smx_result *r)
         o->worst = st;
 }
 
+/* The buffer holds text + "\n" (it is the result's: freed with it). */
+static void output_set_text(smx_buf *b, const char *text)
+{
+    size_t n = strlen(text);
+    char *p = realloc(b->data, n + 2);
+    if (!p)
+        return;
+    memcpy(p, text, n);
+    p[n] = '\n';
+    p[n + 1] = '\0';
+    b->data = p;
+    b->len = n + 1;
+    b->cap = n + 2;
+}
+
+/* A copy's outcome per host: "3 files, 10485760 bytes in 0.42 s (24.97 MB/s)", each failed
+ * file on stderr. Gathered (-b), the outcome without its timing is the host's "output". */
+static void output_copy_done(output *o, smx_result *r)
+{
+    o->bytes += r->bytes;
+    for (size_t i = 0; !o->c->json && !o->c->gather && i < r->nfiles; i++)
+        if (r->files[i].error && strcmp(r->files[i].error, r->err_msg) != 0)
+            fprintf(stderr, "%s: sshmux: sftp: %s\n", r->host, r->files[i].error);
+    size_t good = 0;
+    for (size_t i = 0; i < r->nfiles; i++)
+        good += r->files[i].error == NULL;
+    char line[160];
+    snprintf(line, sizeof line, "%zu file%s, %llu bytes", good, good == 1 ? "" : "s",
+             (unsigned long long)r->bytes);
+    if (o->c->gather) {
+        output_set_text(&r->out, line);
+    } else if (!o->c->json && (r->err_stage == SMX_STAGE_NONE || good > 0)) {
+        double s = r->t.exec / 1000.0;
+        fprintf(stdout, "%s: %s in %.2f s (%.2f MB/s)\n", r->host, line, s,
+                s > 0 ? (double)r->bytes / s / 1e6 : 0.0);
+    }
+}
+
 static void output_on_done(void *ud, smx_result *r)
 {
     output *o = ud;
+    output_hide(o);
     output_count(o, r);
+    if (r->is_copy && !o->c->x.command)
+        output_copy_done(o, r);
     if (o->c->json) {
         char *s = smx_result_json(r);
         if (s) {
@@ -98,6 +155,12 @@ output *output_new(const cli *c, uv_loop_t *loop)
     static char outbuf[1 << 16];
     setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
     return o;
+}
+
+void output_counts(const output *o, size_t *done, size_t *failed)
+{
+    *done = o->n;
+    *failed = o->n - o->ok;
 }
 
 const smx_exec_callbacks *output_callbacks(output *o)
@@ -233,6 +296,7 @@ static void output_failures(output *o)
 
 int output_finish(output *o, double wall_ms, smx_engine *e)
 {
+    output_hide(o);
     if (o->c->gather && !o->c->json)
         output_gather(o);
     fflush(stdout);
@@ -249,9 +313,15 @@ int output_finish(output *o, double wall_ms, smx_engine *e)
         if (retried)
             fprintf(stderr, "sshmux: %zu hosts needed more than one attempt (a server dropping "
                     "connections before the handshake, or a full jump connection)\n", retried);
-        fprintf(stderr, "sshmux: %zu hosts: %zu ok, %zu exit non-zero, %zu failed, "
-                "%zu timed out in %.2f s\n", o->n, o->ok, o->nonzero, o->failed, o->timedout,
-                wall_ms / 1000.0);
+        if (o->c->copy)
+            fprintf(stderr, "sshmux: %zu hosts: %zu ok, %zu failed in %.2f s; %llu bytes "
+                    "(%.2f MB/s)\n", o->n, o->ok, o->n - o->ok, wall_ms / 1000.0,
+                    (unsigned long long)o->bytes,
+                    wall_ms > 0 ? (double)o->bytes / (wall_ms / 1000.0) / 1e6 : 0.0);
+        else
+            fprintf(stderr, "sshmux: %zu hosts: %zu ok, %zu exit non-zero, %zu failed, "
+                    "%zu timed out in %.2f s\n", o->n, o->ok, o->nonzero, o->failed,
+                    o->timedout, wall_ms / 1000.0);
     }
     fflush(stderr);
     return o->worst;

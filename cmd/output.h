@@ -15,6 +15,12 @@ const smx_exec_callbacks *output_callbacks(output *o);
 int output_finish(output *o, double wall_ms, smx_engine *e);
 void output_free(output *o);
 
+/* Called before anything is printed (a live status line hides itself). */
+typedef void (*output_hook)(void *ud);
+void output_set_hide_hook(output *o, output_hook hide, void *ud);
+/* Hosts finished so far, and of them those not ok. */
+void output_counts(const output *o, size_t *done, size_t *failed);
+
 /* For engine warnings. */
 void output_warn(void *ud, const char *host, const char *msg);
 

@@ -16,6 +16,7 @@ const char *smx_stage_name(enum smx_stage stage)
     case SMX_STAGE_AUTH: return "auth";
     case SMX_STAGE_EXEC: return "exec";
     case SMX_STAGE_TIMEOUT: return "timeout";
+    case SMX_STAGE_SFTP: return "sftp";
     }
     return "?";
 }
@@ -73,6 +74,12 @@ void smx_result_free(smx_result *r)
     free(r->cipher);
     free(r->hostkey);
     free(r->auth_method);
+    for (size_t i = 0; i < r->nfiles; i++) {
+        free(r->files[i].local);
+        free(r->files[i].remote);
+        free(r->files[i].error);
+    }
+    free(r->files);
 }
 
 void smx_result_set_error(smx_result *r, enum smx_stage stage, int code, const char *msg)
@@ -128,6 +135,26 @@ static json_t *result_timing_json(const smx_timing *t)
     return o;
 }
 
+static void result_files_json(json_t *o, const smx_result *r)
+{
+    json_t *files = json_array();
+    for (size_t i = 0; i < r->nfiles; i++) {
+        const smx_file_result *f = &r->files[i];
+        json_t *j = json_object();
+        json_object_set_new(j, "local", json_str_or_null(f->local));
+        json_object_set_new(j, "remote", json_str_or_null(f->remote));
+        json_object_set_new(j, "size", json_integer((json_int_t)f->size));
+        json_object_set_new(j, "bytes", json_integer((json_int_t)f->bytes));
+        json_object_set_new(j, "resumed_from", json_integer((json_int_t)f->resumed_from));
+        json_object_set_new(j, "seconds", json_real(f->seconds));
+        json_object_set_new(j, "mbps", json_real(f->seconds > 0 ? f->bytes / f->seconds / 1e6 : 0));
+        json_object_set_new(j, "error", json_str_or_null(f->error));
+        json_array_append_new(files, j);
+    }
+    json_object_set_new(o, "bytes", json_integer((json_int_t)r->bytes));
+    json_object_set_new(o, "files", files);
+}
+
 json_t *smx_result_to_json(const smx_result *r)
 {
     json_t *o = json_object();
@@ -159,6 +186,8 @@ json_t *smx_result_to_json(const smx_result *r)
     json_object_set_new(o, "cipher", json_str_or_null(r->cipher));
     json_object_set_new(o, "hostkey", json_str_or_null(r->hostkey));
     json_object_set_new(o, "auth_method", json_str_or_null(r->auth_method));
+    if (r->is_copy)
+        result_files_json(o, r);
     return o;
 }
 
@@ -183,5 +212,9 @@ int smx_result_exit_status(const smx_result *r)
         return r->exit_code;
     if (r->exit_signal)
         return 128 + result_signal_number(r->exit_signal);   /* as a shell reports it */
+    if (r->is_copy && r->err_stage == SMX_STAGE_NONE)
+        return 0;
+    if (r->err_stage == SMX_STAGE_SFTP)
+        return 1;         /* as scp: a file failed, the host was reached */
     return 255;       /* never ran: unreachable, unverified, unauthenticated, refused */
 }

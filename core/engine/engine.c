@@ -116,7 +116,9 @@ static void engine_pump(smx_engine *e)
         smx_list_remove(&job->node);
         smx_list_append(&e->running_jobs, &job->node);
         e->running++;
+        e->queued--;
         job->started = 1;
+        job->started_at = uv_hrtime();
         job->ops->start(job);
     }
 }
@@ -125,6 +127,7 @@ void smx_engine_queue_job(smx_engine *e, smx_job *job)
 {
     job->engine = e;
     smx_list_init(&job->node);
+    e->queued++;
     if (e->canceled) {
         job->ops->discard(job, e->cancel_why);   /* the run is over: it says so at once */
         return;
@@ -139,6 +142,9 @@ void smx_engine_job_done(smx_engine *e, smx_job *job)
     smx_list_remove(&job->node);
     if (job->started)
         e->running--;
+    else
+        e->queued--;
+    e->done++;
     engine_pump(e);
     if (!engine_busy(e)) {
         smx_jumps_close_idle(e->jumps);   /* nothing left to carry: let the loop end */
@@ -174,6 +180,20 @@ void smx_engine_cancel(smx_engine *e, const char *why)
         job->ops->cancel(job, why);
     }
     smx_jumps_close_idle(e->jumps);
+}
+
+void smx_engine_get_progress(const smx_engine *e, smx_engine_progress *p)
+{
+    memset(p, 0, sizeof *p);
+    p->queued = e->queued;
+    p->running = (size_t)e->running;
+    p->done = e->done;
+    /* started in order: the first still running is the one running longest */
+    if (!smx_list_empty(&e->running_jobs)) {
+        const smx_job *job = smx_list_entry(e->running_jobs.next, smx_job, node);
+        p->oldest_host = job->host;
+        p->oldest_ms = (double)(uv_hrtime() - job->started_at) / 1e6;
+    }
 }
 
 int smx_engine_run(smx_engine *e)

@@ -32,9 +32,12 @@ struct smx_job {
     smx_engine *engine;
     const smx_job_ops *ops;
     int started;                    /* took a fanout slot */
+    const char *host;               /* the job's host, for progress (the job's own string) */
+    uint64_t started_at;            /* uv_hrtime() when it took the slot */
 };
 
 struct smx_engine {
+    size_t queued, done;                /* jobs waiting, jobs finished (progress) */
     smx_ctx ctx;
     smx_engine_opts opts;
     smx_resolver *resolver;

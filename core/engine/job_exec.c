@@ -170,6 +170,7 @@ int smx_engine_add_exec(smx_engine *e, const char *target, smx_hostcfg *hc, cons
         return SMX_ENOMEM;
     }
     job->base.ops = &exec_job_ops;
+    job->base.host = hc->host;
     job->hc = hc;
     job->x = x;
     job->cb = cb;

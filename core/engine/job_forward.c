@@ -203,6 +203,7 @@ int smx_engine_add_forward(smx_engine *e, const char *target, smx_hostcfg *hc,
         return smx_seterr(err, SMX_ENOMEM, "out of memory");
     }
     f->base.ops = &forward_job_ops;
+    f->base.host = hc->host;
     f->base.engine = e;
     f->hc = hc;
     f->cb = cb;

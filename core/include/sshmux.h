@@ -28,6 +28,7 @@
 #define SSHMUX_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #ifdef __cplusplus
@@ -117,7 +118,8 @@ enum smx_stage {
     SMX_STAGE_HOSTKEY,
     SMX_STAGE_AUTH,
     SMX_STAGE_EXEC,       /* the command, or (forward jobs) the connection once it carried forwards */
-    SMX_STAGE_TIMEOUT     /* the command ran past its timeout */
+    SMX_STAGE_TIMEOUT,    /* the command ran past its timeout */
+    SMX_STAGE_SFTP        /* a file transfer (the SFTP session, or one file of it) */
 };
 
 /* "none", "resolve", "connect", ...: static storage. */
@@ -132,6 +134,16 @@ typedef struct smx_buf {
 typedef struct smx_timing {
     double resolve, connect, handshake, auth, exec, total;   /* milliseconds */
 } smx_timing;
+
+/* One file of a copy (upload, download, run-script's script), as --json prints it. */
+typedef struct smx_file_result {
+    char *local, *remote;
+    uint64_t size;             /* the source's size */
+    uint64_t bytes;            /* payload moved this run (less than size when resumed) */
+    uint64_t resumed_from;     /* bytes already there and kept (--resume), else 0 */
+    double seconds;
+    char *error;               /* NULL when the file arrived whole */
+} smx_file_result;
 
 /* The outcome of one host's job, as --json prints it. Every pointer in it is owned by the
  * result and freed with it (smx_result_destroy); NULL where the run did not get that far. */
@@ -153,6 +165,10 @@ typedef struct smx_result {
     int timed_out;             /* the command ran past smx_exec_opts.timeout_ms */
     smx_timing t;
     char *server_banner, *kex, *cipher, *hostkey, *auth_method;
+    int is_copy;               /* a file copy: bytes and files below are its record */
+    uint64_t bytes;            /* payload bytes moved, all files */
+    smx_file_result *files;
+    size_t nfiles;
 } smx_result;
 
 /* Frees a result handed over by an on_done callback, and everything in it. NULL is a no-op. */
@@ -161,7 +177,8 @@ void smx_result_destroy(smx_result *r);
  * malloc'd, the caller's (free). NULL when out of memory. */
 char *smx_result_json(const smx_result *r);
 /* As a shell would report the host: 0 ok; 255 not reached, verified or authenticated; 124 the
- * command timed out; else the remote status (128+N for signal N). */
+ * command timed out; 1 a file copy failed (as scp); else the remote status (128+N for signal
+ * N). */
 int smx_result_exit_status(const smx_result *r);
 
 /* ---- host lists and targets ------------------------------------------------------------- */
@@ -467,6 +484,74 @@ typedef struct smx_target_job {
  * the number of hosts queued, or a negative code with err. */
 int smx_engine_add_target(smx_engine *e, const char *targets, const smx_target_job *job,
                           smx_err *err);
+
+/* ---- file copies over SFTP ------------------------------------------------------------------ */
+
+enum smx_copy_kind {
+    SMX_COPY_UPLOAD,     /* local sources -> dest on every host */
+    SMX_COPY_DOWNLOAD,   /* remote sources on every host -> a local directory */
+    SMX_COPY_SCRIPT      /* sources[0] uploaded to a private temp file, run, removed */
+};
+
+/* Where downloads land under dest. */
+enum smx_copy_layout {
+    SMX_LAYOUT_HOSTDIR,  /* dest/<host>/<name> (pslurp, Ansible fetch) */
+    SMX_LAYOUT_SUFFIX,   /* dest/<name>.<host> (clush --rcopy) */
+    SMX_LAYOUT_FLAT      /* dest/<name> (one host, as scp) */
+};
+
+typedef struct smx_copy_opts {
+    enum smx_copy_kind kind;
+    const smx_strvec *sources;   /* upload/script: local paths; download: remote paths */
+    const char *dest;            /* upload: remote path; download: local directory. In remote
+                                  * paths %h is the host as given, %n its index, %% a % */
+    enum smx_copy_layout layout;
+    int recursive;               /* directories (symlinks are copied as symlinks) */
+    int preserve;                /* mode and times, as scp -p */
+    int resume;                  /* continue a partial destination whose last bytes match */
+    int fsync;
+    int in_place;                /* write dest itself, not dest.sshmux-partial then rename */
+    int mode;                    /* permissions of created files; -1: the source's */
+    size_t block_size;           /* bytes per request; 0: the server's limit (32 KiB without
+                                  * limits@openssh.com) */
+    int requests;                /* in flight per file; 0: 64 */
+    int transfer_timeout_ms;     /* a host with no progress for this long fails; 0: none */
+    const smx_exec_opts *script; /* SMX_COPY_SCRIPT: how to run it; command = its arguments,
+                                  * already quoted for the remote shell ("" for none) */
+} smx_copy_opts;
+
+/* A copy shared by every host of a run: the local side is planned (and for uploads each file
+ * read) once for all of them. */
+typedef struct smx_copy smx_copy;
+
+/* Plans the copy (uploads: every local source is stat'ed and, with recursive, walked, here,
+ * before the run). opts and its strings are copied. SMX_ENOENT / SMX_EINVAL / SMX_EIO naming the
+ * local path that cannot be copied. Free with smx_copy_free after the run. */
+int smx_copy_new(smx_engine *e, const smx_copy_opts *opts, smx_copy **out, smx_err *err);
+void smx_copy_free(smx_copy *c);
+
+typedef struct smx_copy_progress {
+    uint64_t bytes_done;          /* acknowledged by the servers / written locally */
+    uint64_t bytes_total;         /* known so far (downloads learn sizes as they go) */
+    size_t files_done, files_failed;
+    size_t peak_cache_bytes;      /* the shared block cache's high-water mark */
+} smx_copy_progress;
+void smx_copy_get_progress(const smx_copy *c, smx_copy_progress *p);
+
+/* Queues one resolved host for the copy (as smx_engine_add_exec: hc taken over on success;
+ * target and password copied). cb->on_line gets run-script's output. The result's files and
+ * bytes hold the record. 0 or SMX_ENOMEM. */
+int smx_engine_add_copy(smx_engine *e, const char *target, smx_hostcfg *hc, const char *password,
+                        smx_copy *copy, const smx_exec_callbacks *cb);
+
+/* How far the run is: for a live status line. */
+typedef struct smx_engine_progress {
+    size_t queued, running, done;
+    const char *oldest_host;      /* the host running longest (borrowed until the next loop
+                                   * turn), or NULL */
+    double oldest_ms;
+} smx_engine_progress;
+void smx_engine_get_progress(const smx_engine *e, smx_engine_progress *p);
 
 /* Stops the run: hosts not started yet finish as canceled (`why`), running ones are closed
  * (their results say `why`). Safe from a signal watcher on the loop. */
