@@ -116,7 +116,7 @@ class AsyncSshd:
                 [ASYNCSSH_PYTHON, os.path.abspath(__file__), "--host-key", self.host_key,
                  "--authorized-keys", self.authorized_keys, "--log", self.log_path],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-                start_new_session=True, text=True)
+                start_new_session=True, text=True, cwd=self.dir)   # relative paths land here
         fixture.on_cleanup(self.stop, f"asyncsshd {self.dir}")
         line = self.proc.stdout.readline()   # the server prints its port once listening
         if not line.startswith("PORT "):
