@@ -212,6 +212,30 @@ def test_transfer_timeout_frozen_host():
         check_eq(sha256_file(f"{rd}/{h}.bin"), want, h)
 
 
+# ------------------------------------------------------------------ the progress line
+def test_progress_line_only_when_forced():
+    # The live line needs a run that lasts (it shows after 1 s): the server is frozen for 2 s
+    # mid-file, then let go. stderr is a pipe here: only --progress shows it.
+    f = FilesFleet(n=1)
+    src = f.wd.file("prog-src/payload.bin")
+    want = make_file(src, 8 * MiB)
+    rd = f.rdir("prog")
+    for forced in (True, False):
+        w = Watched(["upload", "-F", f.cfg] + (["--progress"] if forced else []) +
+                    ["-w", "h0001", src, rd + "/p.bin"], workdir=f.wd)
+        wait_size(rd + "/p.bin" + PARTIAL, 1)
+        faults.stop_connections(f.sshd)
+        time.sleep(2)
+        faults.resume_connections(f.sshd)
+        w.wait(60)
+        check_eq(w.rc, 0, f"--progress {forced}: {w.err}")
+        check_eq(sha256_file(rd + "/p.bin"), want)
+        shown = "0/1 hosts done, 1 running" in w.err
+        check_eq(shown, forced, f"progress line shown (--progress: {forced}):\n{w.err!r}")
+        if forced:   # (the \r before it reads as a newline through the text-mode pipe)
+            check_in("\033[Ksshmux: 0/1 hosts done", w.err, "the line is redrawn in place")
+
+
 # ------------------------------------------------------------------ run-script's temp file
 def test_run_script_temp_file_removed():
     f = FilesFleet(n=2)
