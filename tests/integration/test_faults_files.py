@@ -189,6 +189,29 @@ def test_host_lost_mid_transfer_others_finish():
         check_eq(rows[h]["bytes"], size, h)
 
 
+def test_lagging_host_gets_every_block():
+    # Fan-out uploads share the blocks read from LOCAL: a host frozen for 2 s mid-file falls far
+    # behind the others, which finish meanwhile; once let go it must still get every block.
+    f, other = fleet_plus_one(10, "lag")
+    size = 48 * MiB + 12345
+    src = f.wd.file("lag-src/payload.bin")
+    want = make_file(src, size)
+    rd = f.rdir("lag")
+    w = Watched(["upload", "-F", f.cfg, "--json", "-w", f"{f.hostlist()},lag", src,
+                 rd + "/%h.bin"], workdir=f.wd)
+    wait_size(rd + "/lag.bin" + PARTIAL, 1)
+    faults.stop_connections(other)
+    check(os.path.getsize(rd + "/lag.bin" + PARTIAL) < size, "lag's transfer already ended")
+    fixture.wait_until(lambda: all(os.path.exists(f"{rd}/{h}.bin") for h in f.names), 60,
+                       "the other hosts to finish")
+    faults.resume_connections(other)
+    w.wait(120)
+    rows = check_clean(w, f.names + ["lag"], 0, fd_bound(11))
+    for h in f.names + ["lag"]:
+        check_eq((rows[h]["ok"], rows[h]["bytes"]), (True, size), h)
+        check_eq(sha256_file(f"{rd}/{h}.bin"), want, h)
+
+
 def test_transfer_timeout_frozen_host():
     f, other = fleet_plus_one(3, "frozen")
     size = 32 * MiB
