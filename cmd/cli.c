@@ -356,6 +356,7 @@ int cli_parse_mode(cli *c, int argc, char **argv, const char *prog, enum cli_par
     c->x.max_output = 8u << 20;
     c->x.kill_grace_ms = 2000;
     c->sock_mode = 0600;
+    c->transfer_timeout_ms = 60000;   /* every wait has a bound: a copy stuck for a minute */
     optind = 1;
     opterr = 0;
     int opt;

@@ -152,22 +152,23 @@ static void dn_on_fs(uv_fs_t *req)
     dn_enter(d);
     d->fs_busy = 0;
     ssize_t res = req->result;
+    /* what the step did counts whatever happened meanwhile (a cancel while the open ran) */
+    if (req->fs_type == UV_FS_OPEN && res >= 0) {
+        d->fd = (uv_file)res;
+        d->fd_open = d->created = 1;
+    } else if (req->fs_type == UV_FS_CLOSE) {
+        d->fd_open = 0;
+    }
     uv_fs_req_cleanup(req);
     if (d->st == DL_CLEANUP) {
         dn_local_step(d);   /* errors there are not reported: the first failure is */
     } else if (res < 0) {
         dn_fail_text(d, uv_strerror((int)res));
     } else {
-        if (d->st == DL_OPEN_LOCAL) {
-            d->fd = (uv_file)res;
-            d->fd_open = d->created = 1;
-        } else if (d->st == DL_STAT_LOCAL) {
+        if (d->st == DL_STAT_LOCAL)
             d->voff = d->fs.statbuf.st_size;   /* what is there */
-        } else if (d->st == DL_READ_LOCAL) {
+        else if (d->st == DL_READ_LOCAL)
             d->vlen = (size_t)res;
-        } else if (d->st == DL_CLOSE_LOCAL) {
-            d->fd_open = 0;
-        }
         dn_local_step(d);
     }
     dn_leave(d);
@@ -378,7 +379,9 @@ static void dn_on_data(void *ud, smx_sftp_reply *r)
     } else if (r->type == SMX_FXP_STATUS && r->status == SMX_FX_EOF) {
         if (off < d->eof_at)
             d->eof_at = off;   /* the file is shorter than it was */
-    } else if (!dn_check(d, r, SMX_FXP_DATA)) {
+    } else if (!dn_check(d, r, SMX_FXP_DATA) && r->data_len == 0) {
+        dn_fail_text(d, "the server sent an empty read");   /* asked again, it never ends */
+    } else if (!d->out->failed) {
         size_t n = r->data_len < len ? r->data_len : len;
         dn_write *w = malloc(sizeof *w + (n ? n : 1));
         if (!w) {

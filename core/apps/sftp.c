@@ -576,12 +576,18 @@ int smx_sftp_write(smx_sftp *s, const uint8_t *h, size_t hlen, uint64_t off,
 void smx_sftp_status_message(const smx_sftp_reply *r, const char *path, char *out, size_t len)
 {
     const char *text = smx_sftp_status_text(r->status);
-    if (r->type != SMX_FXP_STATUS)
+    if (r->type != SMX_FXP_STATUS) {
         snprintf(out, len, "%s: unexpected reply type %u", path, r->type);
-    else if ((r->status == SMX_FX_FAILURE || r->status > SMX_FX_QUOTA_EXCEEDED) && r->msg_len &&
-             !(r->msg_len == 7 && memcmp(r->msg, "Failure", 7) == 0))
-        snprintf(out, len, "%s: %.*s", path, (int)(r->msg_len > 200 ? 200 : r->msg_len),
-                 (const char *)r->msg);
-    else
+    } else if ((r->status == SMX_FX_FAILURE || r->status > SMX_FX_QUOTA_EXCEEDED) && r->msg_len &&
+             !(r->msg_len == 7 && memcmp(r->msg, "Failure", 7) == 0)) {
+        /* the server's words reach a terminal: no control characters (escape sequences) */
+        char clean[201];
+        size_t n = r->msg_len < sizeof clean - 1 ? r->msg_len : sizeof clean - 1;
+        for (size_t i = 0; i < n; i++)
+            clean[i] = r->msg[i] < 0x20 || r->msg[i] == 0x7f ? '?' : (char)r->msg[i];
+        clean[n] = 0;
+        snprintf(out, len, "%s: %s", path, clean);
+    } else {
         snprintf(out, len, "%s: %s", path, text);
+    }
 }

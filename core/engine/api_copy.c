@@ -30,6 +30,11 @@ char *smx_copy_expand(const char *tmpl, const char *host, unsigned index)
     }
     if (out)
         *q = '\0';
+    /* "~/x": the SFTP server starts in the home directory, so "x" is the same place */
+    if (out && out[0] == '~' && (out[1] == '/' || out[1] == '\0')) {
+        const char *rest = out[1] ? out + 2 : "";
+        memmove(out, *rest ? rest : ".", strlen(*rest ? rest : ".") + 1);
+    }
     return out;
 }
 
@@ -58,8 +63,7 @@ static copy_entry *copy_add_entry(smx_copy *c)
     return e;
 }
 
-/* The last component of path, without trailing slashes ("a/b/" -> "b"). */
-static char *copy_basename(const char *path)
+char *smx_copy_basename(const char *path)
 {
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/')
@@ -139,7 +143,7 @@ static int copy_walk(smx_copy *c, const char *local, const char *rel, size_t top
 static int copy_plan_local(smx_copy *c, smx_err *err)
 {
     for (size_t i = 0; i < c->sources.n; i++) {
-        char *name = copy_basename(c->sources.v[i]);
+        char *name = smx_copy_basename(c->sources.v[i]);
         int rc = name ? copy_walk(c, c->sources.v[i], name, strlen(name), 0, err)
                       : smx_seterr(err, SMX_ENOMEM, "out of memory");
         free(name);

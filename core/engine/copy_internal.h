@@ -34,8 +34,11 @@ struct smx_copy {
     smx_copy_progress progress;
 };
 
-/* tmpl with %h, %n and %% replaced; malloc'd or NULL. */
+/* tmpl with %h, %n and %% replaced, and a leading "~/" made relative (the SFTP server starts in
+ * the home directory); malloc'd or NULL. */
 char *smx_copy_expand(const char *tmpl, const char *host, unsigned index);
+/* The last component of a path, without trailing slashes ("a/b/" -> "b", "/" -> ""). */
+char *smx_copy_basename(const char *path);
 /* a/b joined with one '/' between them; malloc'd or NULL. */
 char *smx_copy_join(const char *a, const char *b);
 

@@ -225,6 +225,10 @@ static void copy_upload_item(copy_job *job, copy_item *it)
 
 void copy_next(copy_job *job)
 {
+    if (job->phase == COPY_CLOSING) {
+        copy_close(job);   /* what ran was the last thing holding it open */
+        return;
+    }
     if (job->phase != COPY_ITEMS)
         return;
     if (job->canceled || job->next == job->nitems) {
@@ -366,9 +370,9 @@ static void copy_job_release(copy_job *job)
     free(job);
 }
 
-void copy_maybe_done(copy_job *job)
+static void copy_maybe_done(copy_job *job)
 {
-    if (!job->conn_closed || job->sftp_open || job->exec_open || !job->timer_closed ||
+    if (job->closing || !job->conn_closed || job->sftp_open || job->exec_open || !job->timer_closed ||
         job->fs_busy)
         return;
     smx_result *r = job->result;
@@ -393,25 +397,28 @@ static void copy_on_timer_closed(uv_handle_t *h)
     copy_maybe_done(job);
 }
 
-/* Ends what runs: the SFTP client first (the tasks on it end with it), then the connection. */
+/* Ends what runs: the SFTP client first (the tasks on it end with it), then the connection.
+ * Closing a channel may tell the job at once that the connection is closed: `closing` keeps
+ * the job alive until this returns. */
 void copy_close(copy_job *job)
 {
-    if (job->up || job->down || job->ops || job->exec)
-        job->phase = COPY_CLOSING;   /* they end first (their replies fail with the session) */
+    job->closing++;
+    job->phase = COPY_CLOSING;
     if (job->sftp && !job->up && !job->down && !job->ops) {
         smx_sftp *s = job->sftp;
         job->sftp = NULL;
         smx_sftp_close(s);
     }
-    job->phase = COPY_CLOSING;
     if (!job->sftp && !job->exec && job->conn && !job->conn->ended)
         smx_conn_close(job->conn);
-    if (job->sftp || job->exec || job->timer_closed)
-        return;
-    if (!job->timer_inited)
-        job->timer_closed = 1;
-    else if (!uv_is_closing((uv_handle_t *)&job->timer))
-        uv_close((uv_handle_t *)&job->timer, copy_on_timer_closed);
+    if (!job->sftp && !job->exec && !job->timer_closed) {
+        if (!job->timer_inited)
+            job->timer_closed = 1;
+        else if (!uv_is_closing((uv_handle_t *)&job->timer))
+            uv_close((uv_handle_t *)&job->timer, copy_on_timer_closed);
+    }
+    job->closing--;
+    copy_maybe_done(job);
 }
 
 static void copy_on_sftp_ended(void *ud, int code, const char *why)
@@ -435,7 +442,6 @@ static void copy_on_sftp_closed(void *ud)
     copy_job *job = ud;
     job->sftp_open = 0;
     copy_close(job);
-    copy_maybe_done(job);
 }
 
 static void copy_on_script_removed(copy_job *job, smx_sftp_reply *r)
@@ -454,7 +460,6 @@ static void copy_on_exec_done(void *ud)
         return;
     }
     copy_close(job);
-    copy_maybe_done(job);
 }
 
 static void copy_on_exec_line(void *ud, int is_stderr, const char *line, size_t len)
@@ -549,7 +554,6 @@ static void copy_on_closed(smx_conn *c, void *ud)
     job->conn = NULL;
     job->conn_closed = 1;
     copy_close(job);
-    copy_maybe_done(job);
 }
 
 static const smx_conn_events copy_conn_events = {

@@ -54,7 +54,8 @@ typedef struct copy_job {
     size_t dirhlen;
     uv_timer_t timer;             /* --transfer-timeout, and the cancel grace */
     uint64_t activity, seen;
-    uint64_t t_start;             /* the SFTP channel was asked for */
+    uint64_t t_start;
+    int closing;                  /* inside copy_close: callbacks it causes must not free us */             /* the SFTP channel was asked for */
     int ops;                      /* job-level requests in flight */
     uv_fs_t fs;                   /* download: the local step in flight (mkdir, symlink) */
     void (*fs_next)(struct copy_job *job, ssize_t result);
@@ -66,10 +67,9 @@ typedef void (*copy_reply_fn)(struct copy_job *job, smx_sftp_reply *r);
 
 /* The next item, or the end of the items. */
 void copy_next(copy_job *job);
-/* Ends what runs (SFTP client, exec, connection, timer); the job is done once all are closed. */
+/* Ends what runs (SFTP client, exec, connection, timer), and finishes the job (on_done: it is
+ * freed) once all of it is closed: callers must not touch the job afterwards. */
 void copy_close(copy_job *job);
-/* Finishes the job (on_done) if everything it started is closed. */
-void copy_maybe_done(copy_job *job);
 /* One line of the host's file record; error NULL when it arrived whole. */
 void copy_record(copy_job *job, const char *local, const char *remote,
                  const smx_xfer_outcome *o, const char *error);

@@ -16,8 +16,7 @@ static void copy_fs_done(uv_fs_t *req)
     uv_fs_req_cleanup(req);
     job->fs_busy = 0;
     if (job->phase == COPY_CLOSING) {
-        copy_close(job);
-        copy_maybe_done(job);   /* this step was the last thing it waited for */
+        copy_close(job);   /* this step may have been the last thing it waited for */
         return;
     }
     job->fs_next(job, res);
@@ -43,18 +42,6 @@ static char *copy_host_component(const char *host)
     return h;
 }
 
-/* The last component of a remote path ("/var/log/" -> "log"), "" for "/". */
-static char *copy_remote_basename(const char *path)
-{
-    size_t n = strlen(path);
-    while (n > 1 && path[n - 1] == '/')
-        n--;
-    size_t start = n;
-    while (start > 0 && path[start - 1] != '/')
-        start--;
-    return strndup(path + start, n - start);
-}
-
 static void copy_on_base_dir(copy_job *job, ssize_t res)
 {
     if (res < 0 && res != UV_EEXIST) {
@@ -77,7 +64,7 @@ void copy_plan_download(copy_job *job)
     int ok = host && job->dest;
     for (size_t i = 0; ok && i < c->sources.n; i++) {
         char *remote = smx_copy_expand(c->sources.v[i], job->result->host, job->index);
-        char *name = remote ? copy_remote_basename(remote) : NULL;
+        char *name = remote ? smx_copy_basename(remote) : NULL;
         char *local = NULL;
         if (name && c->o.layout == SMX_LAYOUT_SUFFIX) {
             size_t n = strlen(name) + strlen(host) + 2;

@@ -80,7 +80,8 @@ def test_installed_layout():
     check_eq(os.listdir(os.path.join(PREFIX, "include")), ["sshmux.h"], "include dir")
     with open(os.path.join(PREFIX, "include", "sshmux.h")) as f:
         included = re.findall(r"^\s*#\s*include\s*(\S+)", f.read(), re.M)
-    check_eq(sorted(included), ["<stddef.h>", "<uv.h>"], "what the public header includes")
+    check_eq(sorted(included), ["<stddef.h>", "<stdint.h>", "<uv.h>"],
+             "what the public header includes")
     with open(os.path.join(PREFIX, "lib", "pkgconfig", "sshmux.pc")) as f:
         check_in(f"prefix={PREFIX}\n", f.read(), "sshmux.pc names the prefix installed to")
     # libssh is inside the archive: an embedder needs no private build of it

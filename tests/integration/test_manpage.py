@@ -198,10 +198,14 @@ def help_commands():
 def cli_table():
     """(long options of cli.c's getopt_long table, short options of its option string)."""
     src = read(CLI_C)
-    call = re.search(r"getopt_long\s*\([^;]*?\"([^\"]*)\"\s*,\s*(\w+)", src, re.S)
-    if not call:
-        raise Failure(f"no getopt_long(..., \"optstring\", table, ...) call in {CLI_C}")
-    optstring, table = call.groups()
+    # the option letters differ per kind of command: every string cli_optstring() returns
+    call = re.search(r"getopt_long\s*\(\s*\w+\s*,\s*\w+\s*,\s*(\w+)\s*,\s*(\w+)", src, re.S)
+    body = re.search(r"cli_optstring\s*\([^)]*\)\s*\{(.*?)\n\}", src, re.S)
+    if not call or not body:
+        raise Failure(f"no getopt_long(argc, argv, optstring, table, ...) call with the option "
+                      f"strings of cli_optstring() in {CLI_C}")
+    table = call.group(2)
+    optstring = "".join(re.findall(r"return\s+\"([^\"]*)\"", body.group(1)))
     decl = re.search(r"struct\s+option\s+" + re.escape(table) + r"\s*\[\s*\]\s*=\s*\{(.*?)\};",
                      src, re.S)
     if not decl:
