@@ -284,6 +284,25 @@ def test_upload_destinations():
     check_eq(os.stat(rd + "/sub/a.txt").st_uid, f.uid, "owner")
 
 
+def test_home_relative_paths():
+    # ~/ is the login's home (where the SFTP server starts), both ways
+    f = fleet()
+    home = pwd.getpwnam(f.user).pw_dir
+    x = f.wd.file("tilde/tilde-x.txt", "tilde\n")
+    for p in (home + "/tilde-x.txt", home + "/tilde-y.txt"):
+        if os.path.exists(p):
+            os.unlink(p)
+    check_rc(f.up("h0001", x, "~/"), 0)
+    check_rc(f.up("h0001", x, "~/tilde-y.txt"), 0)
+    check_eq((open(home + "/tilde-x.txt").read(), open(home + "/tilde-y.txt").read()),
+             ("tilde\n", "tilde\n"), "uploaded into the home directory")
+    ld = f.ldir("tilde-down")
+    check_rc(f.down("-w", "h0001", "~/tilde-y.txt", ld), 0)
+    check_eq(open(ld + "/h0001/tilde-y.txt").read(), "tilde\n")
+    os.unlink(home + "/tilde-x.txt")
+    os.unlink(home + "/tilde-y.txt")
+
+
 def test_download_layouts():
     f = fleet()
     rd = f.rdir("layout")
