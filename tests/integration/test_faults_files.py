@@ -15,8 +15,8 @@ import time
 from common import *  # noqa: F403
 import faults
 from test_faults_session import Watched, check_clean, fd_bound, remote_procs
-from test_files import (PARTIAL, FilesFleet, check_failed_row, make_file, my_scripts, partials,
-                        sha256_file)
+from test_files import (PARTIAL, FilesFleet, check_failed_row, check_resumed, make_file,
+                        my_scripts, partials, sha256_file)
 
 MiB = 1 << 20
 
@@ -43,6 +43,17 @@ def freeze_and_kill(w, path, size):
     return have
 
 
+def staged(f, name, size):
+    """A LOCAL payload of size random bytes and a fresh remote directory: (src, sha256, rdir)."""
+    src = f.wd.file(f"{name}-src/payload.bin")
+    return src, make_file(src, size), f.rdir(name)
+
+
+def host_of(partial):
+    """The host of a partial named <rdir>/<host>.bin.sshmux-partial."""
+    return os.path.basename(partial)[:-len(".bin" + PARTIAL)]
+
+
 def wait_sessions_gone(sshd):
     fixture.wait_until(lambda: not faults.serving_pids(sshd), 20, "the server's sessions to end")
 
@@ -51,9 +62,7 @@ def wait_sessions_gone(sshd):
 def test_resume_after_kill_upload():
     f = FilesFleet(n=1)
     size = 200 * MiB
-    src = f.wd.file("kill/src.bin")
-    want = make_file(src, size)
-    rd = f.rdir("kill")
+    src, want, rd = staged(f, "kill", size)
     dst = rd + "/big.bin"
     try:
         w = Watched(["upload", "-F", f.cfg, "--json", "h0001", src, dst], workdir=f.wd)
@@ -63,10 +72,7 @@ def test_resume_after_kill_upload():
         have = os.path.getsize(dst + PARTIAL)
         check(not os.path.exists(dst), "the destination appeared before the transfer ended")
         r = f.up("--json", "--resume", "h0001", src, dst, timeout=120)
-        check_rc(r, 0)
-        e = json_lines(r.stdout)[0]["files"][0]
-        check(0 < e["resumed_from"] <= have, f"resumed_from {e['resumed_from']}, partial {have}")
-        check_eq(e["bytes"], size - e["resumed_from"], "bytes sent the second time")
+        e = check_resumed(r, have, size)
         check_eq(json_lines(r.stdout)[0]["bytes"], size - e["resumed_from"], "row bytes")
         check_eq(sha256_file(dst), want, "sha256 after resuming")
         check_eq(partials(rd), [], "partial left")
@@ -88,11 +94,8 @@ def test_resume_after_kill_download():
         wait_size(local + PARTIAL, 16 * MiB)
         have = freeze_and_kill(w, local + PARTIAL, size)
         check(not os.path.exists(local), "the destination appeared before the transfer ended")
-        r = f.down("--json", "--resume", "h0001", remote, ld, timeout=120)
-        check_rc(r, 0)
-        e = json_lines(r.stdout)[0]["files"][0]
-        check(0 < e["resumed_from"] <= have, f"resumed_from {e['resumed_from']}, partial {have}")
-        check_eq(e["bytes"], size - e["resumed_from"], "bytes moved the second time")
+        e = check_resumed(f.down("--json", "--resume", "h0001", remote, ld, timeout=120), have,
+                          size)
         check_eq(sha256_file(local), want, "sha256 after resuming")
         check_eq(os.listdir(ld), ["big.bin"], "partial left")
         print(f"    download killed at {have >> 20} MiB, resumed from {e['resumed_from']}")
@@ -166,9 +169,7 @@ def test_host_lost_mid_transfer_others_finish():
     n = 20
     f, other = fleet_plus_one(n, "lost")
     size = 32 * MiB
-    src = f.wd.file("lost-src/payload.bin")
-    want = make_file(src, size)
-    rd = f.rdir("lost")
+    src, want, rd = staged(f, "lost", size)
     hosts = f.names + ["lost"]
     w = Watched(["upload", "-F", f.cfg, "--json", "-f", str(n + 1), "-w",
                  f"{f.hostlist()},lost", src, rd + "/%h.bin"], workdir=f.wd)
@@ -194,9 +195,7 @@ def test_lagging_host_gets_every_block():
     # behind the others, which finish meanwhile; once let go it must still get every block.
     f, other = fleet_plus_one(10, "lag")
     size = 48 * MiB + 12345
-    src = f.wd.file("lag-src/payload.bin")
-    want = make_file(src, size)
-    rd = f.rdir("lag")
+    src, want, rd = staged(f, "lag", size)
     w = Watched(["upload", "-F", f.cfg, "--json", "-w", f"{f.hostlist()},lag", src,
                  rd + "/%h.bin"], workdir=f.wd)
     wait_size(rd + "/lag.bin" + PARTIAL, 1)
@@ -215,9 +214,7 @@ def test_lagging_host_gets_every_block():
 def test_transfer_timeout_frozen_host():
     f, other = fleet_plus_one(3, "frozen")
     size = 32 * MiB
-    src = f.wd.file("frz-src/payload.bin")
-    want = make_file(src, size)
-    rd = f.rdir("frz")
+    src, want, rd = staged(f, "frz", size)
     hosts = f.names + ["frozen"]
     w = Watched(["upload", "-F", f.cfg, "--json", "--transfer-timeout", "2", "-w",
                  f"{f.hostlist()},frozen", src, rd + "/%h.bin"], workdir=f.wd)
@@ -240,9 +237,7 @@ def test_progress_line_only_when_forced():
     # The live line needs a run that lasts (it shows after 1 s): the server is frozen for 2 s
     # mid-file, then let go. stderr is a pipe here: only --progress shows it.
     f = FilesFleet(n=1)
-    src = f.wd.file("prog-src/payload.bin")
-    want = make_file(src, 8 * MiB)
-    rd = f.rdir("prog")
+    src, want, rd = staged(f, "prog", 8 * MiB)
     for forced in (True, False):
         w = Watched(["upload", "-F", f.cfg] + (["--progress"] if forced else []) +
                     ["-w", "h0001", src, rd + "/p.bin"], workdir=f.wd)
@@ -314,8 +309,7 @@ def sigint_upload(f, src, rd, resume):
         check(not os.path.exists(f"{rd}/{h}.bin"), f"{h}: a canceled upload left its file")
     if not resume:
         wait_sessions_gone(f.sshd)   # whatever the servers still had queued is done
-        left = {os.path.basename(p)[:-len(".bin" + PARTIAL)]: rows[os.path.basename(p)[:-len(
-            ".bin" + PARTIAL)]] for p in partials(rd)}
+        left = {host_of(p): rows[host_of(p)] for p in partials(rd)}
         check_eq(left, {}, "partial files left after SIGINT without --resume (their rows)")
     return canceled
 
@@ -323,14 +317,12 @@ def sigint_upload(f, src, rd, resume):
 def test_sigint_fleet_upload():
     f = FilesFleet(n=20)
     size = 24 * MiB
-    src = f.wd.file("int-src/payload.bin")
-    want = make_file(src, size)
-    rd = f.rdir("int")
+    src, want, rd = staged(f, "int", size)
     sigint_upload(f, src, rd, resume=False)
     # with --resume the partials stay, and the next --resume run continues them
     rd = f.rdir("int-resume")
     canceled = sigint_upload(f, src, rd, resume=True)
-    kept = {os.path.basename(p)[:-len(".bin" + PARTIAL)] for p in partials(rd)}
+    kept = {host_of(p) for p in partials(rd)}
     check(kept and kept <= set(canceled), f"partials kept: {sorted(kept)}, canceled {canceled}")
     r = f.up("--json", "--resume", "-w", f.hostlist(), src, rd + "/%h.bin", timeout=180)
     check_rc(r, 0)

@@ -151,6 +151,16 @@ def check_file_entries(row, expect):
     check_eq(row["bytes"], sum(s for _, _, s in expect), f"{row['host']}: bytes")
 
 
+def check_resumed(r, have, size):
+    """A --resume run that went well and continued a partial of `have` bytes: its first file
+    entry resumed inside that partial and moved only the rest. Returns the entry."""
+    check_rc(r, 0)
+    e = json_lines(r.stdout)[0]["files"][0]
+    check(0 < e["resumed_from"] <= have, f"resumed_from {e['resumed_from']} (partial {have})")
+    check_eq(e["bytes"], size - e["resumed_from"], "bytes moved after resuming")
+    return e
+
+
 def check_failed_row(row, needle):
     """A host whose transfer failed: not ok, stage sftp, the message contains needle."""
     check(row["ok"] is False, f"{row['host']} should have failed: {row}")
@@ -600,18 +610,17 @@ def test_resume_partial_upload():
             fh.write(content)
         os.lchown(path, f.uid, f.gid)
 
-    def resume(*extra):
+    def resume(*extra, have=None):
         r = f.up("--json", "--resume", *extra, "h0001", src, dst)
+        e = check_resumed(r, have, size) if have else json_lines(r.stdout)[0]["files"][0]
         check_rc(r, 0)
         check_eq(sha256_file(dst), want, "sha256 after --resume")
         check_eq(partials(rd), [], "partial gone after the rename")
-        return json_lines(r.stdout)[0]["files"][0]
+        return e
 
     have = 1024 * 1024 + 5
     seed(dst + PARTIAL, data[:have])
-    e = resume()
-    check(0 < e["resumed_from"] <= have, f"resumed_from {e['resumed_from']} (partial {have})")
-    check_eq(e["bytes"], size - e["resumed_from"], "bytes moved after resuming")
+    resume(have=have)
     # a partial whose tail does not match the source: start again from 0
     os.unlink(dst)
     bad = bytearray(data[:have])
@@ -622,8 +631,7 @@ def test_resume_partial_upload():
     # --no-atomic: the destination itself is the partial
     os.unlink(dst)
     seed(dst, data[:have])
-    e = resume("--no-atomic")
-    check(0 < e["resumed_from"] <= have, f"--no-atomic: resumed_from {e['resumed_from']}")
+    resume("--no-atomic", have=have)
     # without --resume a partial is not trusted
     os.unlink(dst)
     seed(dst + PARTIAL, bad)
@@ -644,11 +652,7 @@ def test_resume_partial_download():
     have = 700000
     with open(ld + "/file.bin" + PARTIAL, "wb") as fh:
         fh.write(data[:have])
-    r = f.down("--json", "--resume", "h0001", rd + "/file.bin", ld)
-    check_rc(r, 0)
-    e = json_lines(r.stdout)[0]["files"][0]
-    check(0 < e["resumed_from"] <= have, f"resumed_from {e['resumed_from']} (partial {have})")
-    check_eq(e["bytes"], size - e["resumed_from"])
+    check_resumed(f.down("--json", "--resume", "h0001", rd + "/file.bin", ld), have, size)
     check_eq(sha256_file(ld + "/file.bin"), want)
     check_eq(os.listdir(ld), ["file.bin"], "the partial became the file")
 
