@@ -64,7 +64,8 @@ void cli_usage(FILE *f)
 "  --passphrase-env VAR  --key-env VAR  --no-agent\n"
 "\n"
 "exit status: 0 all ok; 2 usage error; 255 a host unreachable, unverified or not\n"
-"authenticated; else the largest remote exit status (124 timeout, 128+N signal N)\n",
+"authenticated; 1 a file copy failed on some host; else the largest remote exit\n"
+"status (124 timeout, 128+N signal N)\n",
         f);
 }
 

@@ -458,7 +458,10 @@ static void dn_on_reply(void *ud, smx_sftp_reply *r)
             } else {
                 memcpy(d->handle, r->data, r->data_len);
                 d->hlen = r->data_len;
-                int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (d->p.resume ? 0 : O_TRUNC);
+                /* --resume reads the partial's tail back; a symlink planted there is not
+                 * followed out of the destination */
+                int flags = O_CREAT | O_CLOEXEC | O_NOFOLLOW |
+                            (d->p.resume ? O_RDWR : O_WRONLY | O_TRUNC);
                 int mode = d->p.mode >= 0 ? d->p.mode
                            : (d->attrs.flags & SMX_FXA_PERMISSIONS) ? (int)(d->attrs.perm & 0777)
                                                                     : 0644;

@@ -110,8 +110,13 @@ static int copy_walk(smx_copy *c, const char *local, const char *rel, size_t top
                           strerror(errno));
     if (S_ISDIR(st.st_mode) && !c->o.recursive)
         return smx_seterr(err, SMX_EINVAL, "%s: is a directory (use -r)", local);
-    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
-        return smx_seterr(err, SMX_EINVAL, "%s: not a regular file", local);
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+        if (depth == 0)
+            return smx_seterr(err, SMX_EINVAL, "%s: not a regular file", local);
+        if (c->engine->opts.warn)   /* inside a tree, as scp -r: devices, fifos, sockets */
+            c->engine->opts.warn(c->engine->opts.ud, local, "not a regular file: not copied");
+        return 0;
+    }
     if (S_ISREG(st.st_mode) && access(local, R_OK) != 0)
         return smx_seterr(err, SMX_EIO, "%s: %s", local, strerror(errno));
     copy_entry *e = copy_add_entry(c);
