@@ -33,14 +33,15 @@ def wait_size(path, at_least, timeout=60):
 
 def freeze_and_kill(w, path, size):
     """SIGSTOP sshmux (its transfer stops where it is), check the partial file is short of
-    size, then SIGKILL it; returns the partial's size."""
+    size, then SIGKILL it; returns the partial's size once sshmux is gone (a write a thread of
+    its had under way when the stop came still completes)."""
     os.kill(w.pid, signal.SIGSTOP)
     have = os.path.getsize(path)
     check(have < size, f"the transfer finished ({have} bytes) before sshmux could be stopped")
     fixture.kill_tree(w.pid, w.p)
     w.wait(30)
     check_eq(w.rc, -signal.SIGKILL, "sshmux was killed")
-    return have
+    return os.path.getsize(path)
 
 
 def staged(f, name, size):
