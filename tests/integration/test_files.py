@@ -218,10 +218,10 @@ def sanitized():
 
 
 def test_one_gib_file():
-    # 1 GiB, up and down; an ASan build moves 256 MiB (the same code paths, a tenth of the
+    # 1 GiB, up and down; an ASan build moves 128 MiB (the same code paths, a tenth of the
     # speed: the suite runs once per build and must stay short)
     f = fleet()
-    size = (256 << 20) if sanitized() else (1 << 30)
+    size = (128 << 20) if sanitized() else (1 << 30)
     free = shutil.disk_usage(f.wd.path).free
     if free < 3 * size:
         skip(f"a {size >> 20} MiB transfer needs {3 * size >> 20} MiB free in {f.wd.path}, "
