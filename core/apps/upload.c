@@ -523,7 +523,13 @@ static void up_on_reply(void *ud, smx_sftp_reply *r)
     if (!r) {
         up_check(u, r, 0);
     } else if (u->out->failed) {
-        /* a failure elsewhere already started the cleanup */
+        /* the cleanup already started; an OPEN answered since created a file it must remove */
+        if (r->type == SMX_FXP_HANDLE && !u->out->lost && (u->handle = malloc(r->data_len + 1))) {
+            memcpy(u->handle, r->data, r->data_len);
+            u->hlen = r->data_len;
+            u->opened = 1;
+            up_cleanup(u);
+        }
     } else {
         switch (u->st) {
         case UP_STAT:
@@ -623,9 +629,13 @@ smx_upload *smx_upload_start(smx_sftp *s, const smx_xfer_local *src, const char 
 
 void smx_upload_cancel(smx_upload *u, const char *why)
 {
-    char msg[SMX_MSG_MAX];
-    snprintf(msg, sizeof msg, "%s: %s", u->remote, why);
     up_enter(u);
-    up_fail_text(u, msg);
+    if (!u->out->failed) {
+        u->out->failed = 1;
+        snprintf(u->out->err, sizeof u->out->err, "%s: %s", u->remote, why);
+        /* WRITEs still in our queue never reach the server: its cleanup comes sooner */
+        smx_sftp_discard_unsent(u->s, why);
+        up_cleanup(u);
+    }
     up_leave(u);
 }

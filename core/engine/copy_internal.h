@@ -7,6 +7,7 @@
 #include "xfer.h"
 
 #define COPY_DEFAULT_REQUESTS 64
+#define COPY_CANCEL_GRACE_MS 10000   /* for a canceled copy to remove its partial file */
 #define COPY_CACHE_BYTES (64u * 1024u * 1024u)   /* shared blocks not held by any host */
 
 /* One thing an upload creates on every host, in creation order (a directory before what is in

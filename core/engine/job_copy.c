@@ -560,8 +560,9 @@ static void copy_job_cancel(smx_job *base, const char *why)
         smx_upload_cancel(job->up, why);
     else if (job->down)
         smx_download_cancel(job->down, why);
+    /* what the servers already have is written first: loaded hosts need a while */
     if (job->timer_inited && !uv_is_closing((uv_handle_t *)&job->timer))
-        uv_timer_start(&job->timer, copy_on_timer, 2000, 0);
+        uv_timer_start(&job->timer, copy_on_timer, COPY_CANCEL_GRACE_MS, 0);
 }
 
 /* ---- connection ------------------------------------------------------------------------------- */
