@@ -121,8 +121,6 @@ static int copy_opts_from_cli(cli *c, enum smx_copy_kind kind, smx_copy_opts *o,
         c->x.capture = c->gather || c->json;
         o->script = &c->x;
     }
-    if (kind == SMX_COPY_DOWNLOAD && copy_make_local_dir(c, o->dest) < 0)
-        return EXIT_USAGE;
     return 0;
 }
 
@@ -166,6 +164,12 @@ static int copy_command(int argc, char **argv, enum smx_copy_kind kind, const ch
         rc = copy_opts_from_cli(&c, kind, &opts, &sources, &script_args);
     if (!rc)
         rc = cli_resolve_hosts(&c, 1);
+    /* scp's layout only for one host: a target that names several (a range) gets a directory
+     * per host, or they would write over each other */
+    if (!rc && opts.layout == SMX_LAYOUT_FLAT && c.nhosts > 1)
+        opts.layout = SMX_LAYOUT_HOSTDIR;
+    if (!rc && kind == SMX_COPY_DOWNLOAD && copy_make_local_dir(&c, opts.dest) < 0)
+        rc = EXIT_USAGE;
     if (rc)
         goto out_free;
     cli_fit_fanout(&c);

@@ -56,7 +56,7 @@ void cli_usage(FILE *f)
 "  --requests N        requests in flight per file (default 64)\n"
 "  --transfer-timeout S   a host with no progress for S seconds fails (default 60)\n"
 "  --mode OCTAL        permissions of created files (default: the source's)\n"
-"  --suffix            download: LOCALDIR/<name>.<host> (clush --rcopy)\n"
+"  --suffix            download: LOCALDIR/<name>.<host> (as clush's rcopy)\n"
 "  --progress          live status line even when stderr is not a terminal\n"
 "  REMOTE paths: %h the host as given, %n its index in the run, %% a %\n"
 "credentials (never on the command line):\n"
@@ -64,7 +64,8 @@ void cli_usage(FILE *f)
 "  --passphrase-env VAR  --key-env VAR  --no-agent\n"
 "\n"
 "exit status: 0 all ok; 2 usage error; 255 a host unreachable, unverified or not\n"
-"authenticated; else the largest remote exit status (124 timeout, 128+N signal N)\n",
+"authenticated; 1 a file copy failed on some host; else the largest remote exit\n"
+"status (124 timeout, 128+N signal N)\n",
         f);
 }
 

@@ -379,7 +379,9 @@ static void dn_on_data(void *ud, smx_sftp_reply *r)
     } else if (r->type == SMX_FXP_STATUS && r->status == SMX_FX_EOF) {
         if (off < d->eof_at)
             d->eof_at = off;   /* the file is shorter than it was */
-    } else if (!dn_check(d, r, SMX_FXP_DATA)) {
+    } else if (!dn_check(d, r, SMX_FXP_DATA) && r->data_len == 0) {
+        dn_fail_text(d, "the server sent an empty read");   /* asked again, it never ends */
+    } else if (!d->out->failed) {
         size_t n = r->data_len < len ? r->data_len : len;
         dn_write *w = malloc(sizeof *w + (n ? n : 1));
         if (!w) {
@@ -456,7 +458,10 @@ static void dn_on_reply(void *ud, smx_sftp_reply *r)
             } else {
                 memcpy(d->handle, r->data, r->data_len);
                 d->hlen = r->data_len;
-                int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (d->p.resume ? 0 : O_TRUNC);
+                /* --resume reads the partial's tail back; a symlink planted there is not
+                 * followed out of the destination */
+                int flags = O_CREAT | O_CLOEXEC | O_NOFOLLOW |
+                            (d->p.resume ? O_RDWR : O_WRONLY | O_TRUNC);
                 int mode = d->p.mode >= 0 ? d->p.mode
                            : (d->attrs.flags & SMX_FXA_PERMISSIONS) ? (int)(d->attrs.perm & 0777)
                                                                     : 0644;

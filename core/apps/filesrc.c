@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FILESRC_READ_AHEAD 4   /* blocks read past the one asked for, budget allowing */
+#define FILESRC_READ_AHEAD 8   /* blocks read past the one asked for: 2 MiB */
 
 struct smx_filecache {
     uv_loop_t *loop;
@@ -25,6 +25,7 @@ struct smx_filesrc {
     uv_fs_t open_req;
     smx_list open_waiters;        /* blocks to load once the file is open */
     int loads;                    /* reads in flight */
+    int readers;                  /* uploads using it now */
     int freeing;                  /* freed while reads were in flight: finish then */
 };
 
@@ -128,8 +129,10 @@ static void block_deliver(smx_block *b)
     while (!smx_list_empty(&all)) {
         smx_block_wait *w = smx_list_entry(all.next, smx_block_wait, node);
         smx_list_remove(&w->node);
-        if (b)
+        if (b) {
             b->refs++;
+            b->used = 1;
+        }
         w->cb(w, b, err);
     }
     if (b)
@@ -252,7 +255,7 @@ static smx_block *block_load(smx_filesrc *s, uint64_t index)
     return b;
 }
 
-smx_block *smx_filesrc_get(smx_filesrc *s, uint64_t index, smx_block_wait *w)
+static smx_block *filesrc_get_one(smx_filesrc *s, uint64_t index, smx_block_wait *w)
 {
     smx_block *b = index < s->nblocks ? s->blocks[index] : NULL;
     if (index >= s->nblocks) {
@@ -273,13 +276,41 @@ smx_block *smx_filesrc_get(smx_filesrc *s, uint64_t index, smx_block_wait *w)
         block_deliver(b);
         return NULL;
     }
-    /* read-ahead within the budget: hosts keeping pace then never wait for the disk */
-    smx_filecache *fc = s->fc;
-    for (uint64_t i = index + 1; i <= index + FILESRC_READ_AHEAD && i < s->nblocks; i++)
-        if (!s->blocks[i] && s->fd_state != SRC_FAILED &&
-            fc->held + SMX_FILESRC_BLOCK <= fc->budget)
-            block_load(s, i);
     return NULL;
+}
+
+/* Keeps the blocks after `index` loaded or loading, so that a reader keeping pace never waits
+ * for the disk. Unreferenced blocks make room (oldest use first); blocks in use never do. */
+static void filesrc_read_ahead(smx_filesrc *s, uint64_t index)
+{
+    smx_filecache *fc = s->fc;
+    for (uint64_t i = index + 1; i <= index + FILESRC_READ_AHEAD && i < s->nblocks; i++) {
+        if (s->blocks[i] || s->fd_state == SRC_FAILED)
+            continue;
+        if (fc->held + SMX_FILESRC_BLOCK > fc->budget && smx_list_empty(&fc->lru))
+            break;   /* everything held is in use: no room */
+        block_load(s, i);
+    }
+}
+
+smx_block *smx_filesrc_get(smx_filesrc *s, uint64_t index, smx_block_wait *w)
+{
+    smx_block *b = filesrc_get_one(s, index, w);
+    if (index < s->nblocks && s->fd_state != SRC_FAILED)
+        filesrc_read_ahead(s, index);
+    if (b)
+        b->used = 1;
+    return b;
+}
+
+void smx_filesrc_acquire(smx_filesrc *s)
+{
+    s->readers++;
+}
+
+void smx_filesrc_release(smx_filesrc *s)
+{
+    s->readers--;
 }
 
 void smx_filesrc_cancel(smx_block_wait *w)
@@ -289,7 +320,11 @@ void smx_filesrc_cancel(smx_block_wait *w)
 
 void smx_block_unref(smx_block *b)
 {
-    if (--b->refs == 0 && !smx_list_linked(&b->lru)) {
+    if (--b->refs == 0 && b->used && b->src->readers <= 1 && !b->loading) {
+        block_free(b);   /* its one reader is past it: no one else will ask */
+        return;
+    }
+    if (b->refs == 0 && !smx_list_linked(&b->lru)) {
         smx_list_append(&b->src->fc->lru, &b->lru);
         cache_trim(b->src->fc, 0);
     }

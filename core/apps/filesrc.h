@@ -30,6 +30,7 @@ struct smx_block {
     size_t len;                   /* valid bytes (the last block may be short) */
     int refs;
     int loading;
+    int used;                     /* handed to a reader at least once (not only read ahead) */
     int err;                      /* a failed read: negative uv error */
     uv_fs_t req;
 };
@@ -54,6 +55,10 @@ typedef struct smx_block_wait {
 /* Block `index` of s: returned referenced if cached (w not used), else NULL and w->cb later.
  * An error opening the file also comes through w->cb. */
 smx_block *smx_filesrc_get(smx_filesrc *s, uint64_t index, smx_block_wait *w);
+/* An upload starts or stops reading s: with one reader, blocks it is done with are freed at once
+ * (no other host will ask for them). */
+void smx_filesrc_acquire(smx_filesrc *s);
+void smx_filesrc_release(smx_filesrc *s);
 /* Drops a wait not yet answered (its owner is going away). */
 void smx_filesrc_cancel(smx_block_wait *w);
 void smx_block_unref(smx_block *b);

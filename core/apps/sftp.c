@@ -25,6 +25,8 @@ enum sftp_state {
 /* Bytes queued for the channel: a packet's own bytes (inline) or borrowed WRITE data. */
 typedef struct sftp_seg {
     smx_list node;
+    uint32_t id;                  /* the request's, on its first segment (head) */
+    int head;
     const uint8_t *p;
     size_t len, off;
     void (*release)(void *arg);
@@ -125,6 +127,7 @@ static int sftp_queue(smx_sftp *s, const uint8_t *p, size_t len, int copy,
     g->off = 0;
     g->release = release;
     g->arg = arg;
+    g->head = 0;
     smx_list_append(&s->queue, &g->node);
     s->queued += len;
     return 0;
@@ -159,8 +162,11 @@ int smx_sftp_send(smx_sftp *s, const smx_sftp_data *data, smx_sftp_cb cb, void *
         rc = smx_sftp_out_end(&s->out, extra);
     if (rc == 0 && !(pd = malloc(sizeof *pd)))
         rc = SMX_ENOMEM;
-    if (rc == 0)
-        rc = sftp_queue(s, s->out.p, s->out.len, 1, NULL, NULL);
+    if (rc == 0 && (rc = sftp_queue(s, s->out.p, s->out.len, 1, NULL, NULL)) == 0) {
+        sftp_seg *g = smx_list_entry(s->queue.prev, sftp_seg, node);
+        g->head = 1;
+        g->id = sftp_out_id(&s->out);
+    }
     for (int i = 0; rc == 0 && data && i < 2; i++) {
         if (data->len[i] || (i == 1 && data->release))
             rc = sftp_queue(s, data->p[i], data->len[i], 0,
@@ -185,6 +191,57 @@ int smx_sftp_send(smx_sftp *s, const smx_sftp_data *data, smx_sftp_cb cb, void *
     if (s->queued >= SFTP_LOW_WATER)
         s->want_writable = 1;
     return 0;
+}
+
+/* Answers request `id` with a STATUS the server never sent. */
+static void sftp_answer_locally(smx_sftp *s, uint32_t id, uint32_t status, const char *msg)
+{
+    for (smx_list *n = s->pending.next; n != &s->pending; n = n->next) {
+        sftp_pending *pd = smx_list_entry(n, sftp_pending, node);
+        if (pd->id != id)
+            continue;
+        smx_list_remove(&pd->node);
+        smx_sftp_reply r = {.type = SMX_FXP_STATUS, .id = id, .status = status,
+                            .msg = (const uint8_t *)msg, .msg_len = strlen(msg)};
+        smx_sftp_cb cb = pd->cb;
+        void *ud = pd->ud;
+        free(pd);
+        cb(ud, &r);
+        return;
+    }
+}
+
+void smx_sftp_discard_unsent(smx_sftp *s, const char *why)
+{
+    /* a request libssh has begun to take must go whole, or the stream breaks: the first whole
+     * request not yet begun is where dropping starts */
+    smx_list *n = s->queue.next;
+    while (n != &s->queue) {
+        sftp_seg *g = smx_list_entry(n, sftp_seg, node);
+        if (g->head && g->off == 0)
+            break;
+        n = n->next;
+    }
+    size_t cap = 0, nids = 0;
+    uint32_t *ids = NULL;
+    while (n != &s->queue) {
+        sftp_seg *g = smx_list_entry(n, sftp_seg, node);
+        n = n->next;
+        if (g->head) {
+            if (nids == cap) {
+                uint32_t *v = realloc(ids, (cap = cap ? cap * 2 : 16) * sizeof *v);
+                if (!v)
+                    break;   /* the rest is sent: the owner copes with their failed replies */
+                ids = v;
+            }
+            ids[nids++] = g->id;
+        }
+        s->queued -= g->len;
+        sftp_seg_free(g);   /* releases borrowed data */
+    }
+    for (size_t i = 0; i < nids; i++)
+        sftp_answer_locally(s, ids[i], SMX_FX_FAILURE, why);
+    free(ids);
 }
 
 size_t smx_sftp_queued(const smx_sftp *s)
@@ -576,12 +633,18 @@ int smx_sftp_write(smx_sftp *s, const uint8_t *h, size_t hlen, uint64_t off,
 void smx_sftp_status_message(const smx_sftp_reply *r, const char *path, char *out, size_t len)
 {
     const char *text = smx_sftp_status_text(r->status);
-    if (r->type != SMX_FXP_STATUS)
+    if (r->type != SMX_FXP_STATUS) {
         snprintf(out, len, "%s: unexpected reply type %u", path, r->type);
-    else if ((r->status == SMX_FX_FAILURE || r->status > SMX_FX_QUOTA_EXCEEDED) && r->msg_len &&
-             !(r->msg_len == 7 && memcmp(r->msg, "Failure", 7) == 0))
-        snprintf(out, len, "%s: %.*s", path, (int)(r->msg_len > 200 ? 200 : r->msg_len),
-                 (const char *)r->msg);
-    else
+    } else if ((r->status == SMX_FX_FAILURE || r->status > SMX_FX_QUOTA_EXCEEDED) && r->msg_len &&
+             !(r->msg_len == 7 && memcmp(r->msg, "Failure", 7) == 0)) {
+        /* the server's words reach a terminal: no control characters (escape sequences) */
+        char clean[201];
+        size_t n = r->msg_len < sizeof clean - 1 ? r->msg_len : sizeof clean - 1;
+        for (size_t i = 0; i < n; i++)
+            clean[i] = r->msg[i] < 0x20 || r->msg[i] == 0x7f ? '?' : (char)r->msg[i];
+        clean[n] = 0;
+        snprintf(out, len, "%s: %s", path, clean);
+    } else {
         snprintf(out, len, "%s: %s", path, text);
+    }
 }

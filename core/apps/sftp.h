@@ -55,6 +55,9 @@ size_t smx_sftp_max_read(const smx_sftp *s);
 size_t smx_sftp_max_write(const smx_sftp *s);
 /* Bytes queued and not yet taken by libssh; requests awaiting a reply. */
 size_t smx_sftp_queued(const smx_sftp *s);
+/* Drops the requests not yet handed to libssh (a canceled transfer's WRITEs): each is answered
+ * at once with a STATUS failure carrying `why`, as if the server had refused it. */
+void smx_sftp_discard_unsent(smx_sftp *s, const char *why);
 /* The error that ended the client, or "". */
 const char *smx_sftp_error(const smx_sftp *s);
 

@@ -72,6 +72,7 @@ static void up_maybe_done(smx_upload *u)
     for (int i = 0; i < 2; i++)
         if (u->hold[i])
             smx_block_unref(u->hold[i]);
+    smx_filesrc_release(u->src.src);
     u->out->seconds = (double)(uv_hrtime() - u->t0) / 1e9;
     smx_xfer_done_cb done = u->done;
     void *ud = u->ud;
@@ -431,21 +432,46 @@ static void up_finish_steps(smx_upload *u, enum up_state from)
 }
 
 /* --resume: the partial's last bytes against the source's. */
+/* The source's bytes at [off, off + len) equal p's (they lie in at most the two held blocks). */
+static int up_same_as_source(const smx_upload *u, uint64_t off, const uint8_t *p, size_t len)
+{
+    while (len > 0) {
+        const smx_block *b = NULL;
+        for (int i = 0; i < 2; i++)
+            if (u->hold[i] && u->hold[i]->index == off / SMX_FILESRC_BLOCK)
+                b = u->hold[i];
+        if (!b)
+            return 0;
+        size_t in = (size_t)(off - b->index * SMX_FILESRC_BLOCK);
+        size_t n = len < b->len - in ? len : b->len - in;
+        if (n == 0 || memcmp(b->data + in, p, n) != 0)
+            return 0;
+        off += n;
+        p += n;
+        len -= n;
+    }
+    return 1;
+}
+
+/* Both blocks the comparison needs are held: 1, or 0 while one is read (up_step goes on). */
+static int up_verify_blocks(smx_upload *u)
+{
+    return up_hold(u, u->verify_off / SMX_FILESRC_BLOCK) >= 0 &&
+           up_hold(u, (u->verify_off + u->verify_len - 1) / SMX_FILESRC_BLOCK) >= 0;
+}
+
+/* --resume: the partial's last bytes against the source's. */
 static void up_verify(smx_upload *u, smx_sftp_reply *r)
 {
-    smx_block *b = NULL;
-    for (int i = 0; i < 2; i++)
-        if (u->hold[i] && u->hold[i]->index == u->verify_off / SMX_FILESRC_BLOCK)
-            b = u->hold[i];
-    int same = r && r->type == SMX_FXP_DATA && r->data_len == u->verify_len && b &&
-               memcmp(b->data + (u->verify_off - b->index * SMX_FILESRC_BLOCK), r->data,
-                      u->verify_len) == 0;
+    int same = r && r->type == SMX_FXP_DATA && r->data_len == u->verify_len &&
+               up_same_as_source(u, u->verify_off, r->data, u->verify_len);
     if (same) {
         u->next_off = u->out->resumed_from = u->verify_off + u->verify_len;
         u->st = UP_WRITE;
         up_pump(u);
         return;
     }
+    u->next_off = 0;
     u->st = UP_TRUNCATE;   /* not the same file: start over */
     smx_sftp_attrs a = {0};
     a.flags = SMX_FXA_SIZE;
@@ -471,9 +497,9 @@ static void up_on_opened(smx_upload *u, smx_sftp_reply *r)
         up_pump(u);
         return;
     }
-    /* the block to compare against must be here before the partial's bytes are */
-    if (up_hold(u, u->verify_off / SMX_FILESRC_BLOCK) < 0)
-        return;   /* up_step sends the READ once it is (or the read failed) */
+    /* the blocks to compare against must be here before the partial's bytes are */
+    if (!up_verify_blocks(u))
+        return;   /* up_step sends the READ once they are (or the read failed) */
     u->st = UP_VERIFY;
     up_sent(u, smx_sftp_read(u->s, u->handle, u->hlen, u->verify_off, (uint32_t)u->verify_len,
                              up_on_reply, u));
@@ -483,10 +509,9 @@ static void up_on_stat(smx_upload *u, smx_sftp_reply *r)
 {
     uint64_t have = r->type == SMX_FXP_ATTRS && (r->attrs.flags & SMX_FXA_SIZE) ? r->attrs.size : 0;
     if (have > 0 && have <= u->src.size && SMX_SFTP_IS_REG(&r->attrs)) {
-        uint64_t start = have > UP_VERIFY_MAX ? have - UP_VERIFY_MAX : 0;
-        uint64_t blk = (have - 1) / SMX_FILESRC_BLOCK * SMX_FILESRC_BLOCK;
-        u->verify_off = start > blk ? start : blk;   /* within one block */
+        u->verify_off = have > UP_VERIFY_MAX ? have - UP_VERIFY_MAX : 0;
         u->verify_len = (size_t)(have - u->verify_off);
+        u->next_off = u->verify_off;   /* up_hold keeps the block of next_off */
     }
     up_open(u, u->verify_len > 0);
 }
@@ -499,7 +524,13 @@ static void up_on_reply(void *ud, smx_sftp_reply *r)
     if (!r) {
         up_check(u, r, 0);
     } else if (u->out->failed) {
-        /* a failure elsewhere already started the cleanup */
+        /* the cleanup already started; an OPEN answered since created a file it must remove */
+        if (r->type == SMX_FXP_HANDLE && !u->out->lost && (u->handle = malloc(r->data_len + 1))) {
+            memcpy(u->handle, r->data, r->data_len);
+            u->hlen = r->data_len;
+            u->opened = 1;
+            up_cleanup(u);
+        }
     } else {
         switch (u->st) {
         case UP_STAT:
@@ -542,7 +573,7 @@ static void up_step(smx_upload *u)
         return;
     switch (u->st) {
     case UP_OPEN:
-        if (u->verify_len && !u->waiting && u->handle) {   /* the block for the comparison came */
+        if (u->verify_len && u->handle && up_verify_blocks(u)) {   /* the blocks came */
             u->st = UP_VERIFY;
             up_sent(u, smx_sftp_read(u->s, u->handle, u->hlen, u->verify_off,
                                      (uint32_t)u->verify_len, up_on_reply, u));
@@ -584,6 +615,7 @@ smx_upload *smx_upload_start(smx_sftp *s, const smx_xfer_local *src, const char 
     u->ud = ud;
     u->t0 = uv_hrtime();
     out->size = src->size;
+    smx_filesrc_acquire(src->src);
     size_t max = smx_sftp_max_write(s);
     u->block = p->block_size && p->block_size < max ? p->block_size : max;
     u->busy = 1;
@@ -599,9 +631,13 @@ smx_upload *smx_upload_start(smx_sftp *s, const smx_xfer_local *src, const char 
 
 void smx_upload_cancel(smx_upload *u, const char *why)
 {
-    char msg[SMX_MSG_MAX];
-    snprintf(msg, sizeof msg, "%s: %s", u->remote, why);
     up_enter(u);
-    up_fail_text(u, msg);
+    if (!u->out->failed) {
+        u->out->failed = 1;
+        snprintf(u->out->err, sizeof u->out->err, "%s: %s", u->remote, why);
+        /* WRITEs still in our queue never reach the server: its cleanup comes sooner */
+        smx_sftp_discard_unsent(u->s, why);
+        up_cleanup(u);
+    }
     up_leave(u);
 }

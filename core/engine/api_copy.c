@@ -30,6 +30,11 @@ char *smx_copy_expand(const char *tmpl, const char *host, unsigned index)
     }
     if (out)
         *q = '\0';
+    /* "~/x": the SFTP server starts in the home directory, so "x" is the same place */
+    if (out && out[0] == '~' && (out[1] == '/' || out[1] == '\0')) {
+        const char *rest = out[1] ? out + 2 : "";
+        memmove(out, *rest ? rest : ".", strlen(*rest ? rest : ".") + 1);
+    }
     return out;
 }
 
@@ -58,8 +63,7 @@ static copy_entry *copy_add_entry(smx_copy *c)
     return e;
 }
 
-/* The last component of path, without trailing slashes ("a/b/" -> "b"). */
-static char *copy_basename(const char *path)
+char *smx_copy_basename(const char *path)
 {
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/')
@@ -106,8 +110,13 @@ static int copy_walk(smx_copy *c, const char *local, const char *rel, size_t top
                           strerror(errno));
     if (S_ISDIR(st.st_mode) && !c->o.recursive)
         return smx_seterr(err, SMX_EINVAL, "%s: is a directory (use -r)", local);
-    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
-        return smx_seterr(err, SMX_EINVAL, "%s: not a regular file", local);
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+        if (depth == 0)
+            return smx_seterr(err, SMX_EINVAL, "%s: not a regular file", local);
+        if (c->engine->opts.warn)   /* inside a tree, as scp -r: devices, fifos, sockets */
+            c->engine->opts.warn(c->engine->opts.ud, local, "not a regular file: not copied");
+        return 0;
+    }
     if (S_ISREG(st.st_mode) && access(local, R_OK) != 0)
         return smx_seterr(err, SMX_EIO, "%s: %s", local, strerror(errno));
     copy_entry *e = copy_add_entry(c);
@@ -139,7 +148,7 @@ static int copy_walk(smx_copy *c, const char *local, const char *rel, size_t top
 static int copy_plan_local(smx_copy *c, smx_err *err)
 {
     for (size_t i = 0; i < c->sources.n; i++) {
-        char *name = copy_basename(c->sources.v[i]);
+        char *name = smx_copy_basename(c->sources.v[i]);
         int rc = name ? copy_walk(c, c->sources.v[i], name, strlen(name), 0, err)
                       : smx_seterr(err, SMX_ENOMEM, "out of memory");
         free(name);

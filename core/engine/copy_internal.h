@@ -7,6 +7,7 @@
 #include "xfer.h"
 
 #define COPY_DEFAULT_REQUESTS 64
+#define COPY_CANCEL_GRACE_MS 10000   /* for a canceled copy to remove its partial file */
 #define COPY_CACHE_BYTES (64u * 1024u * 1024u)   /* shared blocks not held by any host */
 
 /* One thing an upload creates on every host, in creation order (a directory before what is in
@@ -34,8 +35,11 @@ struct smx_copy {
     smx_copy_progress progress;
 };
 
-/* tmpl with %h, %n and %% replaced; malloc'd or NULL. */
+/* tmpl with %h, %n and %% replaced, and a leading "~/" made relative (the SFTP server starts in
+ * the home directory); malloc'd or NULL. */
 char *smx_copy_expand(const char *tmpl, const char *host, unsigned index);
+/* The last component of a path, without trailing slashes ("a/b/" -> "b", "/" -> ""). */
+char *smx_copy_basename(const char *path);
 /* a/b joined with one '/' between them; malloc'd or NULL. */
 char *smx_copy_join(const char *a, const char *b);
 

@@ -200,11 +200,15 @@ static void copy_on_symlink(copy_job *job, smx_sftp_reply *r)
 static void copy_on_link_removed(copy_job *job, smx_sftp_reply *r)
 {
     /* OpenSSH's sftp-server takes SYMLINK's paths the other way round from the draft (target
-     * first), and so do the servers that interoperate with it */
+     * first); dropbear runs that same sftp-server, and paramiko copied it. Other servers
+     * (AsyncSSH's, with a client that is not OpenSSH) follow the draft: link path first. */
     copy_item *it = &job->items[job->next - 1];
+    const char *banner = job->result->server_banner ? job->result->server_banner : "";
+    int target_first = strstr(banner, "OpenSSH") || strstr(banner, "dropbear") ||
+                       strstr(banner, "paramiko");
     smx_sftp_out *o = smx_sftp_begin(job->sftp, SMX_FXP_SYMLINK);
-    smx_sftp_out_cstr(o, it->entry->link);
-    smx_sftp_out_cstr(o, it->remote);
+    smx_sftp_out_cstr(o, target_first ? it->entry->link : it->remote);
+    smx_sftp_out_cstr(o, target_first ? it->remote : it->entry->link);
     copy_send(job, copy_on_symlink);
 }
 
@@ -223,6 +227,43 @@ static void copy_upload_item(copy_job *job, copy_item *it)
     }
 }
 
+static void copy_on_dir_times(copy_job *job, smx_sftp_reply *r)
+{
+    if (!copy_status_ok(r)) {
+        char msg[SMX_MSG_MAX];
+        smx_sftp_status_message(r, "setting a directory's mode and times", msg, sizeof msg);
+        smx_result_set_error(job->result, SMX_STAGE_SFTP, SMX_EIO, msg);
+    }
+    if (job->ops == 0)
+        copy_close(job);
+}
+
+/* -p: directories get their mode and times last (what was created in them changed the times),
+ * deepest first. 1 if any SETSTAT went out (the replies close the job). */
+static int copy_set_dir_times(copy_job *job)
+{
+    int sent = 0;
+    job->phase = COPY_DIR_TIMES;
+    for (size_t i = job->nitems; i-- > 0;) {
+        const copy_item *it = &job->items[i];
+        if (it->kind != 'd' || !it->entry)
+            continue;
+        smx_sftp_attrs a = {0};
+        a.flags = SMX_FXA_PERMISSIONS | SMX_FXA_ACMODTIME;
+        a.perm = it->entry->file.perm & 07777;
+        a.atime = it->entry->file.atime;
+        a.mtime = it->entry->file.mtime;
+        smx_sftp_out *o = smx_sftp_begin(job->sftp, SMX_FXP_SETSTAT);
+        smx_sftp_out_cstr(o, it->remote);
+        smx_sftp_out_attrs(o, &a);
+        copy_send(job, copy_on_dir_times);
+        sent = 1;
+        if (job->phase == COPY_CLOSING)
+            break;   /* the send failed: the job is closing */
+    }
+    return sent;
+}
+
 void copy_next(copy_job *job)
 {
     if (job->phase == COPY_CLOSING) {
@@ -232,6 +273,10 @@ void copy_next(copy_job *job)
     if (job->phase != COPY_ITEMS)
         return;
     if (job->canceled || job->next == job->nitems) {
+        if (job->copy->o.preserve && !job->canceled &&
+            (job->copy->o.kind == SMX_COPY_UPLOAD ? copy_set_dir_times(job)
+             : job->copy->o.kind == SMX_COPY_DOWNLOAD ? copy_download_dir_times(job) : 0))
+            return;
         if (job->copy->o.kind == SMX_COPY_SCRIPT && !job->canceled && !job->failed_files) {
             job->phase = COPY_RUNNING;
             job->exec = smx_exec_start(job->conn, &job->xopts, job->result, &job->xev);
@@ -473,14 +518,16 @@ static void copy_on_exec_line(void *ud, int is_stderr, const char *line, size_t 
 static void copy_on_timer(uv_timer_t *t)
 {
     copy_job *job = t->data;
-    uint64_t now = job->activity + job->outcome.bytes;
-    if (job->phase == COPY_RUNNING)
-        return;   /* the command has its own -u */
-    if (!job->canceled && now != job->seen) {
-        job->seen = now;
-        return;
-    }
+    uint64_t seen = job->activity + job->outcome.bytes;
+    uint64_t now = uv_now(t->loop);
     if (!job->canceled) {
+        if (job->phase == COPY_RUNNING || seen != job->seen) {   /* -u bounds the command */
+            job->seen = seen;
+            job->last_progress = now;
+            return;
+        }
+        if (now - job->last_progress < (uint64_t)job->copy->o.transfer_timeout_ms)
+            return;
         char msg[128];
         snprintf(msg, sizeof msg, "transfer made no progress for %d s",
                  job->copy->o.transfer_timeout_ms / 1000);
@@ -497,11 +544,11 @@ static void copy_job_cancel(smx_job *base, const char *why)
 {
     copy_job *job = (copy_job *)base;
     int again = job->canceled++;
-    smx_result_set_error(job->result, SMX_STAGE_SFTP, SMX_ECANCELED, why);
     if (job->exec) {
-        smx_exec_cancel(job->exec, why);
+        smx_exec_cancel(job->exec, why);   /* the script's own result: stage exec */
         return;
     }
+    smx_result_set_error(job->result, SMX_STAGE_SFTP, SMX_ECANCELED, why);
     if (job->phase <= COPY_SFTP_OPENING || again) {
         if (job->conn && !job->conn->ended)
             smx_session_fail(&job->conn->session, smx_engine_stage_of(job->conn), SMX_ECANCELED,
@@ -513,8 +560,9 @@ static void copy_job_cancel(smx_job *base, const char *why)
         smx_upload_cancel(job->up, why);
     else if (job->down)
         smx_download_cancel(job->down, why);
+    /* what the servers already have is written first: loaded hosts need a while */
     if (job->timer_inited && !uv_is_closing((uv_handle_t *)&job->timer))
-        uv_timer_start(&job->timer, copy_on_timer, 2000, 0);
+        uv_timer_start(&job->timer, copy_on_timer, COPY_CANCEL_GRACE_MS, 0);
 }
 
 /* ---- connection ------------------------------------------------------------------------------- */
@@ -536,9 +584,11 @@ static void copy_on_ready(smx_conn *c, void *ud)
         return;
     }
     job->sftp_open = 1;
-    int t = job->copy->o.transfer_timeout_ms;
+    /* checked four times per period: a host stalls for SECS to SECS + a quarter, no more */
+    uint64_t t = (uint64_t)job->copy->o.transfer_timeout_ms;
+    job->last_progress = uv_now(c->ctx->loop);
     if (t > 0)
-        uv_timer_start(&job->timer, copy_on_timer, (uint64_t)t, (uint64_t)t);
+        uv_timer_start(&job->timer, copy_on_timer, t / 4 ? t / 4 : 1, t / 4 ? t / 4 : 1);
 }
 
 static void copy_on_ended(smx_conn *c, void *ud)

@@ -11,6 +11,7 @@ enum copy_phase {
     COPY_SFTP_OPENING,
     COPY_PLANNING,       /* STAT of the upload destination; local base directory of downloads */
     COPY_ITEMS,
+    COPY_DIR_TIMES,      /* upload -p: directories' mode and times, once their contents are in */
     COPY_RUNNING,        /* run-script: the exec */
     COPY_SCRIPT_REMOVE,
     COPY_CLOSING
@@ -54,6 +55,8 @@ typedef struct copy_job {
     size_t dirhlen;
     uv_timer_t timer;             /* --transfer-timeout, and the cancel grace */
     uint64_t activity, seen;
+    uint64_t last_progress;
+    size_t dir_times_at;          /* download -p: the item whose directory is set next */       /* loop time of the last change seen */
     uint64_t t_start;
     int closing;                  /* inside copy_close: callbacks it causes must not free us */             /* the SFTP channel was asked for */
     int ops;                      /* job-level requests in flight */
@@ -88,5 +91,7 @@ int copy_status_ok(const smx_sftp_reply *r);
 /* engine/job_copy_download.c */
 void copy_plan_download(copy_job *job);
 void copy_download_item(copy_job *job, copy_item *it);
+/* download -p: local directories' mode and times last; closes the job when done. */
+int copy_download_dir_times(copy_job *job);
 
 #endif

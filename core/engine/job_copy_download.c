@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "job_copy.h"
 
@@ -42,18 +43,6 @@ static char *copy_host_component(const char *host)
     return h;
 }
 
-/* The last component of a remote path ("/var/log/" -> "log"), "" for "/". */
-static char *copy_remote_basename(const char *path)
-{
-    size_t n = strlen(path);
-    while (n > 1 && path[n - 1] == '/')
-        n--;
-    size_t start = n;
-    while (start > 0 && path[start - 1] != '/')
-        start--;
-    return strndup(path + start, n - start);
-}
-
 static void copy_on_base_dir(copy_job *job, ssize_t res)
 {
     if (res < 0 && res != UV_EEXIST) {
@@ -76,7 +65,7 @@ void copy_plan_download(copy_job *job)
     int ok = host && job->dest;
     for (size_t i = 0; ok && i < c->sources.n; i++) {
         char *remote = smx_copy_expand(c->sources.v[i], job->result->host, job->index);
-        char *name = remote ? copy_remote_basename(remote) : NULL;
+        char *name = remote ? smx_copy_basename(remote) : NULL;
         char *local = NULL;
         if (name && c->o.layout == SMX_LAYOUT_SUFFIX) {
             size_t n = strlen(name) + strlen(host) + 2;
@@ -184,17 +173,37 @@ static void copy_on_opendir(copy_job *job, smx_sftp_reply *r)
     copy_read_dir(job);
 }
 
+static void copy_local_dir_failed(copy_job *job, const char *why)
+{
+    copy_item *it = copy_current(job);
+    char msg[SMX_MSG_MAX];
+    snprintf(msg, sizeof msg, "%s: %s", it->local, why);
+    copy_record(job, it->local, it->remote, NULL, msg);
+    copy_next(job);
+}
+
+/* What was already there is used only if it is a directory itself: a symlink (an earlier entry
+ * of the same listing could have made one) would lead the files outside the destination. */
+static void copy_on_local_dir_lstat(copy_job *job, ssize_t res)
+{
+    if (res < 0)
+        copy_local_dir_failed(job, uv_strerror((int)res));
+    else if (!S_ISDIR(job->fs.statbuf.st_mode))
+        copy_local_dir_failed(job, "exists and is not a directory");
+    else
+        copy_path_op(job, SMX_FXP_OPENDIR, copy_current(job)->remote, copy_on_opendir);
+}
+
 static void copy_on_local_dir(copy_job *job, ssize_t res)
 {
     copy_item *it = copy_current(job);
-    if (res < 0 && res != UV_EEXIST) {
-        char msg[SMX_MSG_MAX];
-        snprintf(msg, sizeof msg, "%s: %s", it->local, uv_strerror((int)res));
-        copy_record(job, it->local, it->remote, NULL, msg);
-        copy_next(job);
-        return;
-    }
-    copy_path_op(job, SMX_FXP_OPENDIR, it->remote, copy_on_opendir);
+    if (res == UV_EEXIST)
+        copy_fs_started(job, uv_fs_lstat(job->base.engine->ctx.loop, &job->fs, it->local,
+                                         copy_fs_done), copy_on_local_dir_lstat);
+    else if (res < 0)
+        copy_local_dir_failed(job, uv_strerror((int)res));
+    else
+        copy_path_op(job, SMX_FXP_OPENDIR, it->remote, copy_on_opendir);
 }
 
 /* ---- symlinks --------------------------------------------------------------------------------- */
@@ -282,4 +291,43 @@ void copy_download_item(copy_job *job, copy_item *it)
         copy_start_file(job, it);
         break;
     }
+}
+
+/* ---- -p: directories' mode and times, deepest first, once everything in them is written ------ */
+
+static void copy_next_dir_times(copy_job *job);
+
+static void copy_on_dir_utime(copy_job *job, ssize_t res)
+{
+    copy_next_dir_times(job);   /* as scp -p, a directory it cannot touch is not an error */
+}
+
+static void copy_on_dir_chmod(copy_job *job, ssize_t res)
+{
+    const copy_item *it = &job->items[job->dir_times_at];
+    copy_fs_started(job, uv_fs_utime(job->base.engine->ctx.loop, &job->fs, it->local,
+                                     it->attrs.atime, it->attrs.mtime, copy_fs_done),
+                    copy_on_dir_utime);
+}
+
+static void copy_next_dir_times(copy_job *job)
+{
+    while (job->dir_times_at-- > 0) {
+        const copy_item *it = &job->items[job->dir_times_at];
+        if (it->kind != 'd' || !(it->attrs.flags & SMX_FXA_ACMODTIME) || !it->local)
+            continue;
+        copy_fs_started(job, uv_fs_chmod(job->base.engine->ctx.loop, &job->fs, it->local,
+                                         (int)(it->attrs.perm & 07777), copy_fs_done),
+                        copy_on_dir_chmod);
+        return;
+    }
+    copy_close(job);
+}
+
+int copy_download_dir_times(copy_job *job)
+{
+    job->phase = COPY_DIR_TIMES;
+    job->dir_times_at = job->nitems;
+    copy_next_dir_times(job);
+    return 1;
 }

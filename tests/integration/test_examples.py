@@ -80,7 +80,11 @@ def test_installed_layout():
     check_eq(os.listdir(os.path.join(PREFIX, "include")), ["sshmux.h"], "include dir")
     with open(os.path.join(PREFIX, "include", "sshmux.h")) as f:
         included = re.findall(r"^\s*#\s*include\s*(\S+)", f.read(), re.M)
-    check_eq(sorted(included), ["<stddef.h>", "<uv.h>"], "what the public header includes")
+    # the C library and libuv, nothing else (no libssh, jansson or internal header)
+    c_library = {"<stddef.h>", "<stdint.h>", "<stdbool.h>", "<stdarg.h>", "<stdio.h>"}
+    check("<uv.h>" in included, f"the public header does not include <uv.h>: {included}")
+    check_eq(sorted(h for h in included if h != "<uv.h>" and h not in c_library), [],
+             "what the public header includes beyond the C library and <uv.h>")
     with open(os.path.join(PREFIX, "lib", "pkgconfig", "sshmux.pc")) as f:
         check_in(f"prefix={PREFIX}\n", f.read(), "sshmux.pc names the prefix installed to")
     # libssh is inside the archive: an embedder needs no private build of it

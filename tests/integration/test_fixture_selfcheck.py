@@ -388,6 +388,36 @@ def test_main_runner_and_cleanup():
         fx.check(rc != 0, f"{sig.name}: exit code {rc}")
 
 
+def test_asyncsshd():
+    # The AsyncSSH server (tests/lib/asyncsshd.py) driven by OpenSSH's sftp and ssh: files both
+    # ways in 32 KiB requests (it offers no limits@openssh.com, so sftp uses its default),
+    # commands with stdin, stdout, stderr and exit status, and unknown keys refused.
+    import asyncsshd
+    wd = fx.Workdir()
+    keys = fx.Keys(wd)
+    srv = asyncsshd.AsyncSshd(wd, keys, authorized=[keys.ed25519_pub])
+    kh = wd.file("asyncssh_known_hosts", srv.known_hosts_line())
+    opts = ["-F", "/dev/null", "-o", f"UserKnownHostsFile={kh}", "-o", "BatchMode=yes",
+            "-o", "IdentitiesOnly=yes", "-i", keys.ed25519]
+    data = os.urandom(100000)
+    with open(wd.file("src.bin"), "wb") as f:
+        f.write(data)
+    r = fx.run(["sftp"] + opts + ["-P", str(srv.port), "-b", "-", f"u@{srv.host}"],
+               input=f"put {wd.path}/src.bin {wd.path}/dst.bin\n"
+                     f"get {wd.path}/dst.bin {wd.path}/back.bin\n")
+    fx.check_rc(r, 0, "sftp put/get")
+    with open(wd.file("back.bin"), "rb") as f:
+        fx.check(f.read() == data, "the file came back changed")
+    fx.check_eq(sorted(set(srv.log_lines("write"))), [100000 - 3 * 32768, 32768], "writes")
+    fx.check(max(srv.log_lines("read")) == 32768, "reads of 32 KiB")
+    ssh = ["ssh"] + opts + ["-p", str(srv.port), f"u@{srv.host}"]
+    r = fx.run(ssh + ["echo out; echo err >&2; tr a-z A-Z; exit 3"], input="in\n")
+    fx.check_eq((r.returncode, r.stdout, r.stderr), (3, "out\nIN\n", "err\n"), "command")
+    r = fx.run(["ssh"] + opts[:-1] + [keys.ecdsa, "-p", str(srv.port), f"u@{srv.host}", "true"])
+    fx.check_rc(r, 255, "a key that is not authorized")
+    srv.stop()
+
+
 if __name__ == "__main__":
     t0 = time.monotonic()
     print(f"fixture self-check: uid={os.geteuid()} openssh={fx.openssh_version()}", flush=True)
@@ -399,4 +429,4 @@ if __name__ == "__main__":
              test_password_login, test_kbdint_login, test_tarpit, test_refused_port,
              test_stock_and_tuned_configs, test_changed_host_key,
              test_count_established_connections, test_ssh_config_aliases,
-             test_run_sshmux_env_and_timeout, test_main_runner_and_cleanup])
+             test_run_sshmux_env_and_timeout, test_main_runner_and_cleanup, test_asyncsshd])

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """The manual page cmd/sshmux.1 against the program: every option token and command name that
 `sshmux --help` prints, every long option in cmd/cli.c's getopt_long table, every short option
-in its option string and every command name main.c dispatches on has an entry of its own (a .TP
-tag, hyphens written \\- so that they render as ASCII minus signs); every option the page gives
-an entry exists; the exit statuses that --help, cli.h and the commands' literal `rc = N;` name
-are listed; the required sections are there, in order; and groff renders the page without a
-single warning.
+in its option strings (one per kind of command) and every command name main.c dispatches on has
+an entry of its own (a .TP tag, hyphens written \\- so that they render as ASCII minus signs);
+every option the page gives an entry exists; the exit statuses that --help, cli.h and the
+commands' literal `rc = N;` name are listed; the required sections are there, in order; and
+groff renders the page without a single warning.
 
 The lists come from the binary's output and the sources, never from a list kept here: an option
 added without documentation fails this test. No sshd is needed; without $SSHMUX the checks of
@@ -198,10 +198,11 @@ def help_commands():
 def cli_table():
     """(long options of cli.c's getopt_long table, short options of its option string)."""
     src = read(CLI_C)
-    call = re.search(r"getopt_long\s*\([^;]*?\"([^\"]*)\"\s*,\s*(\w+)", src, re.S)
+    call = re.search(r"getopt_long\s*\(\s*\w+\s*,\s*\w+\s*,\s*(\"[^\"]*\"|\w+)\s*,\s*(\w+)", src)
     if not call:
-        raise Failure(f"no getopt_long(..., \"optstring\", table, ...) call in {CLI_C}")
-    optstring, table = call.groups()
+        raise Failure(f"no getopt_long(argc, argv, optstring, table, ...) call in {CLI_C}")
+    arg, table = call.groups()
+    optstring = arg[1:-1] if arg.startswith('"') else "".join(optstring_literals(src, arg))
     decl = re.search(r"struct\s+option\s+" + re.escape(table) + r"\s*\[\s*\]\s*=\s*\{(.*?)\};",
                      src, re.S)
     if not decl:
@@ -212,6 +213,22 @@ def cli_table():
     check(len(longs) >= 10, f"only {len(longs)} long options found in {table}: {sorted(longs)}")
     check(len(shorts) >= 5, f"only {len(shorts)} short options in {optstring!r}")
     return longs, shorts
+
+
+def optstring_literals(src, var):
+    """The option strings a variable passed to getopt_long can hold: the literal it is set to,
+    or every literal the function it is set from returns (one per kind of command)."""
+    m = re.search(r"\b" + re.escape(var) + r"\s*=\s*(?:\"([^\"]*)\"|(\w+)\s*\()", src)
+    if not m:
+        raise Failure(f"getopt_long's option string {var!r} is not set in {CLI_C}")
+    if m.group(1) is not None:
+        return [m.group(1)]
+    body = re.search(r"^[\w \t*]*\b" + re.escape(m.group(2)) + r"\s*\([^)]*\)\s*\{(.*?)^\}",
+                     src, re.S | re.M)
+    found = re.findall(r"return\s+\"([^\"]*)\"", body.group(1)) if body else []
+    if not found:
+        raise Failure(f"no option strings returned by {m.group(2)}() in {CLI_C}")
+    return found
 
 
 def main_commands():
