@@ -11,7 +11,7 @@
 
 #include "xfer.h"
 
-#define DN_DISK_QUEUE_MAX (16u * 1024u * 1024u)   /* bytes received, not yet on disk */
+#define DN_DISK_QUEUE_MAX (4u * 1024u * 1024u)   /* bytes received, not yet on disk */
 #define DN_VERIFY_MAX (64u * 1024u)
 
 enum dn_state {

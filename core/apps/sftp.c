@@ -10,7 +10,8 @@
 #include "sessreq.h"
 
 #define SFTP_DEFAULT_BLOCK 32768u
-#define SFTP_LOW_WATER (512u * 1024u)   /* below this much queued, tell the user `writable` */
+#define SFTP_LOW_WATER (512u * 1024u)
+#define SFTP_IN_KEEP (512u * 1024u)     /* input buffer kept between rounds */   /* below this much queued, tell the user `writable` */
 
 enum sftp_state {
     SFTP_OPENING,     /* session channel open pending */
@@ -447,6 +448,15 @@ static void sftp_parse_input(smx_sftp *s)
     }
     memmove(s->in, s->in + off, s->in_len - off);
     s->in_len -= off;
+    /* a round of packets can be megabytes (a download's window): do not keep that much per
+     * host once it is parsed */
+    if (s->in_cap > SFTP_IN_KEEP && s->in_len <= SFTP_IN_KEEP / 2) {
+        uint8_t *p = realloc(s->in, SFTP_IN_KEEP);
+        if (p) {
+            s->in = p;
+            s->in_cap = SFTP_IN_KEEP;
+        }
+    }
 }
 
 /* ---- the channel ------------------------------------------------------------------------------ */
