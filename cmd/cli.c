@@ -411,6 +411,24 @@ void cli_free(cli *c)
     memset(c, 0, sizeof *c);
 }
 
+int cli_take_target(cli *c, const char *usage)
+{
+    if (c->wlists.n > 0 || c->hostfiles.n > 0)
+        return 0;
+    if (c->args.n == 0) {
+        if (usage)
+            cli_error(c, "no target given (usage: %s)", usage);
+        else
+            cli_error(c, "no target given");
+        return -1;
+    }
+    if (smx_strvec_push(&c->wlists, c->args.v[0]) < 0) {
+        cli_error(c, "out of memory");
+        return -1;
+    }
+    return 1;
+}
+
 char *cli_join_args(const smx_strvec *args, size_t from)
 {
     size_t len = 1;

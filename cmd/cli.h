@@ -70,6 +70,10 @@ int cli_resolve_hosts(cli *c, int need_targets);
  * hosts) name, before the loop starts; gives the engine the config. 0 or an exit code. */
 int cli_load_credentials(cli *c, smx_engine *e);
 void cli_free(cli *c);
+/* Without -w or --hostfile the first argument is the one target (as ssh's host, scp's host:):
+ * it goes to the host lists. Returns how many arguments it took (0 or 1), or -1 when there is no
+ * target (message printed, with usage when given). */
+int cli_take_target(cli *c, const char *usage);
 /* args[from..] joined with spaces, as ssh sends a command given in several words. */
 char *cli_join_args(const smx_strvec *args, size_t from);
 

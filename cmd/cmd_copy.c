@@ -9,20 +9,14 @@
 #include "output.h"
 #include "progress.h"
 
-/* Without -w/--hostfile the first argument is the target (as scp's host:). Returns the index of
- * the first argument after it, or -1 (message printed). */
+/* The target (cli_take_target), then at least `need` arguments. Returns the index of the first
+ * argument after the target, or -1 (message printed). */
 static int copy_take_target(cli *c, size_t need, const char *usage)
 {
-    size_t first = 0;
-    if (c->wlists.n == 0 && c->hostfiles.n == 0) {
-        if (c->args.n == 0) {
-            cli_error(c, "no target (usage: %s)", usage);
-            return -1;
-        }
-        if (smx_strvec_push(&c->wlists, c->args.v[0]) < 0)
-            return -1;
-        first = 1;
-    }
+    int taken = cli_take_target(c, usage);
+    if (taken < 0)
+        return -1;
+    size_t first = (size_t)taken;
     if (c->args.n < first + need) {
         cli_error(c, "missing arguments (usage: %s)", usage);
         return -1;

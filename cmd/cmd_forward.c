@@ -139,15 +139,12 @@ static int fwd_parse_specs(fwd_run *r)
 static int fwd_take_target_and_command(fwd_run *r)
 {
     cli *c = r->c;
-    size_t cmd_from = 0;
-    if (c->wlists.n == 0 && c->hostfiles.n == 0) {
-        if (c->args.n == 0) {
-            cli_error(c, "no target given");
-            return EXIT_USAGE;
-        }
-        smx_strvec_push(&c->wlists, c->args.v[0]);
-        cmd_from = c->args.n > 1 && strcmp(c->args.v[1], "--") == 0 ? 2 : 1;
-    }
+    int taken = cli_take_target(c, NULL);
+    if (taken < 0)
+        return EXIT_USAGE;
+    size_t cmd_from = (size_t)taken;
+    if (taken && c->args.n > 1 && strcmp(c->args.v[1], "--") == 0)
+        cmd_from = 2;
     if (cmd_from < c->args.n && !(r->command = cli_join_args(&c->args, cmd_from))) {
         cli_error(c, "out of memory");
         return EXIT_USAGE;

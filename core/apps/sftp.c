@@ -194,22 +194,30 @@ int smx_sftp_send(smx_sftp *s, const smx_sftp_data *data, smx_sftp_cb cb, void *
     return 0;
 }
 
-/* Answers request `id` with a STATUS the server never sent. */
-static void sftp_answer_locally(smx_sftp *s, uint32_t id, uint32_t status, const char *msg)
+/* Hands r to the request it answers (which is then forgotten): 0, or -1 when no request of
+ * that id is pending. Replies come in request order from every server seen; any is accepted. */
+static int sftp_deliver(smx_sftp *s, smx_sftp_reply *r)
 {
     for (smx_list *n = s->pending.next; n != &s->pending; n = n->next) {
         sftp_pending *pd = smx_list_entry(n, sftp_pending, node);
-        if (pd->id != id)
+        if (pd->id != r->id)
             continue;
         smx_list_remove(&pd->node);
-        smx_sftp_reply r = {.type = SMX_FXP_STATUS, .id = id, .status = status,
-                            .msg = (const uint8_t *)msg, .msg_len = strlen(msg)};
         smx_sftp_cb cb = pd->cb;
         void *ud = pd->ud;
         free(pd);
-        cb(ud, &r);
-        return;
+        cb(ud, r);
+        return 0;
     }
+    return -1;
+}
+
+/* Answers request `id` with a STATUS the server never sent. */
+static void sftp_answer_locally(smx_sftp *s, uint32_t id, uint32_t status, const char *msg)
+{
+    smx_sftp_reply r = {.type = SMX_FXP_STATUS, .id = id, .status = status,
+                        .msg = (const uint8_t *)msg, .msg_len = strlen(msg)};
+    sftp_deliver(s, &r);
 }
 
 void smx_sftp_discard_unsent(smx_sftp *s, const char *why)
@@ -412,19 +420,8 @@ static void sftp_dispatch(smx_sftp *s, const uint8_t *body, size_t len)
                   len ? body[0] : 0, len);
         return;
     }
-    /* replies come in request order from every server seen; any order is accepted */
-    for (smx_list *n = s->pending.next; n != &s->pending; n = n->next) {
-        sftp_pending *pd = smx_list_entry(n, sftp_pending, node);
-        if (pd->id != r.id)
-            continue;
-        smx_list_remove(&pd->node);
-        smx_sftp_cb cb = pd->cb;
-        void *ud = pd->ud;
-        free(pd);
-        cb(ud, &r);
-        return;
-    }
-    sftp_fail(s, SMX_ESSH, "sftp: reply to an unknown request id %u", r.id);
+    if (sftp_deliver(s, &r) < 0)
+        sftp_fail(s, SMX_ESSH, "sftp: reply to an unknown request id %u", r.id);
 }
 
 /* Parses every complete packet received; the owner's callbacks run from here. */
@@ -603,28 +600,39 @@ int smx_sftp_open(smx_sftp *s, const char *path, uint32_t pflags, const smx_sftp
     return smx_sftp_send(s, NULL, cb, ud);
 }
 
-int smx_sftp_path_op(smx_sftp *s, uint8_t type, const char *path, smx_sftp_cb cb, void *ud)
+smx_sftp_out *smx_sftp_begin_path(smx_sftp *s, uint8_t type, const char *path)
 {
     smx_sftp_out *o = smx_sftp_begin(s, type);
     smx_sftp_out_cstr(o, path);
     if (type == SMX_FXP_MKDIR)
         smx_sftp_out_attrs(o, NULL);
+    return o;
+}
+
+smx_sftp_out *smx_sftp_begin_handle(smx_sftp *s, uint8_t type, const uint8_t *h, size_t hlen)
+{
+    smx_sftp_out *o = smx_sftp_begin(s, type);
+    smx_sftp_out_str(o, h, hlen);
+    return o;
+}
+
+int smx_sftp_path_op(smx_sftp *s, uint8_t type, const char *path, smx_sftp_cb cb, void *ud)
+{
+    smx_sftp_begin_path(s, type, path);
     return smx_sftp_send(s, NULL, cb, ud);
 }
 
 int smx_sftp_handle_op(smx_sftp *s, uint8_t type, const uint8_t *h, size_t hlen, smx_sftp_cb cb,
                        void *ud)
 {
-    smx_sftp_out *o = smx_sftp_begin(s, type);
-    smx_sftp_out_str(o, h, hlen);
+    smx_sftp_begin_handle(s, type, h, hlen);
     return smx_sftp_send(s, NULL, cb, ud);
 }
 
 int smx_sftp_read(smx_sftp *s, const uint8_t *h, size_t hlen, uint64_t off, uint32_t len,
                   smx_sftp_cb cb, void *ud)
 {
-    smx_sftp_out *o = smx_sftp_begin(s, SMX_FXP_READ);
-    smx_sftp_out_str(o, h, hlen);
+    smx_sftp_out *o = smx_sftp_begin_handle(s, SMX_FXP_READ, h, hlen);
     smx_sftp_out_u64(o, off);
     smx_sftp_out_u32(o, len);
     return smx_sftp_send(s, NULL, cb, ud);
@@ -633,8 +641,7 @@ int smx_sftp_read(smx_sftp *s, const uint8_t *h, size_t hlen, uint64_t off, uint
 int smx_sftp_write(smx_sftp *s, const uint8_t *h, size_t hlen, uint64_t off,
                    const smx_sftp_data *data, smx_sftp_cb cb, void *ud)
 {
-    smx_sftp_out *o = smx_sftp_begin(s, SMX_FXP_WRITE);
-    smx_sftp_out_str(o, h, hlen);
+    smx_sftp_out *o = smx_sftp_begin_handle(s, SMX_FXP_WRITE, h, hlen);
     smx_sftp_out_u64(o, off);
     smx_sftp_out_u32(o, (uint32_t)(data->len[0] + data->len[1]));
     return smx_sftp_send(s, data, cb, ud);

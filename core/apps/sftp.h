@@ -69,6 +69,11 @@ int smx_sftp_send(smx_sftp *s, const smx_sftp_data *data, smx_sftp_cb cb, void *
 /* An SSH_FXP_EXTENDED request: begins the packet with the extension's name. */
 smx_sftp_out *smx_sftp_begin_ext(smx_sftp *s, const char *name);
 
+/* A request on one path (MKDIR: with empty attrs) or one handle, begun: the caller appends the
+ * rest of its fields, then smx_sftp_send. */
+smx_sftp_out *smx_sftp_begin_path(smx_sftp *s, uint8_t type, const char *path);
+smx_sftp_out *smx_sftp_begin_handle(smx_sftp *s, uint8_t type, const uint8_t *h, size_t hlen);
+
 /* Common requests on one path (OPEN's pflags and attrs; STAT/LSTAT/REMOVE/MKDIR/...). */
 int smx_sftp_open(smx_sftp *s, const char *path, uint32_t pflags, const smx_sftp_attrs *a,
                   smx_sftp_cb cb, void *ud);

@@ -353,11 +353,24 @@ static void up_send_handle(smx_upload *u, uint8_t type)
     up_sent(u, smx_sftp_handle_op(u->s, type, u->handle, u->hlen, up_on_reply, u));
 }
 
+static void up_send_fsetstat(smx_upload *u, const smx_sftp_attrs *a)
+{
+    smx_sftp_out *o = smx_sftp_begin_handle(u->s, SMX_FXP_FSETSTAT, u->handle, u->hlen);
+    smx_sftp_out_attrs(o, a);
+    up_sent(u, smx_sftp_send(u->s, NULL, up_on_reply, u));
+}
+
+/* Permissions of the file created: --mode, else the source's. */
+static uint32_t up_mode(const smx_upload *u)
+{
+    return (uint32_t)(u->p.mode >= 0 ? u->p.mode : (int)(u->src.perm & 07777));
+}
+
 static void up_open(smx_upload *u, int keep)
 {
     smx_sftp_attrs a = {0};
     a.flags = SMX_FXA_PERMISSIONS;
-    a.perm = (uint32_t)(u->p.mode >= 0 ? u->p.mode : (int)(u->src.perm & 07777));
+    a.perm = up_mode(u);
     uint32_t fl = SMX_FXF_WRITE | SMX_FXF_CREAT | (keep ? SMX_FXF_READ : SMX_FXF_TRUNC) |
                   (u->p.excl ? SMX_FXF_EXCL : 0);
     u->st = UP_OPEN;
@@ -393,14 +406,11 @@ static void up_finish_steps(smx_upload *u, enum up_state from)
         if (u->p.preserve || u->p.mode >= 0) {
             smx_sftp_attrs a = {0};
             a.flags = SMX_FXA_PERMISSIONS | (u->p.preserve ? SMX_FXA_ACMODTIME : 0);
-            a.perm = (uint32_t)(u->p.mode >= 0 ? u->p.mode : (int)(u->src.perm & 07777));
+            a.perm = up_mode(u);
             a.atime = u->src.atime;
             a.mtime = u->src.mtime;
             u->st = UP_SETSTAT;
-            smx_sftp_out *o = smx_sftp_begin(u->s, SMX_FXP_FSETSTAT);
-            smx_sftp_out_str(o, u->handle, u->hlen);
-            smx_sftp_out_attrs(o, &a);
-            up_sent(u, smx_sftp_send(u->s, NULL, up_on_reply, u));
+            up_send_fsetstat(u, &a);
             return;
         }
         /* fall through */
@@ -474,11 +484,8 @@ static void up_verify(smx_upload *u, smx_sftp_reply *r)
     u->next_off = 0;
     u->st = UP_TRUNCATE;   /* not the same file: start over */
     smx_sftp_attrs a = {0};
-    a.flags = SMX_FXA_SIZE;
-    smx_sftp_out *o = smx_sftp_begin(u->s, SMX_FXP_FSETSTAT);
-    smx_sftp_out_str(o, u->handle, u->hlen);
-    smx_sftp_out_attrs(o, &a);
-    up_sent(u, smx_sftp_send(u->s, NULL, up_on_reply, u));
+    a.flags = SMX_FXA_SIZE;   /* size 0 */
+    up_send_fsetstat(u, &a);
 }
 
 static void up_on_opened(smx_upload *u, smx_sftp_reply *r)

@@ -5,10 +5,5 @@
 void smx_xfer_fail_reply(smx_xfer_outcome *out, const smx_sftp_reply *r, const char *path)
 {
     out->failed = 1;
-    if (!r) {
-        snprintf(out->err, sizeof out->err, "%s: connection lost", path);
-        out->lost = 1;
-        return;
-    }
     smx_sftp_status_message(r, path, out->err, sizeof out->err);
 }

@@ -63,7 +63,7 @@ smx_download *smx_download_start(smx_sftp *s, uv_loop_t *loop, const char *remot
                                  const smx_xfer_params *p, smx_xfer_outcome *out,
                                  smx_xfer_done_cb done, void *ud);
 
-/* The error text of a status reply for `path`, or of a lost session. */
+/* The transfer failed with this (non-NULL) reply: its text for `path`. */
 void smx_xfer_fail_reply(smx_xfer_outcome *out, const smx_sftp_reply *r, const char *path);
 
 #endif

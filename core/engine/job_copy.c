@@ -89,10 +89,7 @@ void copy_send(copy_job *job, copy_reply_fn fn)
 
 void copy_path_op(copy_job *job, uint8_t type, const char *path, copy_reply_fn fn)
 {
-    smx_sftp_out *o = smx_sftp_begin(job->sftp, type);
-    smx_sftp_out_cstr(o, path);
-    if (type == SMX_FXP_MKDIR)
-        smx_sftp_out_attrs(o, NULL);
+    smx_sftp_begin_path(job->sftp, type, path);
     copy_send(job, fn);
 }
 
@@ -253,9 +250,7 @@ static int copy_set_dir_times(copy_job *job)
         a.perm = it->entry->file.perm & 07777;
         a.atime = it->entry->file.atime;
         a.mtime = it->entry->file.mtime;
-        smx_sftp_out *o = smx_sftp_begin(job->sftp, SMX_FXP_SETSTAT);
-        smx_sftp_out_cstr(o, it->remote);
-        smx_sftp_out_attrs(o, &a);
+        smx_sftp_out_attrs(smx_sftp_begin_path(job->sftp, SMX_FXP_SETSTAT, it->remote), &a);
         copy_send(job, copy_on_dir_times);
         sent = 1;
         if (job->phase == COPY_CLOSING)
@@ -280,7 +275,6 @@ void copy_next(copy_job *job)
         if (job->copy->o.kind == SMX_COPY_SCRIPT && !job->canceled && !job->failed_files) {
             job->phase = COPY_RUNNING;
             job->exec = smx_exec_start(job->conn, &job->xopts, job->result, &job->xev);
-            job->exec_open = job->exec != NULL;
             if (!job->exec)
                 copy_close(job);
             return;
@@ -417,7 +411,7 @@ static void copy_job_release(copy_job *job)
 
 static void copy_maybe_done(copy_job *job)
 {
-    if (job->closing || !job->conn_closed || job->sftp_open || job->exec_open || !job->timer_closed ||
+    if (job->closing || !job->conn_closed || job->sftp_open || job->exec || !job->timer_closed ||
         job->fs_busy)
         return;
     smx_result *r = job->result;
@@ -498,7 +492,6 @@ static void copy_on_exec_done(void *ud)
 {
     copy_job *job = ud;
     job->exec = NULL;
-    job->exec_open = 0;
     if (job->sftp && job->conn && !job->conn->ended) {
         job->phase = COPY_SCRIPT_REMOVE;   /* whatever happened to the script */
         copy_path_op(job, SMX_FXP_REMOVE, job->script_path, copy_on_script_removed);
@@ -594,7 +587,7 @@ static void copy_on_ready(smx_conn *c, void *ud)
 static void copy_on_ended(smx_conn *c, void *ud)
 {
     copy_job *job = ud;
-    if (!job->sftp_open && !job->exec_open)
+    if (!job->sftp_open && !job->exec)
         copy_close(job);
 }
 

@@ -63,7 +63,7 @@ typedef struct copy_job {
     uv_fs_t fs;                   /* download: the local step in flight (mkdir, symlink) */
     void (*fs_next)(struct copy_job *job, ssize_t result);
     int fs_busy;
-    int conn_closed, sftp_open, exec_open, timer_inited, timer_closed, canceled, failed_files;
+    int conn_closed, sftp_open, timer_inited, timer_closed, canceled, failed_files;
 } copy_job;
 
 typedef void (*copy_reply_fn)(struct copy_job *job, smx_sftp_reply *r);

@@ -109,8 +109,7 @@ static void copy_on_dir_closed(copy_job *job, smx_sftp_reply *r)
 
 static void copy_read_dir(copy_job *job)
 {
-    smx_sftp_out *o = smx_sftp_begin(job->sftp, SMX_FXP_READDIR);
-    smx_sftp_out_str(o, job->dirh, job->dirhlen);
+    smx_sftp_begin_handle(job->sftp, SMX_FXP_READDIR, job->dirh, job->dirhlen);
     copy_send(job, copy_on_readdir);
 }
 
@@ -129,8 +128,7 @@ static void copy_on_readdir(copy_job *job, smx_sftp_reply *r)
             smx_sftp_status_message(r, it->remote, msg, sizeof msg);
             copy_record(job, it->local, it->remote, NULL, msg);
         }
-        smx_sftp_out *o = smx_sftp_begin(job->sftp, SMX_FXP_CLOSE);
-        smx_sftp_out_str(o, job->dirh, job->dirhlen);
+        smx_sftp_begin_handle(job->sftp, SMX_FXP_CLOSE, job->dirh, job->dirhlen);
         copy_send(job, copy_on_dir_closed);
         return;
     }
@@ -173,7 +171,8 @@ static void copy_on_opendir(copy_job *job, smx_sftp_reply *r)
     copy_read_dir(job);
 }
 
-static void copy_local_dir_failed(copy_job *job, const char *why)
+/* The current item's local side failed (named by its local path); on to the next. */
+static void copy_local_failed(copy_job *job, const char *why)
 {
     copy_item *it = copy_current(job);
     char msg[SMX_MSG_MAX];
@@ -187,9 +186,9 @@ static void copy_local_dir_failed(copy_job *job, const char *why)
 static void copy_on_local_dir_lstat(copy_job *job, ssize_t res)
 {
     if (res < 0)
-        copy_local_dir_failed(job, uv_strerror((int)res));
+        copy_local_failed(job, uv_strerror((int)res));
     else if (!S_ISDIR(job->fs.statbuf.st_mode))
-        copy_local_dir_failed(job, "exists and is not a directory");
+        copy_local_failed(job, "exists and is not a directory");
     else
         copy_path_op(job, SMX_FXP_OPENDIR, copy_current(job)->remote, copy_on_opendir);
 }
@@ -201,7 +200,7 @@ static void copy_on_local_dir(copy_job *job, ssize_t res)
         copy_fs_started(job, uv_fs_lstat(job->base.engine->ctx.loop, &job->fs, it->local,
                                          copy_fs_done), copy_on_local_dir_lstat);
     else if (res < 0)
-        copy_local_dir_failed(job, uv_strerror((int)res));
+        copy_local_failed(job, uv_strerror((int)res));
     else
         copy_path_op(job, SMX_FXP_OPENDIR, it->remote, copy_on_opendir);
 }
@@ -212,12 +211,10 @@ static void copy_on_local_link(copy_job *job, ssize_t res)
 {
     copy_item *it = copy_current(job);
     if (res < 0) {
-        char msg[SMX_MSG_MAX];
-        snprintf(msg, sizeof msg, "%s: %s", it->local, uv_strerror((int)res));
-        copy_record(job, it->local, it->remote, NULL, msg);
-    } else {
-        copy_record(job, it->local, it->remote, NULL, NULL);
+        copy_local_failed(job, uv_strerror((int)res));
+        return;
     }
+    copy_record(job, it->local, it->remote, NULL, NULL);
     copy_next(job);
 }
 
