@@ -7,6 +7,8 @@ PKGS=(build-essential cmake pkg-config ninja-build
       libuv1-dev libjansson-dev libssl-dev libmbedtls-dev zlib1g-dev libcmocka-dev
       openssh-server openssh-client dpkg-dev xz-utils patch
       pdsh procps iproute2 python3
+      # SOCKS clients for the -D / reverse -R tests (tests/integration/test_socks.py)
+      curl
       # a second SSH/SFTP server for interop tests (tests/lib/asyncsshd.py, run by /usr/bin/python3)
       python3-asyncssh
       # fuzzers (tests/fuzz): clang-14 only recommends its sanitizer and libFuzzer runtimes, so
