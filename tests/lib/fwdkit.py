@@ -208,6 +208,24 @@ def socket_owners(inode):
     return pids
 
 
+def connections_of(pid, port):
+    """ESTABLISHED TCP connections of process pid (and its children) to 127.0.0.1:port: its SSH
+    connections to an sshd there."""
+    inodes = set()
+    for p in [pid] + fixture.descendants(pid):
+        try:
+            inodes |= {os.readlink(f"/proc/{p}/fd/{fd}") for fd in os.listdir(f"/proc/{p}/fd")}
+        except OSError:
+            pass
+    n = 0
+    with open("/proc/net/tcp") as f:
+        for row in f.read().splitlines()[1:]:
+            cols = row.split()
+            n += (cols[3] == "01" and cols[2] == f"0100007F:{port:04X}"
+                  and f"socket:[{cols[9]}]" in inodes)
+    return n
+
+
 def port_is_free(port, host="127.0.0.1"):
     """True if we can bind and listen on host:port right now (SO_REUSEADDR: connections in
     TIME_WAIT do not count, a listener does)."""
@@ -270,6 +288,8 @@ def socks5_read_reply(s):
     """Reads a SOCKS5 reply (VER REP RSV ATYP BND.ADDR BND.PORT); returns it; SocksError on
     REP != 0; Failure on a malformed or short reply."""
     head = recv_exact(s, 4)
+    if not head:
+        raise Failure("the SOCKS5 proxy closed the connection without a reply")
     if len(head) < 2 or head[0] != 5:
         raise Failure(f"bad SOCKS5 reply head {head.hex()!r}")
     if head[1] != 0:
