@@ -347,6 +347,37 @@ def socks4_connect(proxy, host, port, timeout=20, userid=b"sshmux"):
         raise
 
 
+def first_bytes_check(proxy, port, payload, via="socks5", timeout=20):
+    """CONNECT through the proxy to 127.0.0.1:port, whose server sends payload at once and
+    closes: None if the reply and then exactly payload arrive, else what went wrong (e.g. the
+    reply found in the middle of the destination's bytes)."""
+    with socket.create_connection(proxy, timeout=timeout) as s:
+        if via == "socks5":
+            s.sendall(b"\x05\x01\x00")
+            if recv_exact(s, 2) != b"\x05\x00":
+                return "no method selected"
+            s.sendall(socks5_request("127.0.0.1", port))
+            nreply, ok = 10, b"\x05\x00"
+        else:
+            s.sendall(b"\x04\x01" + struct.pack(">H", port) + b"\x7f\x00\x00\x01\x00")
+            nreply, ok = 8, b"\x00\x5a"
+        s.shutdown(socket.SHUT_WR)
+        got = bytearray()
+        while True:
+            d = s.recv(1 << 20)
+            if not d:
+                break
+            got += d
+    if got[:2] == ok and got[nreply:] == payload:
+        return None
+    k = 0   # how many of the destination's bytes came before anything else
+    while k < min(len(got), len(payload)) and got[k] == payload[k]:
+        k += 1
+    return (f"{via}: {len(got)} bytes (want {nreply}+{len(payload)}), first "
+            f"{bytes(got[:12]).hex()}; the destination's first {k} bytes came before the reply"
+            + (f", then {bytes(got[k:k + nreply]).hex()}" if k else ""))
+
+
 def socks5_code(proxy, host, port, timeout=20):
     """The SOCKS5 REP byte the proxy answers a CONNECT to host:port with (0 = success)."""
     try:
