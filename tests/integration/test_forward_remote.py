@@ -497,8 +497,14 @@ def test_connection_lost_ends_with_255():
 
 def test_sigterm_with_connections_in_flight():
     # Connections mid-transfer through -R, reverse SOCKS and -D when SIGTERM comes: exit 0,
-    # promptly, nothing reported by the sanitizers (leaks included, in that build).
-    source = netserv.Server(netserv.source(os.urandom(1 << 20) * 64))
+    # promptly, nothing reported by the sanitizers (leaks included, in that build). The server
+    # sends once asked (a byte), so the SOCKS replies are not raced by its data here.
+    big = os.urandom(1 << 20) * 64
+
+    def on_demand(c):
+        if c.recv(1):
+            c.sendall(big)
+    source = netserv.Server(on_demand)
     f = fwd("-R", f"127.0.0.1:0:127.0.0.1:{source.port}", "-R", "127.0.0.1:0",
             "-D", "127.0.0.1:0", "h0001", want=3)
     socks = [socket.create_connection(("127.0.0.1", f.row(kind="remote")["port"]), timeout=10)
@@ -507,6 +513,8 @@ def test_sigterm_with_connections_in_flight():
                                     "127.0.0.1", source.port) for _ in range(5)]
     socks += [fwdkit.socks5_connect(("127.0.0.1", f.row(kind="dynamic")["port"]),
                                     "127.0.0.1", source.port) for _ in range(5)]
+    for s in socks:
+        s.sendall(b"go")
     for s in socks:
         check(len(s.recv(65536)) > 0, "no data flowing")
     half = socket.create_connection(("127.0.0.1", f.row(kind="remote-socks")["port"]), timeout=10)
