@@ -16,6 +16,10 @@
  * accept queue: a dropped SYN costs the client a 1 s retransmit. The kernel caps this at
  * net.core.somaxconn. */
 #define FWD_BACKLOG 4096
+/* A SOCKS client has this long to send its request (every wait has a bound: a client that
+ * connects and says nothing must not hold a descriptor for ever). */
+#define SOCKS_REQUEST_TIMEOUT_MS 30000
+#define SOCKS_SWEEP_MS 5000
 
 /* A listener outlives its links (they point at it): it is freed once its handle's close has
  * completed and its last link is done, whichever comes last. */
@@ -50,6 +54,7 @@ typedef struct fwd_listener {
 
 /* A -D connection until its request is read (then its pipe has the stream). */
 typedef struct fwd_socks {
+    uint64_t since;            /* accepted at (uv_now) */
     smx_socks req;
     uint8_t buf[SMX_SOCKS_MAX_MESSAGE];
     size_t len;
@@ -73,6 +78,8 @@ struct smx_forwarder {
     fwd_listener *listeners;
     smx_list links;
     unsigned long active;
+    uv_timer_t socks_timer;    /* sweeps SOCKS clients slow to send their request */
+    int socks_timer_on;
     int closing, handles;
     void (*closed_cb)(void *ud);
     void *closed_ud;
@@ -89,6 +96,9 @@ smx_forwarder *smx_forwarder_new(uv_loop_t *loop, smx_conn *conn, const smx_forw
     if (ev)
         fw->ev = *ev;
     smx_list_init(&fw->links);
+    uv_timer_init(loop, &fw->socks_timer);
+    fw->socks_timer.data = fw;
+    fw->handles++;   /* the timer's, until its close completes */
     return fw;
 }
 
@@ -332,6 +342,29 @@ static void socks_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     }
 }
 
+static void socks_on_sweep(uv_timer_t *t)
+{
+    smx_forwarder *fw = t->data;
+    uint64_t now = uv_now(fw->loop);
+    int waiting = 0;
+    for (smx_list *n = fw->links.next, *next; n != &fw->links; n = next) {
+        next = n->next;
+        fwd_link *k = smx_list_entry(n, fwd_link, node);
+        if (!k->socks || k->pipe || uv_is_closing((uv_handle_t *)k->client))
+            continue;
+        if (now - k->socks->since < SOCKS_REQUEST_TIMEOUT_MS) {
+            waiting = 1;
+            continue;
+        }
+        k->socks->req.out_len = 0;
+        socks_refuse(k, "no SOCKS request within 30 s");
+    }
+    if (!waiting) {
+        uv_timer_stop(t);
+        fw->socks_timer_on = 0;
+    }
+}
+
 static void fwd_on_connection(uv_stream_t *server, int status)
 {
     fwd_listener *l = server->data;
@@ -371,6 +404,11 @@ static void fwd_on_connection(uv_stream_t *server, int status)
         return;
     }
     smx_socks_init(&socks->req);
+    socks->since = uv_now(fw->loop);
+    if (!fw->socks_timer_on) {
+        fw->socks_timer_on = 1;
+        uv_timer_start(&fw->socks_timer, socks_on_sweep, SOCKS_SWEEP_MS, SOCKS_SWEEP_MS);
+    }
     client->data = k;
     uv_read_start(client, socks_alloc, socks_on_read);
 }
@@ -505,6 +543,13 @@ int smx_forward_add(smx_forwarder *fw, const smx_fwd_spec *spec, unsigned mode, 
     return 0;
 }
 
+static void fwd_on_timer_closed(uv_handle_t *h)
+{
+    smx_forwarder *fw = h->data;
+    fw->handles--;
+    fwd_maybe_closed(fw);
+}
+
 static void fwd_maybe_closed(smx_forwarder *fw)
 {
     if (!fw->closing || fw->handles > 0 || fw->active > 0)
@@ -522,6 +567,8 @@ void smx_forwarder_close(smx_forwarder *fw, void (*cb)(void *ud), void *ud)
     fw->closed_cb = cb;
     fw->closed_ud = ud;
     fw->handles++;   /* guard while we walk */
+    if (!uv_is_closing((uv_handle_t *)&fw->socks_timer))   /* closing may be asked twice */
+        uv_close((uv_handle_t *)&fw->socks_timer, fwd_on_timer_closed);
     for (fwd_listener *l = fw->listeners; l; l = l->next)
         uv_close(&l->h.handle, fwd_on_listener_closed);
     fw->listeners = NULL;

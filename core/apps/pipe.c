@@ -51,6 +51,7 @@ typedef struct pipe_write {
 
 static void pipe_try_end(smx_pipe *p);
 static void pipe_drain_held(smx_pipe *p);
+static void pipe_start_reading(smx_pipe *p);
 
 static void pipe_on_shutdown(uv_shutdown_t *req, int status)
 {
@@ -115,8 +116,17 @@ static void pipe_try_end(smx_pipe *p)
         if (req && uv_shutdown(req, p->stream, pipe_on_shutdown) < 0)
             free(req);
     }
-    if (delivered && (p->peer_closed || (p->chan_eof && p->eof_sent)))
+    if (delivered && (p->peer_closed || (p->chan_eof && p->eof_sent))) {
         pipe_end_now(p);
+        return;
+    }
+    if (p->peer_closed && !p->reading) {
+        /* Nothing more can go to the peer, but what it sent still goes to the stream. Its
+         * other end may be blocked writing to us (an echo server) and only then read the rest:
+         * read and drop what it says, or both sides would wait for each other for ever. */
+        p->roff = p->rlen = 0;
+        pipe_start_reading(p);
+    }
 }
 
 static void pipe_fail(smx_pipe *p, const char *why)
@@ -195,7 +205,7 @@ static void pipe_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         }
         p->stream_eof = 1;
         pipe_send_eof_if_due(p);
-    } else if (!p->peer_closed) {
+    } else if (!p->peer_closed) {   /* else dropped: nobody to send it to */
         p->roff = 0;
         p->rlen = (size_t)n;
         if (!pipe_flush_to_channel(p)) {
@@ -209,8 +219,7 @@ static void pipe_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 static void pipe_start_reading(smx_pipe *p)
 {
-    if (!p->reading && !p->stream_eof && !p->peer_closed && !p->ending && !p->stream_held &&
-        p->opened) {
+    if (!p->reading && !p->stream_eof && !p->ending && !p->stream_held && p->opened) {
         p->reading = 1;
         uv_read_start(p->stream, pipe_alloc, pipe_on_read);
     }
@@ -287,7 +296,9 @@ static int pipe_on_data(smx_chan *c, void *data, uint32_t len, int is_stderr)
     smx_pipe *p = c->data;
     if (p->ending || p->error || (is_stderr && p->is_session))
         return (int)len;   /* nobody to deliver to (or a remote command's messages): drop */
-    if (p->held || p->queued >= PIPE_HIGH_WATER || p->stream_held) {
+    /* Data may come in the same round as the open's confirmation, before `opened`: the owner
+     * speaks first (a SOCKS reply), so it waits. */
+    if (p->held || p->queued >= PIPE_HIGH_WATER || p->stream_held || !p->opened) {
         p->held = 1;       /* stays in libssh; our window to the peer closes behind it */
         smx_chan_mark(&p->chan);
         return 0;
@@ -307,7 +318,7 @@ static int pipe_on_data(smx_chan *c, void *data, uint32_t len, int is_stderr)
 static void pipe_drain_held(smx_pipe *p)
 {
     static const size_t chunk = PIPE_READ_SIZE;
-    if (p->stream_held)
+    if (p->stream_held || !p->opened)
         return;
     char *buf = malloc(chunk);
     p->in_libssh++;
@@ -361,6 +372,8 @@ static void pipe_begin(smx_pipe *p)
         p->opened_cb(p, p->ud);
     if (p->ending)
         return;
+    if (p->held)
+        smx_chan_mark(&p->chan);   /* data that came with the confirmation */
     if (p->rlen && !pipe_flush_to_channel(p))
         return;   /* write_wontblock goes on */
     pipe_send_eof_if_due(p);

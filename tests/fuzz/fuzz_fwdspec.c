@@ -1,6 +1,8 @@
-/* -L forwarding specifications (core/config/fwdspec.c). Besides memory errors, checks that a parsed spec
- * names exactly one local side (TCP port or Unix path) and one remote side (host:port or Unix
- * path) with ports in range, and that smx_fwd_spec_describe() fits any buffer. */
+/* -L, -R and -D forwarding specifications (core/config/fwdspec.c); the first byte picks the kind.
+ * Besides memory errors, checks that a parsed spec names exactly one listener (TCP port or Unix
+ * path) and at most one destination (host:port or Unix path; none only for -D and -R's SOCKS
+ * form, and always none for -D) with ports in range, and that smx_fwd_spec_describe() fits any
+ * buffer. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +16,12 @@ static void check_spec(const char *s, const smx_fwd_spec *f)
         fz_fail("\"%s\": both a bind path and a bind address", s);
     if (!f->bind_path && (f->bind_port < 0 || f->bind_port > 65535))
         fz_fail("\"%s\": bind port %d", s, f->bind_port);
-    if (!f->dest_path == !f->host)
-        fz_fail("\"%s\": remote side is %s", s, f->host ? "both host and path" : "missing");
+    if (f->dest_path && f->host)
+        fz_fail("\"%s\": destination is both host and path", s);
+    if (!f->dest_path && !f->host && f->kind == SMX_FWD_LOCAL)
+        fz_fail("\"%s\": -L without a destination", s);
+    if ((f->dest_path || f->host || f->bind_path) && f->kind == SMX_FWD_DYNAMIC)
+        fz_fail("\"%s\": -D with a destination or a socket path", s);
     if (f->host && (!f->host[0] || f->port < 0 || f->port > 65535))
         fz_fail("\"%s\": remote \"%s\" port %d", s, f->host, f->port);
 }
@@ -35,10 +41,16 @@ static void check_describe(const smx_fwd_spec *f, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    static const enum smx_fwd_kind kinds[] = {SMX_FWD_LOCAL, SMX_FWD_REMOTE, SMX_FWD_DYNAMIC};
+    enum smx_fwd_kind kind = size ? kinds[data[0] % 3] : SMX_FWD_LOCAL;
+    if (size) {
+        data++;
+        size--;
+    }
     char *s = fz_cstring(data, size);
     smx_fwd_spec f;
     smx_err err = { "" };
-    int rc = smx_fwd_spec_parse(s, &f, &err);
+    int rc = smx_fwd_spec_parse_kind(s, kind, &f, &err);
 
     if (rc == 0) {
         check_spec(s, &f);

@@ -1,5 +1,6 @@
 """Fault suite, forwarding: the connection under `sshmux forward` dies while forwarded
-connections carry data both ways (a remote generator that never stops, a local reader that
+connections of each kind (-L, -D through SOCKS5, -R through the server's listeners) carry data
+both ways (a remote generator that never stops, a local reader that
 never reads, a local writer that never reads its echo), in each way an operator meets it (sshd
 processes SIGKILLed, the TCP connection reset with `ss -K`, the server frozen with SIGSTOP and
 found by ServerAlive* keepalives; frozen without keepalives until SIGTERM). sshmux must not
@@ -10,6 +11,8 @@ channel refusals named by their RFC 4254 reason."""
 import os
 import signal
 import socket
+import struct
+import subprocess
 import threading
 import time
 from contextlib import suppress
@@ -79,7 +82,29 @@ def start(args, lines):
     return p, out
 
 
-def connect(local):
+def socks_connect(local, dport):
+    """A SOCKS5 CONNECT to 127.0.0.1:dport through the -D listener at local."""
+    s = socket.create_connection(("127.0.0.1", int(local.rsplit(":", 1)[1])), timeout=30)
+    s.sendall(b"\x05\x01\x00")
+    check_eq(s.recv(2), b"\x05\x00", "SOCKS5 method choice")
+    s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", dport))
+    reply = b""
+    while len(reply) < 10:
+        d = s.recv(10 - len(reply))
+        if not d:
+            raise Failure(f"SOCKS reply cut short: {reply!r}")
+        reply += d
+    check_eq(reply[1], 0, "SOCKS5 reply code")
+    return s
+
+
+def connect(local, dport=None):
+    """A connection to a listener: a Unix or TCP -L/-R one (a remote listener's line says
+    "remote:ADDR:PORT": the server is on this machine), or through a -D one to dport."""
+    if dport is not None:
+        return socks_connect(local, dport)
+    if local.startswith("remote:"):
+        local = local[len("remote:"):]
     if local.startswith("/"):
         s = socket.socket(socket.AF_UNIX)
         s.connect(local)
@@ -100,12 +125,14 @@ class Traffic:
     """On the generator listener: one reader that reads all the time, one that never reads.
     On the echo listener: a writer that never reads its echo. Bytes are in flight both ways."""
 
-    def __init__(self, gen_local, echo_local):
+    def __init__(self, gen_local, echo_local, socks=False, write=True):
         self.read = self.written = 0
-        self.stalled = connect(gen_local)
+        self.write = write
+        gport, eport = (GEN.port, ECHO.port) if socks else (None, None)
+        self.stalled = connect(gen_local, gport)
         self.stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
-        self.reader = connect(gen_local)
-        self.writer = connect(echo_local)
+        self.reader = connect(gen_local, gport)
+        self.writer = connect(echo_local, eport)
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._write, daemon=True).start()
 
@@ -120,12 +147,13 @@ class Traffic:
     def _write(self):
         chunk = os.urandom(64 * 1024)
         with suppress(OSError):
-            while True:
+            while self.write:
                 self.writer.sendall(chunk)
                 self.written += len(chunk)
 
     def wait_flowing(self):
-        fixture.wait_until(lambda: self.read > (4 << 20) and self.written > (4 << 20), 60,
+        fixture.wait_until(lambda: self.read > (4 << 20) and
+                           (self.written > (4 << 20) or not self.write), 60,
                            "data flowing both ways")
 
     def close(self):
@@ -135,34 +163,65 @@ class Traffic:
             s.close()
 
 
+def connected_to(pid, port):
+    """Whether pid holds a TCP connection to 127.0.0.1:port (its SSH connection to that sshd)."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", "dst", f"127.0.0.1:{port}"],
+                         capture_output=True, text=True).stdout
+    return f"pid={pid}," in out
+
+
 def new_fds(pid, before):
-    """Descriptors of pid that were not open (or pointed elsewhere) at `before`."""
+    """Descriptors of pid that were not open (or pointed elsewhere) at `before`. libuv keeps one
+    /dev/null open from its first stream on (to shed connections when out of descriptors): a
+    -R run makes its first stream with its first forwarded connection."""
     now = faults.fd_targets(pid)
-    return {fd: t for fd, t in now.items() if before.get(fd) != t}
+    return {fd: t for fd, t in now.items() if before.get(fd) != t and t != "/dev/null"}
 
 
-def run_fault(fault, keepalive=False, settle=30, label="forward"):
+def fault_specs(kind, lpath):
+    """(fleet args, single args) for two listeners (generator, echo) of one kind."""
+    if kind == "D":
+        return ["-D", "0", "-D", "0"], ["-D", "0", "-D", "0"]
+    fleet = [f"0:127.0.0.1:{GEN.port}", f"0:127.0.0.1:{ECHO.port}"]
+    single = [f"{lpath}:127.0.0.1:{GEN.port}", f"0:127.0.0.1:{ECHO.port}"]
+    flag = "-" + kind
+    return ([a for spec in fleet for a in (flag, spec)],
+            [a for spec in single for a in (flag, spec)])
+
+
+def run_fault(fault, keepalive=False, settle=30, label="forward", kind="L"):
     """Two forward processes hit by one fault on the victim sshd:
     - `fleet`: victim and survivor hosts (--base-port), traffic through both; it must go on
       with the survivor, holding no descriptor it opened after the baseline;
-    - `single`: the victim alone with a TCP and a Unix listener; it must exit 255 and remove
-      its socket.
+    - `single`: the victim alone with a TCP and a Unix listener (-L: local, -R: on the server;
+      -D: two TCP ones); it must exit 255 and remove the socket it made.
     label: how the loss is reported ("HOST: sshmux: LABEL: ..."). Returns the seconds from the
     fault to the single run's end."""
     cfg = config(keepalive)
     base = free_port_run(4)
-    fleet, ls = start(["-F", cfg, "--base-port", str(base), "-L", f"0:127.0.0.1:{GEN.port}",
-                       "-L", f"0:127.0.0.1:{ECHO.port}", "-w", "victim,survivor"], 4)
     lpath = WD.file(f"fwd-{time.monotonic_ns()}.sock")
-    single, sls = start(["-F", cfg, "-L", f"{lpath}:127.0.0.1:{GEN.port}", "-L",
-                         f"0:127.0.0.1:{ECHO.port}", "victim"], 2)
-    check(os.path.exists(lpath), "the Unix listener exists")
+    if kind == "R":   # made by the server's login, which cannot enter our workdir
+        lpath = f"/tmp/sshmux-rfwd-{time.monotonic_ns()}.sock"
+        fixture.on_cleanup(lambda: os.path.exists(lpath) and os.unlink(lpath), "remote socket")
+    fleet_specs, single_specs = fault_specs(kind, lpath)
+    fleet, ls = start(["-F", cfg, "--base-port", str(base)] + fleet_specs +
+                      ["-w", "victim,survivor"], 4)
+    single, sls = start(["-F", cfg] + single_specs + ["victim"], 2)
+    if kind == "R":
+        sls.sort(key=lambda hl: not hl[1].startswith("remote:/"))   # the socket's line first
+    check(kind == "D" or os.path.exists(lpath), "the Unix listener exists")
     baseline = faults.fd_targets(fleet.pid)
     by_host = {}
     for host, local in ls:
         by_host.setdefault(host, []).append(local)
-    traffic = [Traffic(*by_host["victim"]), Traffic(*by_host["survivor"]),
-               Traffic(sls[0][1], sls[1][1])]
+    socks = kind == "D"
+    # Through -R, a client that never reads the echo and then goes away leaves sshd holding the
+    # channel until what that client sent reaches the echo server, which waits to write its echo
+    # first (sshd's nchan rules, ssh -R's too): the survivor's writer, closed before the
+    # descriptor check, must not leave that state behind. The victim's still writes.
+    traffic = [Traffic(*by_host["victim"], socks=socks),
+               Traffic(*by_host["survivor"], socks=socks, write=kind != "R"),
+               Traffic(sls[0][1], sls[1][1], socks=socks)]
     for t in traffic:
         t.wait_flowing()
     t0 = time.monotonic()
@@ -176,12 +235,19 @@ def run_fault(fault, keepalive=False, settle=30, label="forward"):
     # The fleet run notices the loss on its own clock (keepalives: seconds after the fault, not
     # when the single run did), and a lost host's listeners close. A frozen server stays frozen
     # until then: resumed earlier, it would answer the fleet run's next keepalive.
-    fixture.wait_until(lambda: not any(listening(local) for local in by_host["victim"]), settle,
-                       "the fleet run's victim listeners closed")
+    # (-R's listeners are the server's, and a frozen one still accepts: its SSH connection
+    # going is the sign there.)
+    if kind != "R":
+        fixture.wait_until(lambda: not any(listening(local) for local in by_host["victim"]),
+                           settle, "the fleet run's victim listeners closed")
+    else:
+        fixture.wait_until(lambda: not connected_to(fleet.pid, SSHD["victim"].port), settle,
+                           "the fleet run's victim connection closed")
     faults.resume_connections(SSHD["victim"])
     check_no_crash(single.returncode, serr)
     check_eq(single.returncode, 255, f"exit status\n{serr[-3000:]}")
-    check(not os.path.exists(lpath), "the Unix socket was left behind")
+    if kind == "L":
+        check(not os.path.exists(lpath), "the Unix socket was left behind")
     check_in(f"victim: sshmux: {label}: ", serr, "the loss is labelled as the forward's")
     # The fleet run lost one host and keeps the other: the survivor still flows...
     survivor = traffic[1]
@@ -195,7 +261,7 @@ def run_fault(fault, keepalive=False, settle=30, label="forward"):
     except Failure:
         raise Failure(f"descriptors left after the fault: {new_fds(fleet.pid, baseline)} "
                       f"(baseline {len(baseline)}, now {faults.fd_count(fleet.pid)})")
-    check(faults.fd_count(fleet.pid) <= len(baseline), "descriptor count grew")
+    check(faults.fd_count(fleet.pid) <= len(baseline) + (kind == "R"), "descriptor count grew")
     check(fleet.poll() is None, "the fleet forward ended with a host still up")
     fleet.send_signal(signal.SIGTERM)
     try:
@@ -223,6 +289,32 @@ def test_connection_frozen_found_by_keepalives():
     noticed = run_fault(faults.stop_connections, keepalive=True,
                         label="timeout: server not responding")
     check(noticed < 20, f"a frozen server took {noticed:.1f} s to be noticed (keepalive 1 s x 2)")
+
+
+def test_dynamic_connection_killed_with_data_in_flight():
+    run_fault(faults.kill_connections, kind="D")
+
+
+def test_dynamic_connection_reset_with_data_in_flight():
+    run_fault(lambda sshd: faults.reset_connections(sshd.port), kind="D")
+
+
+def test_dynamic_connection_frozen_found_by_keepalives():
+    run_fault(faults.stop_connections, keepalive=True, label="timeout: server not responding",
+              kind="D")
+
+
+def test_remote_connection_killed_with_data_in_flight():
+    run_fault(faults.kill_connections, kind="R")
+
+
+def test_remote_connection_reset_with_data_in_flight():
+    run_fault(lambda sshd: faults.reset_connections(sshd.port), kind="R")
+
+
+def test_remote_connection_frozen_found_by_keepalives():
+    run_fault(faults.stop_connections, keepalive=True, label="timeout: server not responding",
+              kind="R")
 
 
 def test_connection_frozen_without_keepalives_sigterm_ends_it():
