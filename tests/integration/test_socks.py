@@ -7,9 +7,9 @@ UDP ASSOCIATE -> 07, only GSSAPI/username offered -> 05 FF, each followed by a c
 clients (garbage, truncated greetings and requests, silent clients, clients gone while their
 channel opens, a request pipelined with its data) with sshmux still serving after each and no
 sanitizer report; --base-port N -w HOSTS: one SOCKS port per host, each reaching only its own
-host's sshd; 500 concurrent SOCKS connections, every byte echoed; the text and --json lines;
-a destination that speaks first (the reply before its first byte, 400 tries); malformed -D
-specs (exit 2) and a port in use (exit 255)."""
+host's sshd, and -R beside it on each host with the server's port; 500 concurrent SOCKS
+connections, every byte echoed; the text and --json lines; a destination that speaks first (the
+reply before its first byte, 400 tries); malformed -D specs (exit 2) and a port in use (255)."""
 import os
 import socket
 import subprocess
@@ -305,12 +305,25 @@ def test_fleet_base_port_each_host_its_own():
     echoes = [netserv.Server(netserv.echo) for _ in names]
     sshds = fwdkit.add_sshds(F, names, [f"PermitOpen 127.0.0.1:{e.port}\n" for e in echoes])
     base = fixture.free_port_run(3)
-    f = Forward(F.cfg, ["--base-port", str(base), "-D", "0", "-w", "m[1-3]"], workdir=F.wd,
-                want=3)
-    ports = {r["host"]: r["port"] for r in f.rows}
+    # --base-port numbers the local listeners (-D) only; each host's -R port is its server's
+    back = netserv.Server(netserv.echo)
+    f = Forward(F.cfg, ["--base-port", str(base), "-D", "0", "-R",
+                        f"127.0.0.1:0:127.0.0.1:{back.port}", "-w", "m[1-3]"], workdir=F.wd,
+                want=6)
+    ports = {r["host"]: r["port"] for r in f.rows if r["kind"] == "dynamic"}
     check_eq(ports, {"m1": base, "m2": base + 1, "m3": base + 2})
     for r in f.rows:
-        check_eq((r["kind"], r["to"]), ("dynamic", "socks"))
+        check_in((r["kind"], r["to"]), [("dynamic", "socks"),
+                                        ("remote", f"127.0.0.1:{back.port}")])
+    rports = {r["host"]: r["port"] for r in f.rows if r["kind"] == "remote"}
+    check_eq(sorted(rports), names)
+    for h, p in rports.items():
+        check(p not in ports.values() and fwdkit.owned_by(p, sshds[h]),
+              f"{h}'s -R port {p}: not its sshd's listener")
+        with socket.create_connection(("127.0.0.1", p), timeout=10) as c:
+            c.sendall(h.encode())
+            c.shutdown(socket.SHUT_WR)
+            check_eq(netserv.recv_all(c), h.encode(), f"{h}'s -R")
     for i, h in enumerate(names):
         proxy = ("127.0.0.1", ports[h])
         check_echo(proxy, echoes[i].port)
