@@ -9,7 +9,8 @@ channel opens, a request pipelined with its data) with sshmux still serving afte
 sanitizer report; --base-port N -w HOSTS: one SOCKS port per host, each reaching only its own
 host's sshd, and -R beside it on each host with the server's port; 500 concurrent SOCKS
 connections, every byte echoed; the text and --json lines; a destination that speaks first (the
-reply before its first byte, 400 tries); malformed -D specs (exit 2) and a port in use (255)."""
+reply before its first byte, 400 tries); clients that never finish their request closed after
+30 s; malformed -D specs (exit 2) and a port in use (255)."""
 import os
 import socket
 import subprocess
@@ -253,6 +254,32 @@ def test_hostile_clients_do_not_hurt():
     idle.close()
     check_curl("--socks5-hostname", f"{proxy[0]}:{proxy[1]}",
                f"http://localhost:{HTTP.port}/blob")
+    stop_ok(f)
+
+
+def test_silent_clients_closed_after_30s():
+    # A client that connects and never completes its request is closed after 30 s (swept every
+    # 5 s), so it cannot hold a descriptor for ever; a connection past its request is not.
+    echo = netserv.Server(netserv.echo)
+    f, proxy = socks_proxy()
+    t0 = time.monotonic()
+    served = fwdkit.socks5_connect(proxy, "127.0.0.1", echo.port)
+    silent = {"nothing": b"", "version byte": b"\x05", "greeting only": b"\x05\x01\x00",
+              "half a request": b"\x05\x01\x00\x05\x01\x00\x03\x09exa"}
+    socks = {}
+    for name, data in silent.items():
+        socks[name] = socket.create_connection(proxy, timeout=10)
+        socks[name].sendall(data)
+    for name, s in socks.items():
+        check(fwdkit.closed_by_peer(s, max(1, t0 + 45 - time.monotonic())),
+              f"silent client ({name}) still open after 45 s")
+        took = time.monotonic() - t0
+        check(took >= 29, f"silent client ({name}) closed after {took:.1f} s, before 30 s")
+        s.close()
+    served.sendall(b"still here")
+    served.shutdown(socket.SHUT_WR)
+    check_eq(netserv.recv_all(served), b"still here", "a connection past its request")
+    check_echo(proxy, echo.port)
     stop_ok(f)
 
 
