@@ -184,8 +184,10 @@ def write_results(out_dir, rows, bursts, tools, ciphers, reps, seconds, date, su
     pc = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "proxychains4"],
                         capture_output=True, text=True).stdout or "?"
     ip = subprocess.run(["iperf3", "--version"], capture_output=True, text=True).stdout
+    rev = subprocess.run(["git", "-C", TOP, "describe", "--always", "--dirty"],
+                         capture_output=True, text=True).stdout.strip() or "?"
     lines = [f"# Remote (-R) and dynamic (-D) forwarding: sshmux forward vs ssh, {date}", "",
-             f"Machine: {summary or '?'}.", "",
+             f"Machine: {summary or '?'}. sshmux built from commit {rev}.", "",
              f"Median (min-max) over {reps} repetitions of {seconds} s, tools interleaved "
              "within each repetition, against one sshd on loopback. CPU = the forwarder "
              "process's user+sys time per GiB iperf3 moved. Ratios: sshmux / ssh in the same "
