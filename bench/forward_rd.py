@@ -142,7 +142,7 @@ def run(reps, seconds, out_dir, tools=None, ciphers=None, log=print, summary=Non
     fixture.on_cleanup(lambda: fixture.kill_tree(srv.pid, srv), "iperf3 server")
     forward.wait_port(iperf_port)
     echo = netserv.EchoProcess()
-    date = time.strftime("%Y-%m-%d %H:%M:%S %z")
+    date, rev = time.strftime("%Y-%m-%d %H:%M:%S %z"), source_revision()
     rows, bursts = [], []
     try:
         for rep in range(reps):
@@ -164,7 +164,7 @@ def run(reps, seconds, out_dir, tools=None, ciphers=None, log=print, summary=Non
                     f"failed {b['failed']}  cpu {b['cpu_s']:5.2f} s  {b['notes']}")
     finally:
         fixture.cleanup_all()
-    write_results(out_dir, rows, bursts, tools, ciphers, reps, seconds, date, summary)
+    write_results(out_dir, rows, bursts, tools, ciphers, reps, seconds, date, summary, rev)
     return 0
 
 
@@ -173,7 +173,17 @@ def med(rows, key):
     return statistics.median(vals), min(vals), max(vals)
 
 
-def write_results(out_dir, rows, bursts, tools, ciphers, reps, seconds, date, summary):
+def source_revision():
+    """The checkout's commit, + "-modified" when tracked files other than results differ."""
+    git = ["git", "-C", TOP]
+    rev = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True,
+                         text=True).stdout.strip() or "?"
+    changed = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no", "--", ".",
+                                    ":!bench/results"], capture_output=True, text=True).stdout
+    return rev + ("-modified" if changed.strip() else "")
+
+
+def write_results(out_dir, rows, bursts, tools, ciphers, reps, seconds, date, summary, rev="?"):
     fields = ["test", "tool", "cipher", "direction", "rep", "mb_per_s", "cpu_s_per_gib", "gib",
               "cpu_s", "wall_s", "ok", "failed", "notes"]
     with open(os.path.join(out_dir, "forward-rd.csv"), "w", newline="") as f:
@@ -184,8 +194,6 @@ def write_results(out_dir, rows, bursts, tools, ciphers, reps, seconds, date, su
     pc = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "proxychains4"],
                         capture_output=True, text=True).stdout or "?"
     ip = subprocess.run(["iperf3", "--version"], capture_output=True, text=True).stdout
-    rev = subprocess.run(["git", "-C", TOP, "describe", "--always", "--dirty"],
-                         capture_output=True, text=True).stdout.strip() or "?"
     lines = [f"# Remote (-R) and dynamic (-D) forwarding: sshmux forward vs ssh, {date}", "",
              f"Machine: {summary or '?'}. sshmux built from commit {rev}.", "",
              f"Median (min-max) over {reps} repetitions of {seconds} s, tools interleaved "
