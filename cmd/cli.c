@@ -13,7 +13,8 @@ enum {
     OPT_HOSTFILE = 1000, OPT_JSON, OPT_ENV, OPT_MAX_OUTPUT, OPT_CONNECT_TIMEOUT, OPT_AUTH_TIMEOUT,
     OPT_RETRIES, OPT_PASSWORD_ENV, OPT_PASSWORD_FILE, OPT_ASK_PASS, OPT_PASSPHRASE_ENV,
     OPT_KEY_ENV, OPT_NO_AGENT, OPT_KILL_GRACE, OPT_HANDSHAKES, OPT_BASE_PORT, OPT_MODE,
-    OPT_ADDRESS, OPT_REMOTE, OPT_PROXY_USER, OPT_PROXY_KEY, OPT_PROXY_KEY_ENV,
+    OPT_ADDRESS, OPT_REMOTE, OPT_SOCKET, OPT_STREAMLOCAL, OPT_PROXY_USER, OPT_PROXY_KEY,
+    OPT_PROXY_KEY_ENV,
     OPT_PROXY_PASSWORD_ENV, OPT_PROXY_PASSPHRASE_ENV, OPT_RESUME, OPT_FSYNC, OPT_NO_ATOMIC,
     OPT_BLOCK_SIZE, OPT_REQUESTS, OPT_TRANSFER_TIMEOUT, OPT_SUFFIX, OPT_PROGRESS
 };
@@ -43,6 +44,8 @@ static const struct option cli_long_options[] = {
     {"mode", required_argument, NULL, OPT_MODE},
     {"address", required_argument, NULL, OPT_ADDRESS},
     {"remote", required_argument, NULL, OPT_REMOTE},
+    {"socket", required_argument, NULL, OPT_SOCKET},
+    {"streamlocal", no_argument, NULL, OPT_STREAMLOCAL},
     {"proxy-user", required_argument, NULL, OPT_PROXY_USER},
     {"proxy-key", required_argument, NULL, OPT_PROXY_KEY},
     {"proxy-key-env", required_argument, NULL, OPT_PROXY_KEY_ENV},
@@ -295,6 +298,8 @@ static int cli_apply_option(cli *c, int opt, char *arg)
     case 'l': c->ov.user = arg; return 0;
     case 'i': return smx_strvec_push(&c->ov.identityfiles, arg);
     case 'L': return smx_strvec_push(&c->lspecs, arg);
+    case 'R': return smx_strvec_push(&c->rspecs, arg);
+    case 'D': return smx_strvec_push(&c->dspecs, arg);
     case OPT_MODE: return cli_apply_mode(c, arg);
     case OPT_ENV:
         if (!cli_valid_env(arg)) {
@@ -316,6 +321,8 @@ static int cli_apply_option(cli *c, int opt, char *arg)
     case OPT_PROGRESS: c->progress = 1; return 0;
     case OPT_ADDRESS: c->address = arg; return 0;
     case OPT_REMOTE: c->remote = arg; return 0;
+    case OPT_SOCKET: c->socket_path = arg; return 0;
+    case OPT_STREAMLOCAL: c->streamlocal = 1; return 0;
     case OPT_PASSWORD_ENV: c->password_env = arg; return 0;
     case OPT_PASSWORD_FILE: c->password_file = arg; return 0;
     case OPT_ASK_PASS: c->ask_pass = 1; return 0;
@@ -343,6 +350,7 @@ static const char *cli_optstring(enum cli_parse_kind kind)
     switch (kind) {
     case CLI_PARSE_COPY: return "w:x:F:o:l:P:i:f:u:J:rpbqvh";
     case CLI_PARSE_SCRIPT: return "+w:x:F:o:l:p:i:f:u:J:tbqvh";
+    case CLI_PARSE_FORWARD: return "+w:x:F:o:l:p:i:f:u:L:R:D:J:tbqvh";
     default: return "+w:x:F:o:l:p:i:f:u:L:J:tbqvh";
     }
 }
@@ -373,7 +381,7 @@ int cli_parse_mode(cli *c, int argc, char **argv, const char *prog, enum cli_par
         }
         if (opt == '?' || opt == ':') {
             const char *bad = argv[optind - 1];
-            if (optopt && strchr("wxFolpPifuLJ", optopt))
+            if (optopt && strchr("wxFolpPifuLRDJ", optopt))
                 cli_error(c, "option -%c needs a value", optopt);
             else
                 cli_error(c, "unknown option \"%s\" (see sshmux --help)", bad);
@@ -405,6 +413,8 @@ void cli_free(cli *c)
     smx_strvec_free(&c->env);
     smx_strvec_free(&c->args);
     smx_strvec_free(&c->lspecs);
+    smx_strvec_free(&c->rspecs);
+    smx_strvec_free(&c->dspecs);
     smx_strvec_free(&c->proxy_keys);
     smx_str_wipe_free(c->proxy_password);
     smx_config_free(c->config);

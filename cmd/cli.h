@@ -36,6 +36,10 @@ typedef struct cli {
     int ask_pass;
     smx_strvec args;         /* positional arguments (the command) */
     smx_strvec lspecs;       /* -L (forward) */
+    smx_strvec rspecs;       /* -R (forward) */
+    smx_strvec dspecs;       /* -D (forward) */
+    const char *socket_path; /* --socket (docker) */
+    int streamlocal;         /* --streamlocal (docker) */
     int base_port;           /* --base-port (forward over a host list) */
     unsigned sock_mode;      /* --mode (Unix listener permissions) */
     const char *address;     /* --address (forward-tcp) */
@@ -61,7 +65,8 @@ int cli_parse(cli *c, int argc, char **argv, const char *prog);
 enum cli_parse_kind {
     CLI_PARSE_COMMAND,   /* options stop at the first argument (the remote command's own) */
     CLI_PARSE_COPY,      /* upload/download: options anywhere (as scp), -p preserve, -P port */
-    CLI_PARSE_SCRIPT     /* run-script: options stop at the script */
+    CLI_PARSE_SCRIPT,    /* run-script: options stop at the script */
+    CLI_PARSE_FORWARD    /* forward, docker: as COMMAND, and -R/-D */
 };
 int cli_parse_mode(cli *c, int argc, char **argv, const char *prog, enum cli_parse_kind kind);
 /* Expands targets, applies excludes, loads ssh_config, resolves each host. 0 or an exit code. */
@@ -102,6 +107,7 @@ int cmd_test(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_forward_tcp(int argc, char **argv);
 int cmd_forward_unix(int argc, char **argv);
+int cmd_docker(int argc, char **argv);
 int cmd_upload(int argc, char **argv);
 int cmd_download(int argc, char **argv);
 int cmd_run_script(int argc, char **argv);

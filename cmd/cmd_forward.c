@@ -1,5 +1,6 @@
-/* sshmux forward: local forwarding (-L) over one connection per target until SIGINT/SIGTERM, or
- * while a command given after the target runs over the same connection (ssh -L ... host cmd). */
+/* sshmux forward: local (-L), remote (-R) and dynamic (-D) forwarding over one connection per
+ * target until SIGINT/SIGTERM, or while a command given after the target runs over the same
+ * connection (ssh -L ... host cmd). */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,20 +20,38 @@ typedef struct fwd_run {
     int caught, failures, worst;
 } fwd_run;
 
+static int fwd_is_remote(const smx_forward *f, size_t i)
+{
+    return strncmp(smx_forward_kind(f, i), "remote", 6) == 0;
+}
+
+/* One line per listener: HOST LISTEN TO (a remote listener's address prefixed "remote:"). */
+static void fwd_print(const fwd_run *r, smx_forward *f, size_t i)
+{
+    if (r->c->json) {
+        char *s = smx_forward_json(f, i);
+        printf("%s\n", s ? s : "{}");
+        free(s);
+    } else {
+        printf("%-24s %s%-28s %s\n", smx_forward_host(f), fwd_is_remote(f, i) ? "remote:" : "",
+               smx_forward_local(f, i), smx_forward_remote(f, i));
+    }
+    fflush(stdout);
+}
+
 static void fwd_on_ready(void *ud, smx_forward *f)
 {
     const fwd_run *r = ud;
-    for (size_t i = 0; i < smx_forward_listeners(f); i++) {
-        if (r->c->json) {
-            char *s = smx_forward_json(f, i);
-            printf("%s\n", s ? s : "{}");
-            free(s);
-        } else {
-            printf("%-24s %-28s %s\n", smx_forward_host(f), smx_forward_local(f, i),
-                   smx_forward_remote(f, i));
-        }
-    }
-    fflush(stdout);
+    for (size_t i = 0; i < smx_forward_listeners(f); i++)
+        if (!fwd_is_remote(f, i))
+            fwd_print(r, f, i);
+}
+
+/* The refusal itself is reported with the host's end (fwd_on_done). */
+static void fwd_on_remote_bound(void *ud, smx_forward *f, size_t i, const char *err)
+{
+    if (!err)
+        fwd_print(ud, f, i);
 }
 
 static void fwd_on_link_ended(void *ud, smx_forward *f, const char *listener, const char *err)
@@ -72,6 +91,7 @@ static void fwd_on_done(void *ud, smx_result *res)
 
 static const smx_forward_callbacks fwd_callbacks_template = {
     .ready = fwd_on_ready,
+    .remote_bound = fwd_on_remote_bound,
     .link_ended = fwd_on_link_ended,
     .on_line = fwd_on_line,
     .on_done = fwd_on_done,
@@ -90,10 +110,13 @@ static int fwd_add_host(fwd_run *r, size_t index, const smx_forward_callbacks *c
 {
     cli_host *ch = &r->c->hosts[index];
     smx_fwd_spec *specs = &r->host_specs[index * r->nspecs];
-    for (size_t j = 0; j < r->nspecs; j++) {
+    size_t nlocal = 0;
+    for (size_t j = 0; j < r->nspecs; j++)
+        nlocal += r->specs[j].kind != SMX_FWD_REMOTE;
+    for (size_t j = 0, k = 0; j < r->nspecs; j++) {
         specs[j] = r->specs[j];
-        if (r->c->base_port)
-            specs[j].bind_port = r->c->base_port + (int)(index * r->nspecs + j);
+        if (r->c->base_port && specs[j].kind != SMX_FWD_REMOTE)
+            specs[j].bind_port = r->c->base_port + (int)(index * nlocal + k++);
         if (specs[j].bind_port > 65535) {
             cli_error(r->c, "--base-port %d + %zu hosts runs past port 65535", r->c->base_port,
                       r->c->nhosts);
@@ -112,27 +135,53 @@ static int fwd_add_host(fwd_run *r, size_t index, const smx_forward_callbacks *c
     return 0;
 }
 
-static int fwd_parse_specs(fwd_run *r)
+static int fwd_parse_list(fwd_run *r, const smx_strvec *v, enum smx_fwd_kind kind)
 {
     cli *c = r->c;
-    if (c->lspecs.n == 0) {
-        cli_error(c, "no forwarding given (-L SPEC)");
-        return EXIT_USAGE;
-    }
-    r->specs = calloc(c->lspecs.n, sizeof *r->specs);
-    for (size_t i = 0; r->specs && i < c->lspecs.n; i++) {
+    for (size_t i = 0; i < v->n; i++) {
         smx_err err = {{0}};
-        if (smx_fwd_spec_parse(c->lspecs.v[i], &r->specs[i], &err) < 0) {
+        smx_fwd_spec *f = &r->specs[r->nspecs];
+        if (smx_fwd_spec_parse_kind(v->v[i], kind, f, &err) < 0) {
             cli_error(c, "%s", err.msg);
             return EXIT_USAGE;
         }
-        r->nspecs = i + 1;
-        if (c->base_port && r->specs[i].bind_path) {
-            cli_error(c, "-L %s: --base-port applies to TCP listeners only", c->lspecs.v[i]);
+        r->nspecs++;
+        if (c->base_port && f->bind_path && kind != SMX_FWD_REMOTE) {
+            cli_error(c, "-L %s: --base-port applies to TCP listeners only", v->v[i]);
             return EXIT_USAGE;
         }
     }
-    return r->specs ? 0 : EXIT_UNREACHABLE;
+    return 0;
+}
+
+static int fwd_parse_specs(fwd_run *r)
+{
+    cli *c = r->c;
+    size_t n = c->lspecs.n + c->rspecs.n + c->dspecs.n;
+    if (n == 0) {
+        cli_error(c, "no forwarding given (-L SPEC, -R SPEC or -D [bind:]port)");
+        return EXIT_USAGE;
+    }
+    r->specs = calloc(n, sizeof *r->specs);
+    if (!r->specs)
+        return EXIT_UNREACHABLE;
+    int rc = fwd_parse_list(r, &c->lspecs, SMX_FWD_LOCAL);
+    if (!rc)
+        rc = fwd_parse_list(r, &c->dspecs, SMX_FWD_DYNAMIC);
+    if (!rc)
+        rc = fwd_parse_list(r, &c->rspecs, SMX_FWD_REMOTE);
+    return rc;
+}
+
+/* Over several hosts, local listeners need one port each (--base-port) unless the system picks
+ * (port 0); remote ones are on each host and may share a port. */
+static int fwd_need_base_port(const fwd_run *r)
+{
+    for (size_t i = 0; i < r->nspecs; i++)
+        if (r->specs[i].kind != SMX_FWD_REMOTE &&
+            (r->specs[i].bind_path || r->specs[i].bind_port != 0))
+            return 1;
+    return 0;
 }
 
 /* TARGET [--] [CMD...] without -w; [CMD...] with it (getopt took the "--"). */
@@ -182,7 +231,7 @@ static int fwd_run_all(cli *c)
         rc = fwd_take_target_and_command(&r);
     if (!rc)
         rc = cli_resolve_hosts(c, 1);
-    if (!rc && c->nhosts > 1 && !c->base_port) {
+    if (!rc && c->nhosts > 1 && !c->base_port && fwd_need_base_port(&r)) {
         cli_error(c, "%zu targets: give --base-port N for one local port per host", c->nhosts);
         rc = EXIT_USAGE;
     }
@@ -198,7 +247,7 @@ static int fwd_run_all(cli *c)
         rc = fwd_add_all(&r, &cb);
     if (!rc) {
         if (!c->json && c->nhosts > 1)
-            printf("%-24s %-28s %s\n", "HOST", "LISTEN", "REMOTE");
+            printf("%-24s %-28s %s\n", "HOST", "LISTEN", "TO");
         for (int i = 0; i < 2; i++) {
             uv_signal_init(r.loop, &r.sigs[i]);
             r.sigs[i].data = &r;
@@ -227,7 +276,7 @@ static int fwd_run_all(cli *c)
 int cmd_forward(int argc, char **argv)
 {
     cli c;
-    int rc = cli_parse(&c, argc, argv, "sshmux forward");
+    int rc = cli_parse_mode(&c, argc, argv, "sshmux forward", CLI_PARSE_FORWARD);
     if (!rc) {
         setvbuf(stdout, NULL, _IOLBF, 0);
         rc = fwd_run_all(&c);

@@ -19,10 +19,14 @@ void cli_usage(FILE *f)
 "  exec -w HOSTS [options] CMD...   run CMD on every host; output prefixed 'host: '\n"
 "  hosts -w HOSTS [--json]          expand a host list; --json: resolved ssh_config per host\n"
 "  test [options] TARGET            connect once and report every phase\n"
-"  forward -L SPEC [-L SPEC...] TARGET   local forwarding (ssh -L syntax) until SIGINT/SIGTERM\n"
-"  forward -L SPEC --base-port N -w HOSTS   one local port per host: N, N+1, ...\n"
+"  forward [-L SPEC] [-R SPEC] [-D [BIND:]PORT]... TARGET [-- CMD...]\n"
+"                      local, remote and dynamic (SOCKS) forwarding as ssh, until\n"
+"                      SIGINT/SIGTERM or while CMD runs\n"
+"  forward ... --base-port N -w HOSTS   one local port per host: N, N+1, ...; -R on every host\n"
 "  forward-tcp [--address ADDR] PORT TARGET   local PORT -> the target's localhost:PORT\n"
 "  forward-unix [--remote RPATH] [PATH] TARGET   local Unix socket PATH -> RPATH\n"
+"  docker [--socket PATH] [--streamlocal] [--remote RSOCK] TARGET [-- CMD...]\n"
+"                      a local socket for DOCKER_HOST over one connection (dial-stdio)\n"
 "  upload [-w HOSTS | TARGET] LOCAL... REMOTE   copy files to every host (SFTP)\n"
 "  download [-w HOSTS | TARGET] REMOTE... LOCALDIR   from every host: LOCALDIR/<host>/...\n"
 "  run-script [-w HOSTS | TARGET] SCRIPT [ARGS...]   upload SCRIPT, run it, remove it\n"
@@ -104,6 +108,8 @@ int main(int argc, char **argv)
         rc = cmd_forward_tcp(argc - 1, argv + 1);
     else if (strcmp(cmd, "forward-unix") == 0)
         rc = cmd_forward_unix(argc - 1, argv + 1);
+    else if (strcmp(cmd, "docker") == 0)
+        rc = cmd_docker(argc - 1, argv + 1);
     else if (strcmp(cmd, "upload") == 0)
         rc = cmd_upload(argc - 1, argv + 1);
     else if (strcmp(cmd, "download") == 0)

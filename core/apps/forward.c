@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "pipe.h"
+#include "sessreq.h"
+#include "socks.h"
 
 /* A burst of connections (a scraper hitting every host's forward at once) must not overflow the
  * accept queue: a dropped SYN costs the client a 1 s retransmit. The kernel caps this at
@@ -17,6 +19,17 @@
 
 /* A listener outlives its links (they point at it): it is freed once its handle's close has
  * completed and its last link is done, whichever comes last. */
+/* Connections that carry the links: the first is the owner's; more are asked for (ev.more_conn)
+ * when the server refuses a channel as "administratively prohibited" or "resource shortage"
+ * while the connection carries others (sshd's MaxSessions counts session channels). */
+#define FWD_MAX_CONNS 8
+
+typedef struct fwd_slot {
+    smx_conn *conn;            /* NULL once gone */
+    unsigned long open;        /* links whose channel is open on it */
+    unsigned long capacity;    /* open links when it refused one; 0: no limit seen */
+} fwd_slot;
+
 typedef struct fwd_listener {
     struct fwd_listener *next;
     smx_forwarder *fw;
@@ -29,19 +42,33 @@ typedef struct fwd_listener {
         uv_handle_t handle;
     } h;
     int is_unix;
+    int is_socks;              /* -D: each connection names its destination */
     int created_path;          /* we made the socket file: remove it on close */
+    smx_sessreq_spec exec;     /* spec.command's session, when set */
     char local[160], remote[160];
 } fwd_listener;
+
+/* A -D connection until its request is read (then its pipe has the stream). */
+typedef struct fwd_socks {
+    smx_socks req;
+    uint8_t buf[SMX_SOCKS_MAX_MESSAGE];
+    size_t len;
+} fwd_socks;
 
 typedef struct fwd_link {      /* one forwarded connection */
     smx_list node;             /* on the forwarder's links */
     fwd_listener *l;
-    smx_pipe *pipe;
+    smx_pipe *pipe;            /* NULL while a SOCKS request is read */
+    uv_stream_t *client;
+    fwd_socks *socks;
+    int slot;                  /* the connection it is on */
+    int opened;
 } fwd_link;
 
 struct smx_forwarder {
     uv_loop_t *loop;
-    smx_conn *conn;
+    fwd_slot slots[FWD_MAX_CONNS];
+    int nslots;
     smx_forward_events ev;
     fwd_listener *listeners;
     smx_list links;
@@ -57,7 +84,8 @@ smx_forwarder *smx_forwarder_new(uv_loop_t *loop, smx_conn *conn, const smx_forw
     if (!fw)
         return NULL;
     fw->loop = loop;
-    fw->conn = conn;
+    fw->slots[0].conn = conn;
+    fw->nslots = 1;
     if (ev)
         fw->ev = *ev;
     smx_list_init(&fw->links);
@@ -71,29 +99,237 @@ unsigned long smx_forwarder_active(const smx_forwarder *fw)
 
 /* ---- forwarded connections ---------------------------------------------------------------- */
 
+void smx_forwarder_conn_gone(smx_forwarder *fw, smx_conn *conn)
+{
+    for (int i = 0; i < fw->nslots; i++)
+        if (fw->slots[i].conn == conn)
+            fw->slots[i].conn = NULL;
+}
+
+/* The first live connection with room; another one when all are full and the cap allows; else
+ * the least loaded (whose refusals are then the answer). -1: none left. */
+static int fwd_pick_slot(smx_forwarder *fw)
+{
+    int best = -1;
+    for (int i = 0; i < fw->nslots; i++) {
+        fwd_slot *s = &fw->slots[i];
+        if (!s->conn || s->conn->ended)
+            continue;
+        if (s->capacity == 0 || s->open < s->capacity)
+            return i;
+        if (best < 0 || s->open < fw->slots[best].open)
+            best = i;
+    }
+    if (fw->nslots < FWD_MAX_CONNS && fw->ev.more_conn && !fw->closing) {
+        smx_conn *c = fw->ev.more_conn(fw->ev.ud);
+        if (c) {
+            fw->slots[fw->nslots].conn = c;
+            return fw->nslots++;
+        }
+    }
+    return best;
+}
+
 static int fwd_open_channel(ssh_channel ch, void *arg)
 {
-    fwd_listener *l = arg;
-    if (l->spec.remote_path)
-        return ssh_channel_open_forward_unix(ch, l->spec.remote_path, "127.0.0.1", 0);
+    fwd_link *k = arg;
+    if (k->socks)
+        return ssh_channel_open_forward(ch, k->socks->req.host, k->socks->req.port,
+                                        "127.0.0.1", 0);
+    fwd_listener *l = k->l;
+    if (l->spec.dest_path)
+        return ssh_channel_open_forward_unix(ch, l->spec.dest_path, "127.0.0.1", 0);
     return ssh_channel_open_forward(ch, l->spec.host, l->spec.port, "127.0.0.1", 0);
 }
 
 static void fwd_maybe_closed(smx_forwarder *fw);
 static void fwd_listener_maybe_free(fwd_listener *l);
 
-static void fwd_on_pipe_done(smx_pipe *p, const char *err, void *ud)
+/* Opens the link's channel on the connection in `slot` (-1: none left). */
+static void fwd_link_open_on(fwd_link *k, int slot)
+{
+    smx_forwarder *fw = k->l->fw;
+    k->slot = slot;
+    if (slot < 0) {
+        smx_pipe_abort(k->pipe, "the connection is gone");
+        return;
+    }
+    smx_conn *c = fw->slots[slot].conn;
+    if (k->l->spec.command) {
+        if (smx_pipe_open_session(k->pipe, c, &k->l->exec) < 0)
+            smx_pipe_abort(k->pipe, "out of memory");
+    } else {
+        smx_pipe_open(k->pipe, c, fwd_open_channel, k);
+    }
+}
+
+static void fwd_link_opened(smx_pipe *p, void *ud)
 {
     fwd_link *k = ud;
+    k->opened = 1;
+    k->l->fw->slots[k->slot].open++;
+    if (k->socks) {
+        uint8_t reply[10];
+        uv_buf_t b = uv_buf_init((char *)reply,
+                                 (unsigned)smx_socks_reply(&k->socks->req, SMX_SOCKS_OK, reply));
+        /* The first bytes on a fresh socket: the kernel takes them whole. */
+        if (uv_try_write(k->client, &b, 1) != (int)b.len)
+            smx_pipe_abort(p, "cannot send the SOCKS reply");
+    }
+}
+
+/* A refusal on a connection that carries other links and words it as a limit ("administratively
+ * prohibited": sshd's MaxSessions; "resource shortage") says "full": the link is tried on
+ * another connection. A SOCKS client is told why its request failed. */
+static int fwd_link_refused(smx_pipe *p, int code, const char *why, void *ud)
+{
+    fwd_link *k = ud;
+    smx_forwarder *fw = k->l->fw;
+    fwd_slot *s = &fw->slots[k->slot];
+    int limit = why && (strstr(why, "administratively prohibited") ||
+                        strstr(why, "resource shortage"));
+    if (code == SMX_ECHANNEL && limit && s->open > 0 && !fw->closing) {
+        if (s->capacity == 0 || s->open < s->capacity)
+            s->capacity = s->open;
+        int next = fwd_pick_slot(fw);
+        if (next >= 0 && next != k->slot) {
+            fwd_link_open_on(k, next);   /* the pipe released its channel first */
+            return 1;
+        }
+    }
+    if (k->socks) {
+        int sc = code == SMX_ECHANNEL ? smx_socks_code_for_refusal(why)
+                                      : SMX_SOCKS_GENERAL_FAILURE;
+        uint8_t reply[10];
+        uv_buf_t b = uv_buf_init((char *)reply,
+                                 (unsigned)smx_socks_reply(&k->socks->req, sc, reply));
+        uv_try_write(k->client, &b, 1);
+    }
+    return 0;
+}
+
+static void fwd_link_free(fwd_link *k)
+{
     fwd_listener *l = k->l;
     smx_forwarder *fw = l->fw;
     smx_list_remove(&k->node);
     fw->active--;
     l->links--;
-    if (fw->ev.conn_ended && !fw->closing)
-        fw->ev.conn_ended(fw->ev.ud, l->local, err);
+    free(k->socks);
     free(k);
     fwd_listener_maybe_free(l);   /* may free the forwarder too */
+}
+
+static void fwd_on_pipe_done(smx_pipe *p, const char *err, void *ud)
+{
+    fwd_link *k = ud;
+    fwd_listener *l = k->l;
+    smx_forwarder *fw = l->fw;
+    if (k->opened && k->slot >= 0)
+        fw->slots[k->slot].open--;
+    char what[160 + 300];
+    const char *name = l->local;
+    if (k->socks) {
+        snprintf(what, sizeof what, "%s (SOCKS to %s:%d)", l->local, k->socks->req.host,
+                 k->socks->req.port);
+        name = what;
+    }
+    if (fw->ev.conn_ended && !fw->closing)
+        fw->ev.conn_ended(fw->ev.ud, name, err);
+    fwd_link_free(k);
+}
+
+/* The stream goes to a pipe: bytes move once its channel is open. */
+static void fwd_link_start_pipe(fwd_link *k)
+{
+    k->pipe = smx_pipe_new(k->client, fwd_on_pipe_done, k);
+    if (!k->pipe) {
+        uv_close((uv_handle_t *)k->client, (uv_close_cb)free);
+        fwd_link_free(k);
+        return;
+    }
+    smx_pipe_on_opened(k->pipe, fwd_link_opened);
+    smx_pipe_on_refused(k->pipe, fwd_link_refused);
+    if (k->socks) {
+        /* Bytes the client sent after its request (optimistic data) go first. */
+        size_t used = k->socks->len;
+        if (used && smx_pipe_preload(k->pipe, k->socks->buf, used) < 0) {
+            smx_pipe_abort(k->pipe, "out of memory");
+            return;
+        }
+    }
+    fwd_link_open_on(k, fwd_pick_slot(k->l->fw));
+}
+
+/* ---- SOCKS (-D) requests ---------------------------------------------------------------- */
+
+static void socks_on_closed(uv_handle_t *h)
+{
+    fwd_link *k = h->data;
+    free(h);
+    fwd_link_free(k);
+}
+
+static void socks_refuse(fwd_link *k, const char *why)
+{
+    smx_forwarder *fw = k->l->fw;
+    fwd_socks *s = k->socks;
+    if (s->req.out_len) {
+        uv_buf_t b = uv_buf_init((char *)s->req.out, (unsigned)s->req.out_len);
+        uv_try_write(k->client, &b, 1);
+    }
+    if (fw->ev.conn_ended && !fw->closing && why)
+        fw->ev.conn_ended(fw->ev.ud, k->l->local, why);
+    uv_read_stop(k->client);
+    uv_close((uv_handle_t *)k->client, socks_on_closed);
+}
+
+static void socks_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    fwd_link *k = h->data;
+    fwd_socks *s = k->socks;
+    *buf = uv_buf_init((char *)s->buf + s->len, (unsigned)(sizeof s->buf - s->len));
+}
+
+static void socks_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    fwd_link *k = st->data;
+    fwd_socks *s = k->socks;
+    if (n == 0)
+        return;
+    if (n < 0 || k->l->fw->closing) {
+        socks_refuse(k, NULL);   /* the client left before its request was complete */
+        return;
+    }
+    s->len += (size_t)n;
+    for (;;) {
+        int used = smx_socks_parse(&s->req, s->buf, s->len);
+        if (used < 0) {
+            socks_refuse(k, s->req.error);
+            return;
+        }
+        if (used == 0) {
+            if (s->len == sizeof s->buf) {
+                s->req.out_len = 0;
+                socks_refuse(k, "SOCKS request too long");
+            }
+            return;
+        }
+        memmove(s->buf, s->buf + used, s->len - (size_t)used);
+        s->len -= (size_t)used;
+        if (s->req.out_len) {
+            uv_buf_t b = uv_buf_init((char *)s->req.out, (unsigned)s->req.out_len);
+            if (uv_try_write(k->client, &b, 1) != (int)b.len) {
+                socks_refuse(k, "cannot answer the SOCKS client");
+                return;
+            }
+        }
+        if (s->req.state == SMX_SOCKS_REQUEST) {
+            uv_read_stop(st);
+            fwd_link_start_pipe(k);
+            return;
+        }
+    }
 }
 
 static void fwd_on_connection(uv_stream_t *server, int status)
@@ -104,9 +340,11 @@ static void fwd_on_connection(uv_stream_t *server, int status)
         return;
     uv_stream_t *client = malloc(l->is_unix ? sizeof(uv_pipe_t) : sizeof(uv_tcp_t));
     fwd_link *k = calloc(1, sizeof *k);
-    if (!client || !k) {
+    fwd_socks *socks = l->is_socks ? calloc(1, sizeof *socks) : NULL;
+    if (!client || !k || (l->is_socks && !socks)) {
         free(client);
         free(k);
+        free(socks);
         return;
     }
     if (l->is_unix)
@@ -116,21 +354,25 @@ static void fwd_on_connection(uv_stream_t *server, int status)
     if (uv_accept(server, client) < 0) {
         uv_close((uv_handle_t *)client, (uv_close_cb)free);
         free(k);
+        free(socks);
         return;
     }
     if (!l->is_unix)
         uv_tcp_nodelay((uv_tcp_t *)client, 1);
     k->l = l;
-    k->pipe = smx_pipe_new(client, fwd_on_pipe_done, k);
-    if (!k->pipe) {
-        uv_close((uv_handle_t *)client, (uv_close_cb)free);
-        free(k);
-        return;
-    }
+    k->client = client;
+    k->socks = socks;
+    k->slot = -1;
     smx_list_append(&fw->links, &k->node);
     fw->active++;
     l->links++;
-    smx_pipe_open(k->pipe, fw->conn, fwd_open_channel, l);
+    if (!socks) {
+        fwd_link_start_pipe(k);
+        return;
+    }
+    smx_socks_init(&socks->req);
+    client->data = k;
+    uv_read_start(client, socks_alloc, socks_on_read);
 }
 
 /* ---- listeners ---------------------------------------------------------------------------- */
@@ -237,8 +479,13 @@ int smx_forward_add(smx_forwarder *fw, const smx_fwd_spec *spec, unsigned mode, 
     l->spec.bind_path = dup_or_null(spec->bind_path);
     l->spec.host = dup_or_null(spec->host);
     l->spec.port = spec->port;
-    l->spec.remote_path = dup_or_null(spec->remote_path);
+    l->spec.dest_path = dup_or_null(spec->dest_path);
+    l->spec.command = dup_or_null(spec->command);
+    l->spec.kind = spec->kind;
     l->is_unix = spec->bind_path != NULL;
+    l->is_socks = smx_fwd_spec_is_socks(spec);
+    l->exec.kind = SMX_SESSREQ_EXEC;
+    l->exec.command = l->spec.command;
     /* Initialised before anything can fail: a listed listener is always closed with uv_close. */
     if (l->is_unix)
         uv_pipe_init(fw->loop, &l->h.unix_sock, 0);
@@ -282,7 +529,12 @@ void smx_forwarder_close(smx_forwarder *fw, void (*cb)(void *ud), void *ud)
     for (smx_list *n = fw->links.next, *next; n != &fw->links; n = next) {
         next = n->next;
         fwd_link *k = smx_list_entry(n, fwd_link, node);
-        smx_pipe_abort(k->pipe, "shutting down");
+        if (k->pipe) {
+            smx_pipe_abort(k->pipe, "shutting down");
+        } else if (!uv_is_closing((uv_handle_t *)k->client)) {
+            uv_read_stop(k->client);
+            uv_close((uv_handle_t *)k->client, socks_on_closed);
+        }
     }
     fw->handles--;
     fwd_maybe_closed(fw);

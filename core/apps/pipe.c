@@ -1,7 +1,10 @@
 #include "pipe.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "sessreq.h"
 
 #define PIPE_READ_SIZE (64 * 1024)
 #define PIPE_HIGH_WATER (1024 * 1024)   /* queued towards the stream before we stop taking more */
@@ -14,7 +17,13 @@ struct smx_pipe {
     void *open_arg;
     smx_pipe_done_cb done;
     void (*opened_cb)(smx_pipe *p, void *ud);
+    smx_pipe_refused_fn refused_cb;
+    smx_pipe_early_fn early_cb;
     void *ud;
+    smx_sessreq req;             /* a session channel's requests (smx_pipe_open_session) */
+    int is_session;
+    int opened;                  /* the channel is open (and a session's command started) */
+    int stream_held;             /* the stream is not connected yet: leave it alone */
     smx_pipe_stats stats;
 
     char rbuf[PIPE_READ_SIZE];   /* stream -> channel: one read, possibly partly written */
@@ -61,6 +70,8 @@ static void pipe_on_stream_closed(uv_handle_t *h)
     smx_pipe *p = h->data;
     free(h);
     p->done(p, p->error, p->ud);
+    if (p->is_session)
+        smx_sessreq_free(&p->req);
     free(p->error);
     free(p);
 }
@@ -71,7 +82,15 @@ static void pipe_end_now(smx_pipe *p)
 {
     p->ending = 1;
     smx_chan_release(&p->chan);
-    uv_close((uv_handle_t *)p->stream, pipe_on_stream_closed);
+    if (p->stream) {
+        uv_close((uv_handle_t *)p->stream, pipe_on_stream_closed);
+        return;
+    }
+    p->done(p, p->error, p->ud);   /* never attached: nothing to wait for */
+    if (p->is_session)
+        smx_sessreq_free(&p->req);
+    free(p->error);
+    free(p);
 }
 
 /* Ends when the peer closed (or both EOFs passed) and everything read has been delivered, or at
@@ -85,6 +104,11 @@ static void pipe_try_end(smx_pipe *p)
         return;
     }
     int delivered = !p->held && p->queued == 0;
+    if (p->stream_held) {
+        if (p->peer_closed)
+            pipe_end_now(p);   /* nothing was ever connected to deliver to */
+        return;
+    }
     if (p->chan_eof && delivered && !p->shut && !p->peer_closed) {
         p->shut = 1;   /* half-close: the peer is done sending, the stream may still talk */
         uv_shutdown_t *req = malloc(sizeof *req);
@@ -105,6 +129,11 @@ void smx_pipe_abort(smx_pipe *p, const char *why)
 {
     if (p->ending)
         return;
+    if (p->in_libssh) {   /* from our own callback: ended when it returns */
+        pipe_set_error(p, why ? why : "aborted");
+        smx_chan_mark(&p->chan);
+        return;
+    }
     pipe_set_error(p, why ? why : "aborted");
     pipe_end_now(p);
 }
@@ -180,7 +209,8 @@ static void pipe_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 static void pipe_start_reading(smx_pipe *p)
 {
-    if (!p->reading && !p->stream_eof && !p->peer_closed && !p->ending) {
+    if (!p->reading && !p->stream_eof && !p->peer_closed && !p->ending && !p->stream_held &&
+        p->opened) {
         p->reading = 1;
         uv_read_start(p->stream, pipe_alloc, pipe_on_read);
     }
@@ -189,8 +219,8 @@ static void pipe_start_reading(smx_pipe *p)
 static void pipe_on_writable(smx_chan *c, uint32_t bytes)
 {
     smx_pipe *p = c->data;
-    if (p->in_write)
-        return;   /* the write on the stack goes on by itself */
+    if (p->in_write || !p->opened)
+        return;   /* the write on the stack goes on by itself; or nothing may move yet */
     /* libssh calls this for every channel of the connection each time its socket turns
      * writable: only a pipe that was waiting has anything to do. */
     if (!p->rlen && !(p->stream_eof && !p->eof_sent))
@@ -255,9 +285,9 @@ static int pipe_write_stream(smx_pipe *p, const char *data, size_t len)
 static int pipe_on_data(smx_chan *c, void *data, uint32_t len, int is_stderr)
 {
     smx_pipe *p = c->data;
-    if (p->ending || p->error)
-        return (int)len;   /* nobody to deliver to: drop, keep the window open */
-    if (p->held || p->queued >= PIPE_HIGH_WATER) {
+    if (p->ending || p->error || (is_stderr && p->is_session))
+        return (int)len;   /* nobody to deliver to (or a remote command's messages): drop */
+    if (p->held || p->queued >= PIPE_HIGH_WATER || p->stream_held) {
         p->held = 1;       /* stays in libssh; our window to the peer closes behind it */
         smx_chan_mark(&p->chan);
         return 0;
@@ -277,6 +307,8 @@ static int pipe_on_data(smx_chan *c, void *data, uint32_t len, int is_stderr)
 static void pipe_drain_held(smx_pipe *p)
 {
     static const size_t chunk = PIPE_READ_SIZE;
+    if (p->stream_held)
+        return;
     char *buf = malloc(chunk);
     p->in_libssh++;
     while (buf && !p->error) {
@@ -318,12 +350,52 @@ static int pipe_chan_open(smx_chan *c)
     return p->open(c->ch, p->open_arg);
 }
 
+/* The channel carries bytes now: the owner is told first (a SOCKS reply goes out before any
+ * byte of the destination's), then what was read ahead goes to the channel. */
+static void pipe_begin(smx_pipe *p)
+{
+    p->opened = 1;
+    if (p->stream_held && p->early_cb)
+        smx_chan_mark(&p->chan);   /* the owner's first call, outside libssh */
+    if (p->opened_cb)
+        p->opened_cb(p, p->ud);
+    if (p->ending)
+        return;
+    if (p->rlen && !pipe_flush_to_channel(p))
+        return;   /* write_wontblock goes on */
+    pipe_send_eof_if_due(p);
+    pipe_start_reading(p);
+}
+
 static void pipe_chan_opened(smx_chan *c)
 {
     smx_pipe *p = c->data;
-    if (p->opened_cb)
-        p->opened_cb(p, p->ud);
-    pipe_start_reading(p);
+    if (p->is_session) {
+        smx_chan_drive(c);   /* the command's request first */
+        return;
+    }
+    pipe_begin(p);
+}
+
+static int pipe_chan_drive(smx_chan *c)
+{
+    smx_pipe *p = c->data;
+    if (!p->is_session || p->opened)
+        return 1;
+    int rc = smx_sessreq_step(&p->req, c->ch);
+    if (rc == 0)
+        return 0;
+    if (rc < 0) {
+        char msg[SMX_MSG_MAX];
+        snprintf(msg, sizeof msg, "%s refused: %s", p->req.refused ? p->req.refused : "request",
+                 ssh_get_error(ssh_channel_get_session(c->ch)));
+        pipe_set_error(p, msg);
+        smx_chan_mark(c);   /* ended from after_poll, outside the request round */
+        return 1;
+    }
+    pipe_begin(p);
+    smx_conn_flush(c->conn);
+    return 1;
 }
 
 void smx_pipe_on_opened(smx_pipe *p, void (*cb)(smx_pipe *p, void *ud))
@@ -334,6 +406,11 @@ void smx_pipe_on_opened(smx_pipe *p, void (*cb)(smx_pipe *p, void *ud))
 static void pipe_chan_failed(smx_chan *c, int code, const char *why)
 {
     smx_pipe *p = c->data;
+    if (!p->opened && !p->ending && p->refused_cb) {
+        smx_chan_release(&p->chan);   /* the owner may open it again (smx_pipe_open*) */
+        if (p->refused_cb(p, code, why, p->ud))
+            return;
+    }
     pipe_set_error(p, why);
     if (!p->ending)
         pipe_end_now(p);
@@ -346,6 +423,11 @@ static void pipe_chan_failed(smx_chan *c, int code, const char *why)
 static void pipe_chan_after_poll(smx_chan *c)
 {
     smx_pipe *p = c->data;
+    if (p->stream_held && p->early_cb && !p->ending && !p->error) {
+        p->in_libssh++;
+        p->early_cb(p, p->ud);   /* it reads what it wants (smx_pipe_read_early) */
+        p->in_libssh--;
+    }
     if (p->held && p->queued < PIPE_LOW_WATER)
         pipe_drain_held(p);
     pipe_try_end(p);
@@ -360,6 +442,7 @@ static const smx_chan_ops pipe_chan_ops = {
     .eof = pipe_on_eof,
     .closed = pipe_on_close,
     .writable = pipe_on_writable,
+    .drive = pipe_chan_drive,
     .after_poll = pipe_chan_after_poll,
 };
 
@@ -369,7 +452,10 @@ smx_pipe *smx_pipe_new(uv_stream_t *stream, smx_pipe_done_cb done, void *ud)
     if (!p)
         return NULL;
     p->stream = stream;
-    stream->data = p;
+    if (stream)
+        stream->data = p;
+    else
+        p->stream_held = 1;
     p->done = done;
     p->ud = ud;
     return p;
@@ -382,7 +468,80 @@ void smx_pipe_open(smx_pipe *p, smx_conn *c, smx_pipe_open_fn open, void *arg)
     smx_chan_start(&p->chan, c, &pipe_chan_ops, p);
 }
 
+static int pipe_open_session(ssh_channel ch, void *arg)
+{
+    return ssh_channel_open_session(ch);
+}
+
+int smx_pipe_open_session(smx_pipe *p, smx_conn *c, const smx_sessreq_spec *spec)
+{
+    if (p->is_session)
+        smx_sessreq_free(&p->req);   /* a reopen starts the sequence again */
+    p->is_session = 1;
+    if (smx_sessreq_init(&p->req, spec) < 0) {
+        p->is_session = 0;
+        return SMX_ENOMEM;
+    }
+    smx_pipe_open(p, c, pipe_open_session, NULL);
+    return 0;
+}
+
 void smx_pipe_adopt(smx_pipe *p, smx_conn *c, ssh_channel ch)
 {
     smx_chan_adopt(&p->chan, c, ch, &pipe_chan_ops, p);
+}
+
+void smx_pipe_on_refused(smx_pipe *p, smx_pipe_refused_fn cb)
+{
+    p->refused_cb = cb;
+}
+
+void smx_pipe_on_early_data(smx_pipe *p, smx_pipe_early_fn cb)
+{
+    p->early_cb = cb;
+}
+
+void smx_pipe_attach(smx_pipe *p, uv_stream_t *stream)
+{
+    p->stream = stream;
+    stream->data = p;
+    p->stream_held = 0;
+    if (p->ending)
+        return;
+    pipe_start_reading(p);
+    if (p->held || p->chan_eof)
+        smx_chan_mark(&p->chan);   /* what waited in libssh goes to the stream now */
+}
+
+int smx_pipe_read_early(smx_pipe *p, void *buf, size_t len)
+{
+    if (!p->stream_held || p->ending || p->error || !p->chan.conn ||
+        p->chan.state != SMX_CHAN_OPEN)
+        return -1;
+    int n = ssh_channel_read_nonblocking(p->chan.ch, buf, (uint32_t)len, 0);
+    if (n <= 0)
+        p->held = 0;   /* nothing buffered: the data callback marks us when more comes */
+    smx_conn_flush(p->chan.conn);   /* our window may have grown */
+    return n < 0 ? -1 : n;
+}
+
+int smx_pipe_preload(smx_pipe *p, const void *data, size_t len)
+{
+    if (p->opened || len > PIPE_READ_SIZE - p->rlen)
+        return -1;
+    memcpy(p->rbuf + p->rlen, data, len);
+    p->rlen += len;
+    return 0;
+}
+
+int smx_pipe_send(smx_pipe *p, const void *data, size_t len)
+{
+    if (p->ending || !p->chan.conn || p->chan.state != SMX_CHAN_OPEN)
+        return -1;
+    int n = ssh_channel_write(p->chan.ch, data, (uint32_t)len);
+    if (n < 0 || (size_t)n != len)
+        return -1;   /* a few bytes the peer's first window always takes */
+    p->stats.to_channel += len;
+    smx_conn_flush(p->chan.conn);
+    return 0;
 }

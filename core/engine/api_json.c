@@ -37,6 +37,10 @@ char *smx_hostcfg_json(const smx_hostcfg *hc, const char *target)
 
 char *smx_forward_json(const smx_forward *f, size_t i)
 {
-    return api_dump(json_pack("{s:s, s:s, s:s}", "host", smx_forward_host(f), "listen",
-                              smx_forward_local(f, i), "remote", smx_forward_remote(f, i)));
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "host", smx_forward_host(f), "kind",
+                          smx_forward_kind(f, i), "listen", smx_forward_local(f, i), "to",
+                          smx_forward_remote(f, i));
+    if (o && smx_forward_port(f, i) > 0)
+        json_object_set_new(o, "port", json_integer(smx_forward_port(f, i)));
+    return api_dump(o);
 }

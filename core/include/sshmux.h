@@ -400,27 +400,48 @@ typedef struct smx_exec_callbacks {
 int smx_engine_add_exec(smx_engine *e, const char *target, smx_hostcfg *hc, const char *password,
                         const smx_exec_opts *x, const smx_exec_callbacks *cb);
 
-/* One local forward, as ssh -L takes it:
+/* One forward, as ssh takes it.
+ * Local (-L):
  *   [bind_address:]port:host:hostport      TCP listener -> the remote host:hostport
  *   [bind_address:]port:remote_socket      TCP listener -> a remote Unix socket
  *   local_socket:host:hostport             Unix listener -> the remote host:hostport
  *   local_socket:remote_socket             Unix listener -> a remote Unix socket
+ * Remote (-R): the same four forms with the listener on the server and the destination here,
+ *   and [bind_address:]port alone: a SOCKS proxy served here for connections made there.
+ *   No bind address: the server's loopback ("localhost"); "*" or "": every address, where the
+ *   server's GatewayPorts allows it. Port 0: the server picks one.
+ * Dynamic (-D): [bind_address:]port, a local SOCKS 4/4a/5 listener; names resolved remotely.
  * IPv6 addresses in brackets; a field with a '/' is a socket path. Strings are the spec's. */
+enum smx_fwd_kind { SMX_FWD_LOCAL, SMX_FWD_REMOTE, SMX_FWD_DYNAMIC };
+
 typedef struct smx_fwd_spec {
+    enum smx_fwd_kind kind;
+    /* The listener: here for local and dynamic forwards, on the server for remote ones. */
     char *bind_addr;      /* NULL: loopback */
     int bind_port;        /* TCP listener port (0: any free one), unless bind_path */
     char *bind_path;      /* Unix listener path, or NULL */
-    char *host;           /* remote TCP destination, unless remote_path */
+    /* Where its connections go (none: SOCKS, the client names it). */
+    char *host;           /* TCP destination, unless dest_path or command */
     int port;
-    char *remote_path;    /* remote Unix socket, or NULL */
+    char *dest_path;      /* Unix socket destination, or NULL */
+    char *command;        /* local forwards only, set by the caller: every connection is a
+                           * session channel running this command, its stdin/stdout the bytes
+                           * (as `docker system dial-stdio`); NULL otherwise */
 } smx_fwd_spec;
 
-/* *out needs no initialisation; free it with smx_fwd_spec_free. SMX_EINVAL quoting s. */
+/* A -L spec. *out needs no initialisation; free it with smx_fwd_spec_free. SMX_EINVAL quoting s. */
 int smx_fwd_spec_parse(const char *s, smx_fwd_spec *out, smx_err *err);
+/* A spec of the given kind (-L, -R or -D syntax). */
+int smx_fwd_spec_parse_kind(const char *s, enum smx_fwd_kind kind, smx_fwd_spec *out,
+                            smx_err *err);
+/* 1 when the forward's connections are SOCKS requests (-D, and -R without a destination). */
+int smx_fwd_spec_is_socks(const smx_fwd_spec *f);
 void smx_fwd_spec_free(smx_fwd_spec *f);
 
-/* One host's local forwards: listeners bound when added, served over one connection. The
- * engine's; it is gone once its on_done returned. */
+/* One host's forwards: local listeners bound when added, remote ones asked for once connected,
+ * served over one connection (and more to the same host when the server refuses channels as a
+ * limit, e.g. sshd's MaxSessions, while it carries others). The engine's; it is gone once its
+ * on_done returned. */
 typedef struct smx_forward smx_forward;
 
 typedef struct smx_forward_opts {
@@ -434,8 +455,12 @@ typedef struct smx_forward_opts {
 } smx_forward_opts;
 
 typedef struct smx_forward_callbacks {
-    /* Connected: the listeners serve. May be NULL. */
+    /* Connected: the local listeners serve; remote ones are being asked for. May be NULL. */
     void (*ready)(void *ud, smx_forward *f);
+    /* Remote listener i (-R) is bound on the server (err NULL: smx_forward_local/_port say
+     * where) or was refused (err names the spec; the host's forwards then end, as ssh's
+     * ExitOnForwardFailure). May be NULL. */
+    void (*remote_bound)(void *ud, smx_forward *f, size_t i, const char *err);
     /* A forwarded connection ended; err NULL on a clean end, else why. May be NULL. */
     void (*link_ended)(void *ud, smx_forward *f, const char *listener, const char *err);
     /* The command's output, line by line (when a command is given). */
@@ -454,13 +479,19 @@ int smx_engine_add_forward(smx_engine *e, const char *target, smx_hostcfg *hc,
                            const char *password, const smx_forward_opts *opts,
                            const smx_forward_callbacks *cb, smx_forward **out, smx_err *err);
 size_t smx_forward_listeners(const smx_forward *f);
-/* The bound address of listener i ("127.0.0.1:43817" or the socket path), what it reaches, and
- * the host alias: borrowed from f. */
+/* Listener i in the order of the specs: where it listens ("127.0.0.1:43817", the socket path;
+ * for a remote one the address on the server, with the bound port once known), where its
+ * connections go ("db:5432", a path, "socks"), and the host alias: borrowed from f. */
 const char *smx_forward_local(const smx_forward *f, size_t i);
 const char *smx_forward_remote(const smx_forward *f, size_t i);
 const char *smx_forward_host(const smx_forward *f);
-/* Listener i as one line of compact JSON, {"host":...,"listen":...,"remote":...}: malloc'd, the
- * caller's (free); NULL when out of memory. */
+/* "local", "dynamic", "remote" or "remote-socks". */
+const char *smx_forward_kind(const smx_forward *f, size_t i);
+/* The bound TCP port of listener i (0 for a socket, or a remote one not bound yet). */
+int smx_forward_port(const smx_forward *f, size_t i);
+/* Listener i as one line of compact JSON, {"host":...,"kind":...,"listen":...,"port":...,
+ * "to":...} (port for TCP listeners only): malloc'd, the caller's (free); NULL when out of
+ * memory. */
 char *smx_forward_json(const smx_forward *f, size_t i);
 
 /* What smx_engine_add_target queues for each host: set exec and exec_cb for a command, or

@@ -14,7 +14,7 @@ static void check_spec(const char *s, const smx_fwd_spec *f)
         fz_fail("\"%s\": both a bind path and a bind address", s);
     if (!f->bind_path && (f->bind_port < 0 || f->bind_port > 65535))
         fz_fail("\"%s\": bind port %d", s, f->bind_port);
-    if (!f->remote_path == !f->host)
+    if (!f->dest_path == !f->host)
         fz_fail("\"%s\": remote side is %s", s, f->host ? "both host and path" : "missing");
     if (f->host && (!f->host[0] || f->port < 0 || f->port > 65535))
         fz_fail("\"%s\": remote \"%s\" port %d", s, f->host, f->port);

@@ -247,8 +247,8 @@ def test_forward_tcp_and_unix_aliases():
     p = fixture.spawn([fixture.sshmux_bin(), "forward-tcp", "-F", F.cfg, "--json", "--address",
                        "127.0.0.2", str(echo.port), "h0001"], workdir=F.wd)
     row = json.loads(p.stdout.readline())
-    check_eq(row, {"host": "h0001", "listen": f"127.0.0.2:{echo.port}",
-                   "remote": f"localhost:{echo.port}"})
+    check_eq(row, {"host": "h0001", "kind": "local", "listen": f"127.0.0.2:{echo.port}",
+                   "port": echo.port, "to": f"localhost:{echo.port}"})
     c = socket.create_connection(("127.0.0.2", echo.port))
     c.sendall(b"via forward-tcp")
     c.shutdown(socket.SHUT_WR)

@@ -18,7 +18,7 @@ static void parse_ok(const char *s, const char *baddr, int bport, const char *bp
     if (bpath) assert_string_equal(f.bind_path, bpath); else assert_null(f.bind_path);
     if (host) assert_string_equal(f.host, host); else assert_null(f.host);
     assert_int_equal(f.port, port);
-    if (rpath) assert_string_equal(f.remote_path, rpath); else assert_null(f.remote_path);
+    if (rpath) assert_string_equal(f.dest_path, rpath); else assert_null(f.dest_path);
     smx_fwd_spec_free(&f);
 }
 
