@@ -5,8 +5,10 @@ throwaway OpenSSH sshd on loopback.
 One invocation = CALLS `docker version` calls, PARALLEL at a time (default 50 and 10), run by
 this file's driver (`docker.py --drive CALLS PARALLEL`, a thread pool of docker CLI processes
 that prints how many succeeded). Measured per invocation: wall time, the client CPU of the whole
-process tree (driver, docker CLIs, sshmux or the ssh processes; measure.py), the SSH handshakes
-made (sshd's "Accepted publickey" lines) and failed calls. Tools, interleaved rep by rep:
+process tree (driver, docker CLIs, sshmux or the ssh processes; measure.py), the server's CPU
+(the sshd and everything it forks, `docker system dial-stdio` included, kept in a cgroup of its
+own; dockerd not counted), the SSH handshakes made (sshd's "Accepted publickey" lines) and
+failed calls. Tools, interleaved rep by rep:
   sshmux-<backend>              `sshmux docker alias -- DRIVER`: one connection set up, then the
                                 calls, each API connection a session channel running
                                 `docker system dial-stdio` on the server
@@ -32,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COLUMNS = ["tool", "rep", "calls", "parallel", "wall_s", "calls_per_s", "cpu_s", "cpu_user_s",
-           "cpu_sys_s", "handshakes", "ok", "failed", "rc", "timed_out", "notes"]
+           "cpu_sys_s", "server_cpu_s", "handshakes", "ok", "failed", "rc", "timed_out", "notes"]
 HANDSHAKE = "Accepted publickey for "
 
 
@@ -94,6 +96,19 @@ class Bed:
     def handshakes(self):
         return self.sshd.log_text().count(HANDSHAKE)
 
+    def watch_server(self, cgroups):
+        """Moves the sshd into a cgroup of its own (cgroup v2 only): every process it forks
+        for a connection or session is then counted by server_cpu()."""
+        self.srv = cgroups.new() if cgroups and cgroups.v2 else None
+        if self.srv:
+            with open(os.path.join(self.srv.v2, "cgroup.procs"), "w") as f:
+                f.write(str(self.sshd.proc.pid))
+
+    def server_cpu(self):
+        """user+sys seconds of the sshd's cgroup so far, or None."""
+        cpu = self.srv.cpu() if self.srv else None
+        return sum(cpu) if cpu else None
+
     def settle(self, timeout=15):
         """Wait until the sshd has no session processes left from the previous invocation."""
         deadline = time.monotonic() + timeout
@@ -127,12 +142,14 @@ def has_docker_command(binary):
 def one(bed, name, argv, env_extra, calls, parallel, cgroups, scratch, timeout, rep, log):
     import measure
     bed.settle()
-    before = bed.handshakes()
+    before, srv0 = bed.handshakes(), bed.server_cpu()
     env = dict(bed.env, **env_extra)
     res = measure.run(argv, env, timeout, cgroups, scratch, f"docker-{name}-{rep}")
     for p in (res.stdout_path, res.stderr_path):
         os.unlink(p)
     hs = bed.handshakes() - before
+    bed.settle()   # sessions still ending are the invocation's server cost
+    srv = bed.server_cpu() - srv0 if srv0 is not None else None
     out = {}
     for line in res.stdout.splitlines():
         if line.startswith("{"):
@@ -147,10 +164,11 @@ def one(bed, name, argv, env_extra, calls, parallel, cgroups, scratch, timeout, 
         notes = f"exit {res.rc}; {notes}; stderr: {res.stderr.strip()[-200:]}"
     row = dict(tool=name, rep=rep, calls=calls, parallel=parallel, wall_s=res.wall_s,
                calls_per_s=calls / res.wall_s if res.wall_s else None, cpu_s=res.cpu_s,
-               cpu_user_s=res.cpu_user_s, cpu_sys_s=res.cpu_sys_s,
+               cpu_user_s=res.cpu_user_s, cpu_sys_s=res.cpu_sys_s, server_cpu_s=srv,
                handshakes=hs if name != "direct" else 0, ok=ok, failed=calls - ok, rc=res.rc,
                timed_out=int(res.timed_out), notes=" ".join(notes.split())[:300])
     log(f"docker {name:28} rep {rep}: wall {res.wall_s:6.2f} s  cpu {res.cpu_s:6.2f} s  "
+        f"server cpu {srv if srv is not None else float('nan'):5.2f} s  "
         f"handshakes {hs:3}  ok {ok}/{calls}" + (f"  [{row['notes'][:120]}]" if notes else ""))
     return row
 
@@ -179,13 +197,14 @@ def markdown(rows, meta):
          f"time, against one private dockerd ({meta['daemon']}) behind one OpenSSH sshd on "
          f"loopback (MaxSessions 100), docker CLI {meta['cli']}. Wall time and client CPU "
          "(user+sys of the whole process tree: driver, docker CLIs, sshmux or ssh; "
-         f"{meta['cpu_method']}) per invocation; handshakes = sshd's accepted logins during "
-         "it. sshmux's rows include its own connection setup (`sshmux docker alias -- "
+         f"{meta['cpu_method']}) per invocation; server CPU = the sshd and all it forked "
+         "(sessions, the remote `docker system dial-stdio`s; not dockerd); handshakes = sshd's "
+         "accepted logins during it. sshmux's rows include its own connection setup (`sshmux docker alias -- "
          "DRIVER`). sshd and dockerd share the 2 cores with the client: compare the rows, "
-         "not the absolute numbers.", ""]
+         f"not the absolute numbers. Load average at the start: {meta.get('load', '?')}.", ""]
     L += [f"- {n}" for n in meta.get("notes", [])] + ([""] if meta.get("notes") else [])
-    L += ["| tool | wall s | calls/s | client CPU s | handshakes | failed calls | wall vs docker-ssh |"
-          " handshakes vs docker-ssh |", "|---|---|---|---|---|---|---|---|"]
+    L += ["| tool | wall s | calls/s | client CPU s | server CPU s | handshakes | failed calls |"
+          " wall vs docker-ssh | handshakes vs docker-ssh |", "|---|---|---|---|---|---|---|---|---|"]
     ref_wall, ref_hs = _med(ref, "wall_s"), _med(ref, "handshakes")
     for t in tools:
         sel = [r for r in rows if r["tool"] == t]
@@ -194,6 +213,7 @@ def markdown(rows, meta):
         w, h = _med(sel, "wall_s"), _med(sel, "handshakes")
         L.append(f"| {t} | {_spread(sel, 'wall_s', '{:.2f}')} | "
                  f"{_spread(sel, 'calls_per_s', '{:.1f}')} | {_spread(sel, 'cpu_s', '{:.2f}')} | "
+                 f"{_spread(sel, 'server_cpu_s', '{:.2f}')} | "
                  f"{_spread(sel, 'handshakes', '{:.0f}')} | "
                  f"{failed}/{sum(r['calls'] for r in sel)}"
                  + (f" (**{timed} timed out**)" if timed else "") + " | "
@@ -229,7 +249,9 @@ def load(csv_path):
 # ------------------------------------------------------------------ entry point (bench/run)
 def run(args, setup, binaries, cgroups, log, summary):
     bed = Bed(setup)
-    notes = []
+    bed.watch_server(cgroups)
+    load = open("/proc/loadavg").read().split()[:3]
+    notes = [] if bed.srv else ["server CPU not measured (needs a writable cgroup v2)"]
     usable = {}
     for backend, b in binaries.items():
         if b and has_docker_command(b):
@@ -265,7 +287,8 @@ def run(args, setup, binaries, cgroups, log, summary):
                     command="bench/run " + " ".join(map(shlex.quote, sys.argv[1:])),
                     calls=args.docker_calls, parallel=args.docker_parallel,
                     daemon=f"docker.io {server}, vfs, no networking",
-                    cli=f"{client} ({bed.cli})", cpu_method=cgroups.describe()[0], notes=notes)
+                    cli=f"{client} ({bed.cli})", cpu_method=cgroups.describe()[0], notes=notes,
+                    load=" ".join(load))
         write(args.outdir, rows, meta)
         log(f"docker: wrote {csv_path} and docker.md")
     return 0
