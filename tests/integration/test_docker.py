@@ -109,8 +109,9 @@ class Served:
 
     def __init__(self, *args, json_out=False):
         b = bed()
+        # grace: a failed test's cleanup SIGTERMs it, so it removes its socket and directory
         self.proc = fixture.spawn([fixture.sshmux_bin(), "docker", "-F", b.cfg] + list(args),
-                                  env={"PATH": b.local_path}, workdir=b.wd)
+                                  env={"PATH": b.local_path}, workdir=b.wd, grace=5)
         self.line = readline(self.proc)
         if not self.line:
             raise Failure(f"sshmux docker {args} exited {self.proc.wait(10)} before serving:\n"
