@@ -173,9 +173,9 @@ def check_calls(dh):
     r = docker(dh, "run", "-i", "--rm", "--network", "none", b.image, "cat", input="data\n")
     check_rc(r, 0, "echo data | docker run -i cat")
     check_eq(r.stdout, "data\n")
-    big = "".join(f"{i:07d} streamed through sshmux docker\n" for i in range(8192))  # 304 KiB
+    big = "".join(f"{i:07d} streamed through sshmux docker\n" for i in range(8192))  # 312 KiB
     r = docker(dh, "run", "-i", "--rm", "--network", "none", b.image, "cat", input=big)
-    check_rc(r, 0, "docker run -i cat of 304 KiB")
+    check_rc(r, 0, "docker run -i cat of 312 KiB")
     check(r.stdout == big, f"cat's output differs: {len(r.stdout)} of {len(big)} bytes")
 
 
