@@ -13,7 +13,12 @@ PKGS=(build-essential cmake pkg-config ninja-build
       python3-asyncssh
       # fuzzers (tests/fuzz): clang-14 only recommends its sanitizer and libFuzzer runtimes, so
       # they are named; llvm brings llvm-symbolizer for readable sanitizer reports.
-      clang libclang-rt-14-dev llvm)
+      clang libclang-rt-14-dev llvm
+      # sshmux docker (tests/integration/test_docker.py, bench/docker.py): a private Docker
+      # daemon (tests/lib/dockerd.py) with its containerd and runc (docker.io depends on both),
+      # the docker CLI at /usr/bin/docker on both ends of the SSH connection, and a static
+      # busybox from which the tests build their one-layer image (no registry is reachable)
+      docker.io busybox-static)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then

@@ -222,8 +222,7 @@ static int exec_chan_drive(smx_chan *c)
         return 0;
     if (rc < 0) {
         char msg[SMX_MSG_MAX];
-        snprintf(msg, sizeof msg, "%s refused: %s", x->req.refused ? x->req.refused : "request",
-                 ssh_get_error(ssh_channel_get_session(c->ch)));
+        smx_sessreq_refusal(&x->req, c->ch, msg, sizeof msg);
         smx_result_set_error(x->result, SMX_STAGE_EXEC, rc == SMX_ECLOSED ? SMX_ECLOSED
                                                                            : SMX_ECHANNEL, msg);
         smx_chan_mark(c);   /* finished from after_poll, outside the request round */

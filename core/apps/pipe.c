@@ -400,8 +400,7 @@ static int pipe_chan_drive(smx_chan *c)
         return 0;
     if (rc < 0) {
         char msg[SMX_MSG_MAX];
-        snprintf(msg, sizeof msg, "%s refused: %s", p->req.refused ? p->req.refused : "request",
-                 ssh_get_error(ssh_channel_get_session(c->ch)));
+        smx_sessreq_refusal(&p->req, c->ch, msg, sizeof msg);
         pipe_set_error(p, msg);
         smx_chan_mark(c);   /* ended from after_poll, outside the request round */
         return 1;

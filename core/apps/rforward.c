@@ -424,13 +424,11 @@ static void rfwd_on_reply(void *ud, int status, const void *data, size_t len)
     }
     if (status != 0) {
         l->st = RL_FAILED;
-        if (status == SMX_ECHANNEL)
-            snprintf(err, sizeof err, "-R %s: remote listener refused by the server (in use, "
-                     "or not allowed: AllowTcpForwarding/AllowStreamLocalForwarding, "
-                     "PermitListen)", l->listen);
-        else
-            snprintf(err, sizeof err, "-R %s: the connection ended before the server answered",
-                     l->listen);
+        if (status != SMX_ECHANNEL)
+            return;   /* the connection ended first: its own end says why */
+        snprintf(err, sizeof err, "-R %s: remote listener refused by the server (in use, or not "
+                 "allowed: AllowTcpForwarding/AllowStreamLocalForwarding, PermitListen)",
+                 l->listen);
         rf->ev.bound(rf->ev.ud, l->index, l->listen, 0, err);
         return;
     }

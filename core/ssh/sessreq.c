@@ -156,3 +156,9 @@ int smx_sessreq_step(smx_sessreq *r, ssh_channel ch)
         }
     }
 }
+
+void smx_sessreq_refusal(const smx_sessreq *r, ssh_channel ch, char *out, size_t len)
+{
+    snprintf(out, len, "%s refused: %s", r->refused ? r->refused : "request",
+             ssh_get_error(ssh_channel_get_session(ch)));
+}

@@ -54,5 +54,7 @@ void smx_sessreq_free(smx_sessreq *r);
  * subsystem request is accepted, SMX_ECHANNEL when one was refused (r->refused says which;
  * libssh's error says why), SMX_ECLOSED when the connection went. */
 int smx_sessreq_step(smx_sessreq *r, ssh_channel ch);
+/* After SMX_ECHANNEL/SMX_ECLOSED: "exec request refused: <libssh's reason>". */
+void smx_sessreq_refusal(const smx_sessreq *r, ssh_channel ch, char *out, size_t len);
 
 #endif
