@@ -3,10 +3,13 @@ sha256 each way, Unix sockets both ways and Unix->Unix, port 0 reported in text 
 the reported port used, the default bind address sent to the server (loopback, never the
 wildcard), 200 concurrent connections through one -R with every byte echoed, a remote listener
 the server refuses (port in use, AllowTcpForwarding/AllowStreamLocalForwarding local, one host
-of several) -> error naming host and spec and exit 255, a refused local destination closes that
-connection only, remote listeners cancelled on SIGTERM/SIGINT (the port is free again: we bind
-it), -R on each host of -w (each listener in its own host's sshd), reverse SOCKS (-R port alone)
-with curl to a local HTTP server, and -R, -L and -D mixed on one connection.
+of several) -> error naming host and spec and exit 255, a refused or unresolvable local
+destination closes that connection only (a name is tried on each of its addresses), the remote
+ports free again after SIGTERM/SIGINT (we bind them) and the cancel requests sent, -R on each
+host of -w (each listener in its own host's sshd), reverse SOCKS (-R port alone) with curl to a
+local HTTP server, its failure codes and a destination that talks first, -R, -L and -D mixed on
+one connection, stalled readers at either end with bounded memory, `-- CMD` finding its listener
+bound, a lost connection (exit 255) and SIGTERM with transfers in flight.
 
 Every sshd here runs on this machine, so the "remote" ports are on 127.0.0.1 too: which process
 holds a listener (/proc) tells a remote listener (an sshd session) from a local one. The sshd
