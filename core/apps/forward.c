@@ -188,20 +188,19 @@ static void fwd_link_opened(smx_pipe *p, void *ud)
     }
 }
 
-/* A refusal on a connection that carries other links and words it as a limit ("administratively
- * prohibited", "resource shortage"; any refusal of a session channel: sshd's MaxSessions) says
- * "full": the link is tried on another connection. A SOCKS client is told why its request
- * failed. */
+/* A refusal on a connection that carries other links and words it as a limit ("resource
+ * shortage"; any refusal of a session channel: sshd's MaxSessions) says "full": the link is
+ * tried on another connection. A SOCKS client is told why its request failed. */
 static int fwd_link_refused(smx_pipe *p, int code, const char *why, void *ud)
 {
     fwd_link *k = ud;
     smx_forwarder *fw = k->l->fw;
     fwd_slot *s = &fw->slots[k->slot];
     /* sshd at MaxSessions refuses a session as "connect failed (open failed)": for a session
-     * channel, a refusal while others are open is a limit whatever its words. */
-    int limit = k->l->spec.command ||
-                (why && (strstr(why, "administratively prohibited") ||
-                         strstr(why, "resource shortage")));
+     * channel, a refusal while others are open is a limit whatever its words. For the others
+     * only "resource shortage" is (OpenSSH's "administratively prohibited" is PermitOpen's
+     * answer, the same on any connection). */
+    int limit = k->l->spec.command || (why && strstr(why, "resource shortage"));
     if (code == SMX_ECHANNEL && limit && s->open > 0 && !fw->closing) {
         if (s->capacity == 0 || s->open < s->capacity)
             s->capacity = s->open;

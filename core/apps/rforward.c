@@ -18,6 +18,7 @@ typedef struct rfwd_listener {
     int bound_port;               /* TCP: the port the server bound */
     smx_global_req *req;          /* the request in flight */
     char listen[160], to[160];
+    char given[340];              /* the spec as ssh writes it, for messages */
 } rfwd_listener;
 
 /* One forwarded connection: its channel is piped at once; the local stream is attached once
@@ -405,7 +406,7 @@ static void rfwd_on_reply(void *ud, int status, const void *data, size_t len)
     rfwd_listener *l = ud;
     smx_rforwarder *rf = l->rf;
     l->req = NULL;
-    char err[300];
+    char err[600];
     if (status == 0 && !l->spec.bind_path && l->spec.bind_port == 0) {
         /* RFC 4254 7.1: a request for port 0 is answered with the port bound. */
         const uint8_t *p = data;
@@ -414,7 +415,7 @@ static void rfwd_on_reply(void *ud, int status, const void *data, size_t len)
                                   (uint32_t)p[2] << 8 | p[3]);
         if (l->bound_port <= 0 || l->bound_port > 65535) {
             snprintf(err, sizeof err, "-R %s: the server bound a port but did not say which",
-                     l->listen);
+                     l->given);
             l->st = RL_FAILED;
             rf->ev.bound(rf->ev.ud, l->index, l->listen, 0, err);
             return;
@@ -428,7 +429,7 @@ static void rfwd_on_reply(void *ud, int status, const void *data, size_t len)
             return;   /* the connection ended first: its own end says why */
         snprintf(err, sizeof err, "-R %s: remote listener refused by the server (in use, or not "
                  "allowed: AllowTcpForwarding/AllowStreamLocalForwarding, PermitListen)",
-                 l->listen);
+                 l->given);
         rf->ev.bound(rf->ev.ud, l->index, l->listen, 0, err);
         return;
     }
@@ -506,6 +507,10 @@ int smx_rforward_add(smx_rforwarder *rf, const smx_fwd_spec *spec)
     l->spec.port = spec->port;
     l->spec.dest_path = dup_or_null(spec->dest_path);
     smx_fwd_spec_describe(&l->spec, l->listen, sizeof l->listen, l->to, sizeof l->to);
+    if (smx_fwd_spec_is_socks(&l->spec))
+        snprintf(l->given, sizeof l->given, "%s", l->listen);
+    else
+        snprintf(l->given, sizeof l->given, "%s:%s", l->listen, l->to);
     rf->ls[rf->nls++] = l;
     return 0;
 }

@@ -16,6 +16,7 @@ struct smx_global_req {
     char *name;
     ssh_buffer payload;      /* NULL for none */
     int want_reply;
+    int sent;                /* sent, its answer not collected yet (libssh holds it) */
     smx_global_cb cb;        /* NULL once canceled */
     void *ud;
 };
@@ -63,8 +64,10 @@ void smx_globalreqs_drive(smx_session *s)
     while (!smx_list_empty(&s->globalreqs) && s->state == SMX_SESSION_READY) {
         smx_global_req *r = smx_list_entry(s->globalreqs.next, smx_global_req, node);
         int rc = ssh_global_request(s->ssh, r->name, r->payload, r->want_reply);
-        if (rc == SSH_AGAIN)
+        if (rc == SSH_AGAIN) {
+            r->sent = 1;
             return;
+        }
         smx_list_remove(&r->node);
         /* The answer's data lives in libssh until the next request is sent (patch 0006). */
         size_t len = 0;
@@ -72,6 +75,23 @@ void smx_globalreqs_drive(smx_session *s)
         if (r->cb)
             r->cb(r->ud, rc == SSH_OK ? 0 : ssh_is_connected(s->ssh) ? SMX_ECHANNEL : SMX_ECLOSED,
                   data, len);
+        globalreq_free(r);
+    }
+}
+
+void smx_globalreqs_send_unanswered(smx_session *s)
+{
+    if (!smx_list_empty(&s->globalreqs) &&
+        smx_list_entry(s->globalreqs.next, smx_global_req, node)->sent)
+        return;   /* libssh sends nothing while an answer is outstanding */
+    for (smx_list *n = s->globalreqs.next, *next; n != &s->globalreqs; n = next) {
+        next = n->next;
+        smx_global_req *r = smx_list_entry(n, smx_global_req, node);
+        if (r->want_reply)
+            continue;
+        ssh_global_request(s->ssh, r->name, r->payload, 0);
+        if (r->cb)
+            r->cb(r->ud, 0, NULL, 0);
         globalreq_free(r);
     }
 }

@@ -29,6 +29,10 @@ void smx_global_req_cancel(smx_global_req *r);
 
 /* For the session: sends the head of the queue and collects answers; on every READY step. */
 void smx_globalreqs_drive(struct smx_session *s);
+/* For the session, closing while still connected: requests that want no answer (the
+ * cancel-tcpip-forward of a -R listener) go out before its DISCONNECT, when nothing is
+ * outstanding. */
+void smx_globalreqs_send_unanswered(struct smx_session *s);
 /* For the session: it ended; every queued callback gets SMX_ECLOSED. */
 void smx_globalreqs_fail_all(struct smx_session *s);
 int smx_globalreqs_pending(const struct smx_session *s);

@@ -197,6 +197,8 @@ static void session_do_close(smx_session *s)
     enum smx_session_state was = s->state;
     s->state = SMX_SESSION_CLOSING;
     smx_kbdint_cancel_wait(s);
+    if (s->ssh && was == SMX_SESSION_READY)
+        smx_globalreqs_send_unanswered(s);
     smx_globalreqs_fail_all(s);
     if (s->handler->ended)
         s->handler->ended(s);
