@@ -260,6 +260,9 @@ def test_hostile_clients_do_not_hurt():
 def test_silent_clients_closed_after_30s():
     # A client that connects and never completes its request is closed after 30 s (swept every
     # 5 s), so it cannot hold a descriptor for ever; a connection past its request is not.
+    if os.environ.get("SSHMUX_CRYPTO") == "mbedtls":
+        fixture.skip("a timer of the listener, not of the crypto backend: the OpenSSL and ASan "
+                     "builds run it (30 s each)")
     echo = netserv.Server(netserv.echo)
     f, proxy = socks_proxy()
     t0 = time.monotonic()
