@@ -13,7 +13,8 @@ enum {
     OPT_HOSTFILE = 1000, OPT_JSON, OPT_ENV, OPT_MAX_OUTPUT, OPT_CONNECT_TIMEOUT, OPT_AUTH_TIMEOUT,
     OPT_RETRIES, OPT_PASSWORD_ENV, OPT_PASSWORD_FILE, OPT_ASK_PASS, OPT_PASSPHRASE_ENV,
     OPT_KEY_ENV, OPT_NO_AGENT, OPT_KILL_GRACE, OPT_HANDSHAKES, OPT_BASE_PORT, OPT_MODE,
-    OPT_ADDRESS, OPT_REMOTE, OPT_SOCKET, OPT_STREAMLOCAL, OPT_PROXY_USER, OPT_PROXY_KEY,
+    OPT_ADDRESS, OPT_REMOTE, OPT_SOCKET, OPT_STREAMLOCAL, OPT_CMD, OPT_KEEP_GOING, OPT_SUDO,
+    OPT_SUDO_USER, OPT_SUDO_PASSWORD_ENV, OPT_SUDO_ASK_PASS, OPT_PROXY_USER, OPT_PROXY_KEY,
     OPT_PROXY_KEY_ENV,
     OPT_PROXY_PASSWORD_ENV, OPT_PROXY_PASSPHRASE_ENV, OPT_RESUME, OPT_FSYNC, OPT_NO_ATOMIC,
     OPT_BLOCK_SIZE, OPT_REQUESTS, OPT_TRANSFER_TIMEOUT, OPT_SUFFIX, OPT_PROGRESS
@@ -46,6 +47,12 @@ static const struct option cli_long_options[] = {
     {"remote", required_argument, NULL, OPT_REMOTE},
     {"socket", required_argument, NULL, OPT_SOCKET},
     {"streamlocal", no_argument, NULL, OPT_STREAMLOCAL},
+    {"cmd", required_argument, NULL, OPT_CMD},
+    {"keep-going", no_argument, NULL, OPT_KEEP_GOING},
+    {"sudo", no_argument, NULL, OPT_SUDO},
+    {"sudo-user", required_argument, NULL, OPT_SUDO_USER},
+    {"sudo-password-env", required_argument, NULL, OPT_SUDO_PASSWORD_ENV},
+    {"sudo-ask-pass", no_argument, NULL, OPT_SUDO_ASK_PASS},
     {"proxy-user", required_argument, NULL, OPT_PROXY_USER},
     {"proxy-key", required_argument, NULL, OPT_PROXY_KEY},
     {"proxy-key-env", required_argument, NULL, OPT_PROXY_KEY_ENV},
@@ -323,6 +330,12 @@ static int cli_apply_option(cli *c, int opt, char *arg)
     case OPT_REMOTE: c->remote = arg; return 0;
     case OPT_SOCKET: c->socket_path = arg; return 0;
     case OPT_STREAMLOCAL: c->streamlocal = 1; return 0;
+    case OPT_CMD: return smx_strvec_push(&c->cmds, arg);
+    case OPT_KEEP_GOING: c->x.keep_going = 1; return 0;
+    case OPT_SUDO: c->x.sudo = 1; return 0;
+    case OPT_SUDO_USER: c->x.sudo = 1; c->x.sudo_user = arg; return 0;
+    case OPT_SUDO_PASSWORD_ENV: c->x.sudo = 1; c->sudo_password_env = arg; return 0;
+    case OPT_SUDO_ASK_PASS: c->x.sudo = 1; c->sudo_ask_pass = 1; return 0;
     case OPT_PASSWORD_ENV: c->password_env = arg; return 0;
     case OPT_PASSWORD_FILE: c->password_file = arg; return 0;
     case OPT_ASK_PASS: c->ask_pass = 1; return 0;
@@ -413,6 +426,8 @@ void cli_free(cli *c)
     smx_strvec_free(&c->env);
     smx_strvec_free(&c->args);
     smx_strvec_free(&c->lspecs);
+    smx_strvec_free(&c->cmds);
+    smx_str_wipe_free(c->sudo_password);
     smx_strvec_free(&c->rspecs);
     smx_strvec_free(&c->dspecs);
     smx_strvec_free(&c->proxy_keys);

@@ -35,6 +35,10 @@ typedef struct cli {
     const char *password_env, *password_file, *passphrase_env, *key_env;
     int ask_pass;
     smx_strvec args;         /* positional arguments (the command) */
+    smx_strvec cmds;         /* --cmd (exec: a command list) */
+    const char *sudo_password_env;
+    int sudo_ask_pass;
+    char *sudo_password;     /* wiped in cli_free */
     smx_strvec lspecs;       /* -L (forward) */
     smx_strvec rspecs;       /* -R (forward) */
     smx_strvec dspecs;       /* -D (forward) */

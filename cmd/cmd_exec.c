@@ -61,8 +61,14 @@ int cmd_exec(int argc, char **argv)
     int rc = cli_parse(&c, argc, argv, "sshmux exec");
     if (rc)
         goto out_free;
-    if (c.args.n == 0) {
-        cli_error(&c, "no command given (usage: sshmux exec -w HOSTS [options] COMMAND...)");
+    if (c.args.n == 0 && c.cmds.n == 0) {
+        cli_error(&c, "no command given (usage: sshmux exec -w HOSTS [options] COMMAND... or "
+                  "--cmd CMD [--cmd CMD...])");
+        rc = EXIT_USAGE;
+        goto out_free;
+    }
+    if (c.args.n && c.cmds.n) {
+        cli_error(&c, "give the command either as arguments or as --cmd, not both");
         rc = EXIT_USAGE;
         goto out_free;
     }
@@ -71,8 +77,12 @@ int cmd_exec(int argc, char **argv)
         goto out_free;
     cli_fit_fanout(&c);
 
-    char *command = cli_join_args(&c.args, 0);
+    char *command = c.args.n ? cli_join_args(&c.args, 0) : NULL;
     c.x.command = command;
+    if (c.cmds.n) {
+        c.x.commands = (const char *const *)c.cmds.v;
+        c.x.ncommands = c.cmds.n;
+    }
     c.x.env = c.env.n ? &c.env : NULL;
     c.x.capture = c.gather || c.json;
 

@@ -111,6 +111,35 @@ static void output_copy_done(output *o, smx_result *r)
     }
 }
 
+/* Gathered (-b), a command list's output is shown step by step: a header line per step with its
+ * command and status, then what it printed; hosts group when every step printed the same. */
+static void output_steps_text(smx_result *r)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    if (!m)
+        return;
+    for (size_t i = 0; i < r->nsteps; i++) {
+        const smx_step_result *st = &r->steps[i];
+        if (st->exit_signal)
+            fprintf(m, "--- step %zu: %s (signal %s)\n", i + 1, st->command, st->exit_signal);
+        else
+            fprintf(m, "--- step %zu: %s (exit %d)\n", i + 1, st->command, st->exit_code);
+        fwrite(st->out.data ? st->out.data : "", 1, st->out.len, m);
+        if (st->out.len && st->out.data[st->out.len - 1] != '\n')
+            fputc('\n', m);
+    }
+    if (fclose(m) != 0 || !text) {
+        free(text);
+        return;
+    }
+    free(r->out.data);
+    r->out.data = text;
+    r->out.len = len;
+    r->out.cap = len + 1;
+}
+
 static void output_on_done(void *ud, smx_result *r)
 {
     output *o = ud;
@@ -118,6 +147,8 @@ static void output_on_done(void *ud, smx_result *r)
     output_count(o, r);
     if (r->is_copy && !o->c->x.command)
         output_copy_done(o, r);
+    if (o->c->gather && !o->c->json && o->c->x.ncommands)
+        output_steps_text(r);
     if (o->c->json) {
         char *s = smx_result_json(r);
         if (s) {

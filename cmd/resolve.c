@@ -338,10 +338,31 @@ static int cli_load_proxy_credentials(cli *c, smx_engine *e, char **proxy_pw)
     return rc < 0 ? EXIT_UNREACHABLE : 0;
 }
 
+/* --sudo's password, asked once for the whole fleet; the exec options point at the copy the cli
+ * keeps (wiped in cli_free). */
+static int cli_load_sudo_password(cli *c)
+{
+    if (c->sudo_password_env) {
+        c->sudo_password = cli_take_env(c, "--sudo-password-env", c->sudo_password_env);
+    } else if (c->sudo_ask_pass) {
+        c->sudo_password = cli_ask_secret("sudo password (for all hosts): ", NULL);
+        if (!c->sudo_password)
+            cli_error(c, "--sudo-ask-pass: no terminal to ask on");
+    } else {
+        return 0;
+    }
+    if (!c->sudo_password)
+        return EXIT_USAGE;
+    c->x.sudo_password = c->sudo_password;
+    return 0;
+}
+
 int cli_load_credentials(cli *c, smx_engine *e)
 {
     smx_engine_set_config(e, c->config);
     int rc = cli_load_password(c, e);
+    if (!rc)
+        rc = cli_load_sudo_password(c);
     if (rc)
         return rc;
     rc = cli_load_keys(c, e);

@@ -9,6 +9,8 @@ PKGS=(build-essential cmake pkg-config ninja-build
       pdsh procps iproute2 python3
       # SOCKS clients for the -D / reverse -R tests (tests/integration/test_socks.py)
       curl
+      # exec --sudo against a real sudo with throwaway sudoers rules (tests/integration/test_sudo.py)
+      sudo
       # a second SSH/SFTP server for interop tests (tests/lib/asyncsshd.py, run by /usr/bin/python3)
       python3-asyncssh
       # fuzzers (tests/fuzz): clang-14 only recommends its sanitizer and libFuzzer runtimes, so

@@ -1,7 +1,11 @@
 /* One file from one host:
  *   OPEN remote -> open LOCAL.sshmux-partial [--resume: compare its last bytes with the remote's]
  *   -> READ x N (pipelined; a short read is asked again for the rest, only a STATUS EOF ends the
- *   file) with each DATA written at its offset by libuv's threadpool -> CLOSE remote
+ *   file) with the DATA written in file order by libuv's threadpool, one write at a time (what
+ *   came early waits in memory): the partial file is always a whole prefix of the source, so a
+ *   run killed at any moment leaves nothing --resume would take for good data (written at their
+ *   offsets as they came, a later block could land before an earlier one and leave a hole
+ *   whose end matches the source) -> CLOSE remote
  *   -> [fsync] [times] [mode] -> close -> rename onto LOCAL.
  * On failure: CLOSE remote, close and unlink the partial unless --resume may use it. */
 #include <fcntl.h>
@@ -51,6 +55,10 @@ struct smx_download {
     size_t vlen;
     uint64_t voff;
     uint64_t t0;
+    struct dn_write *pending;       /* received, not yet written: by offset */
+    struct dn_write *writing;       /* the blocks of the write in flight */
+    uint64_t wr_off;                /* everything below is written */
+    uv_fs_t wreq;
 };
 
 typedef struct dn_read {
@@ -60,11 +68,13 @@ typedef struct dn_read {
 } dn_read;
 
 typedef struct dn_write {
-    uv_fs_t req;
-    smx_download *d;
+    struct dn_write *next;
+    uint64_t off;
     size_t len;
     uint8_t data[];
 } dn_write;
+
+#define DN_WRITE_BATCH 16   /* contiguous blocks in one writev */
 
 static void dn_pump(smx_download *d);
 static void dn_local_step(smx_download *d);
@@ -80,6 +90,10 @@ static void dn_maybe_done(smx_download *d)
     d->out->seconds = (double)(uv_hrtime() - d->t0) / 1e9;
     smx_xfer_done_cb done = d->done;
     void *ud = d->ud;
+    for (dn_write *w = d->pending, *next; w; w = next) {
+        next = w->next;
+        free(w);
+    }
     free(d->vbuf);
     free(d->handle);
     free(d->remote);
@@ -226,7 +240,7 @@ static void dn_resume_steps(smx_download *d)
                                  dn_on_verify, d));
         return;
     case DL_TRUNCATE:
-        d->next_off = 0;
+        d->next_off = d->wr_off = 0;
         d->st = DL_READ;
         dn_pump(d);
         return;
@@ -245,7 +259,7 @@ static void dn_on_verify(void *ud, smx_sftp_reply *r)
     } else if (!d->out->failed) {
         if (r->type == SMX_FXP_DATA && r->data_len == d->vlen &&
             memcmp(r->data, d->vbuf, d->vlen) == 0) {
-            d->next_off = d->out->resumed_from = d->voff + d->vlen;
+            d->next_off = d->wr_off = d->out->resumed_from = d->voff + d->vlen;
             d->st = DL_READ;
             dn_pump(d);
         } else {
@@ -337,28 +351,99 @@ static void dn_local_step(smx_download *d)
 
 /* ---- reading ---------------------------------------------------------------------------------- */
 
+static void dn_on_written(uv_fs_t *req);
+
+/* The next write: the blocks that continue the file from wr_off, if any, in one writev. */
+static void dn_write_ready(smx_download *d)
+{
+    if (d->writes || d->out->failed || !d->pending || d->pending->off != d->wr_off)
+        return;
+    uv_buf_t bufs[DN_WRITE_BATCH];
+    unsigned n = 0;
+    uint64_t end = d->wr_off;
+    dn_write *last = NULL;
+    for (dn_write *w = d->pending; w && n < DN_WRITE_BATCH && w->off == end; w = w->next) {
+        bufs[n++] = uv_buf_init((char *)w->data, (unsigned)w->len);
+        end += w->len;
+        last = w;
+    }
+    d->writing = d->pending;
+    d->pending = last->next;
+    last->next = NULL;
+    d->wreq.data = d;
+    int rc = uv_fs_write(d->loop, &d->wreq, d->fd, bufs, n, (int64_t)d->wr_off, dn_on_written);
+    if (rc < 0) {
+        dn_fail_text(d, uv_strerror(rc));
+        return;
+    }
+    d->writes = 1;
+}
+
+/* A short write (the disk filling up) took only `done` bytes: what it did not take goes back to
+ * the front, and the next write says why. */
+static void dn_requeue_unwritten(smx_download *d, size_t done)
+{
+    dn_write *rest = NULL, **tail = &rest;
+    for (dn_write *w = d->writing, *next; w; w = next) {
+        next = w->next;
+        if (done >= w->len) {
+            done -= w->len;
+            free(w);
+            continue;
+        }
+        if (done) {
+            memmove(w->data, w->data + done, w->len - done);
+            w->off += done;
+            w->len -= done;
+            done = 0;
+        }
+        *tail = w;
+        tail = &w->next;
+    }
+    *tail = d->pending;
+    d->pending = rest;
+    d->writing = NULL;
+}
+
 static void dn_on_written(uv_fs_t *req)
 {
-    dn_write *w = (dn_write *)req;
-    smx_download *d = w->d;
+    smx_download *d = req->data;
     ssize_t res = req->result;
     uv_fs_req_cleanup(req);
     dn_enter(d);
-    d->writes--;
-    d->disk_queued -= w->len;
-    if (res < 0) {
-        dn_fail_text(d, uv_strerror((int)res));
-    } else if (!d->out->failed) {
-        d->out->bytes += w->len;
+    d->writes = 0;
+    size_t done = res > 0 ? (size_t)res : 0;
+    dn_requeue_unwritten(d, done);
+    d->disk_queued -= done;
+    d->wr_off += done;
+    if (!d->out->failed) {
+        d->out->bytes += done;
         if (d->out->progress)
-            *d->out->progress += w->len;
+            *d->out->progress += done;
     }
-    free(w);
+    if (res < 0)
+        dn_fail_text(d, uv_strerror((int)res));
+    else if (res == 0 && d->pending)
+        dn_fail_text(d, "the local file takes no more data");
+    else
+        dn_write_ready(d);
     if (d->st == DL_CLEANUP)
         dn_local_step(d);
     else
         dn_pump(d);
     dn_leave(d);
+}
+
+/* Keeps a block until the file reaches it (they nearly always come in order: one look back). */
+static void dn_queue_block(smx_download *d, dn_write *w)
+{
+    dn_write **pp = &d->pending;
+    while (*pp && (*pp)->off < w->off)
+        pp = &(*pp)->next;
+    w->next = *pp;
+    *pp = w;
+    d->disk_queued += w->len;
+    dn_write_ready(d);
 }
 
 static void dn_send_read(smx_download *d, uint64_t off, uint32_t len);
@@ -383,24 +468,14 @@ static void dn_on_data(void *ud, smx_sftp_reply *r)
         dn_fail_text(d, "the server sent an empty read");   /* asked again, it never ends */
     } else if (!d->out->failed) {
         size_t n = r->data_len < len ? r->data_len : len;
-        dn_write *w = malloc(sizeof *w + (n ? n : 1));
-        if (!w) {
+        dn_write *w = n ? malloc(sizeof *w + n) : NULL;
+        if (n && !w) {
             dn_fail_text(d, "out of memory");
         } else if (n > 0) {
             memcpy(w->data, r->data, n);
-            w->d = d;
+            w->off = off;
             w->len = n;
-            uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)n);
-            int rc = uv_fs_write(d->loop, &w->req, d->fd, &b, 1, (int64_t)off, dn_on_written);
-            if (rc < 0) {
-                free(w);
-                dn_fail_text(d, uv_strerror(rc));
-            } else {
-                d->writes++;
-                d->disk_queued += n;
-            }
-        } else {
-            free(w);
+            dn_queue_block(d, w);
         }
         if (!d->out->failed && n < len)
             dn_send_read(d, off + n, (uint32_t)(len - n));   /* short read: the rest again */
@@ -433,6 +508,12 @@ static void dn_pump(smx_download *d)
         uint32_t len = (uint32_t)(left < d->block ? left : d->block);
         dn_send_read(d, d->next_off, len);
         d->next_off += len;
+    }
+    if (d->st == DL_READ && !d->out->failed && d->reads == 0 && d->next_off >= d->eof_at &&
+        d->writes == 0 && d->pending) {
+        /* Data past a read that met the end: the file changed size while it was read. */
+        dn_fail_text(d, "the file changed while it was read");
+        return;
     }
     if (d->st == DL_READ && !d->out->failed && d->reads == 0 && d->next_off >= d->eof_at &&
         d->writes == 0) {

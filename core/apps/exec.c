@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "sessreq.h"
+#include "sudo.h"
 
 #define EXEC_MAX_PARTIAL_LINE (64 * 1024)   /* a line longer than this is passed on in pieces */
 
@@ -33,6 +34,15 @@ struct smx_exec {
     int canceled;                   /* smx_exec_cancel calls so far */
     int released;                   /* the channel is released: done may run */
     uint64_t t_start;
+    /* --sudo: our prompt is found and removed from both streams, and answered once. */
+    char *wrapped;                  /* the sudo command line sent */
+    smx_sudo_filter sudo_out[2];
+    int sudo_prompts, sudo_answered, sudo_wants_tty;
+    int cur_stderr;                 /* the stream being filtered (for the emit callback) */
+    /* Without a PTY, stderr's first line is held: sudo says there when sudoers wants a tty, and
+     * that message is no output of the command (the step runs again on a PTY). */
+    smx_buf err_hold;
+    int err_holding;
 };
 
 static void exec_finish(smx_exec *x);
@@ -72,9 +82,8 @@ static void exec_flush_partial(smx_exec *x)
 
 /* ---- the channel's data path (inside libssh) -------------------------------------------- */
 
-static int exec_on_data(smx_chan *c, void *data, uint32_t len, int is_stderr)
+static void exec_deliver(smx_exec *x, int is_stderr, const char *data, size_t len)
 {
-    smx_exec *x = c->data;
     smx_result *r = x->result;
     if (x->spec->capture) {
         smx_buf *b = is_stderr ? &r->err : &r->out;
@@ -83,7 +92,87 @@ static int exec_on_data(smx_chan *c, void *data, uint32_t len, int is_stderr)
     }
     if (x->ev->line)
         exec_emit_lines(x, is_stderr, data, len);
-    return (int)len;   /* always consume: unread data would keep the window shut */
+}
+
+/* Delivers what was held (or drops it when it was sudo asking for a tty). */
+static void exec_release_err(smx_exec *x)
+{
+    if (!x->err_holding)
+        return;
+    x->err_holding = 0;
+    if (smx_sudo_wants_tty(x->err_hold.data, x->err_hold.len) && !x->sudo_prompts)
+        x->sudo_wants_tty = 1;
+    else if (x->err_hold.len)
+        exec_deliver(x, 1, x->err_hold.data, x->err_hold.len);
+    smx_buf_free(&x->err_hold);
+}
+
+static void exec_deliver_filtered(void *ud, const char *p, size_t n)
+{
+    smx_exec *x = ud;
+    if (!x->cur_stderr || !x->err_holding) {
+        exec_deliver(x, x->cur_stderr, p, n);
+        return;
+    }
+    smx_buf_append(&x->err_hold, p, n, SIZE_MAX);
+    if (memchr(p, '\n', n) || x->err_hold.len > 4096)
+        exec_release_err(x);
+}
+
+static int exec_on_data(smx_chan *c, void *data, uint32_t len, int is_stderr)
+{
+    smx_exec *x = c->data;
+    if (!x->wrapped) {
+        exec_deliver(x, is_stderr, data, len);
+        return (int)len;   /* always consume: unread data would keep the window shut */
+    }
+    /* sudo's prompt: on stderr, or on the PTY (stdout) when there is one. */
+    x->cur_stderr = is_stderr;
+    int prompts = smx_sudo_filter_feed(&x->sudo_out[is_stderr], data, len,
+                                       exec_deliver_filtered, x);
+    if (prompts)
+        exec_release_err(x);   /* asked for a password: it has no tty problem */
+    if (prompts) {
+        x->sudo_prompts += prompts;
+        smx_chan_mark(c);   /* answered from after_poll: no writes inside libssh */
+    }
+    return (int)len;
+}
+
+/* The first prompt gets the password; another one means it was wrong (sudo says "Sorry, try
+ * again"), and no password means we cannot answer: either way stdin is closed, sudo gives up
+ * at once, and the host fails with stage sudo instead of waiting. */
+static void exec_answer_sudo(smx_exec *x)
+{
+    if (x->sudo_answered >= x->sudo_prompts || x->st != EXEC_RUNNING)
+        return;
+    const char *pw = x->spec->sudo_password;
+    if (x->sudo_prompts == 1 && pw) {
+        x->sudo_answered = 1;
+        size_t n = strlen(pw);
+        char *line = malloc(n + 1);
+        if (line) {
+            memcpy(line, pw, n);
+            line[n] = '\n';
+            ssh_channel_write(x->chan.ch, line, (uint32_t)(n + 1));
+            smx_wipe_free(line, n + 1);
+        }
+        smx_conn_flush(x->chan.conn);
+        return;
+    }
+    x->sudo_answered = x->sudo_prompts;
+    smx_result_set_error(x->result, SMX_STAGE_SUDO, SMX_EAUTH,
+                         pw ? "incorrect password (sudo asked again)"
+                            : "a password was asked for and none was given "
+                              "(--sudo-password-env VAR or --sudo-ask-pass)");
+    /* On a PTY an EOF is not the end of the terminal's input: the channel goes instead (sshd
+     * hangs the terminal up). */
+    if (x->spec->pty) {
+        exec_finish(x);
+        return;
+    }
+    ssh_channel_send_eof(x->chan.ch);
+    smx_conn_flush(x->chan.conn);
 }
 
 static void exec_on_close(smx_chan *c)
@@ -181,10 +270,14 @@ static void exec_on_timer_closed(uv_handle_t *h)
 {
     smx_exec *x = h->data;
     const smx_exec_events *ev = x->ev;
+    int wants_tty = x->sudo_wants_tty;
     smx_buf_free(&x->partial[0]);
     smx_buf_free(&x->partial[1]);
     smx_sessreq_free(&x->req);
+    free(x->wrapped);
     free(x);
+    if (wants_tty && ev->sudo_wants_tty)
+        ev->sudo_wants_tty(ev->ud);
     ev->done(ev->ud);
 }
 
@@ -195,6 +288,11 @@ static void exec_finish(smx_exec *x)
     x->result->t.exec = smx_ms_since(x->t_start);
     x->st = EXEC_DONE;
     uv_timer_stop(&x->timer);
+    for (int i = 0; x->wrapped && i < 2; i++) {
+        x->cur_stderr = i;
+        smx_sudo_filter_flush(&x->sudo_out[i], exec_deliver_filtered, x);
+    }
+    exec_release_err(x);
     exec_flush_partial(x);
     smx_chan_release(&x->chan);   /* sends CLOSE if it is open */
     uv_close((uv_handle_t *)&x->timer, exec_on_timer_closed);
@@ -239,6 +337,8 @@ static int exec_chan_drive(smx_chan *c)
 static void exec_chan_after_poll(smx_chan *c)
 {
     smx_exec *x = c->data;
+    if (x->wrapped)
+        exec_answer_sudo(x);
     if (x->remote_closed || (x->st == EXEC_REQUESTS && x->req.state == SMX_SESSREQ_REFUSED))
         exec_finish(x);
 }
@@ -284,9 +384,23 @@ smx_exec *smx_exec_start(smx_conn *c, const smx_exec_opts *spec, smx_result *res
     x->ev = ev;
     x->req_spec.kind = SMX_SESSREQ_EXEC;
     x->req_spec.command = spec->command;
+    if (spec->sudo) {
+        char marker[SMX_SUDO_MARKER_MAX];
+        smx_sudo_marker(marker);
+        x->wrapped = smx_sudo_command(spec->command, spec->sudo_user, marker);
+        if (!x->wrapped) {
+            free(x);
+            return NULL;
+        }
+        smx_sudo_filter_init(&x->sudo_out[0], marker);
+        smx_sudo_filter_init(&x->sudo_out[1], marker);
+        x->err_holding = !spec->pty;
+        x->req_spec.command = x->wrapped;
+    }
     x->req_spec.pty = spec->pty;
     x->req_spec.env = spec->env;
     if (smx_sessreq_init(&x->req, &x->req_spec) < 0) {
+        free(x->wrapped);
         free(x);
         return NULL;
     }

@@ -19,6 +19,9 @@ typedef struct smx_exec_events {
     /* The command is over: its status (or why not) is in the result. The exec frees itself
      * after this returns; the connection stays the caller's. */
     void (*done)(void *ud);
+    /* Optional, with spec->sudo: sudo said the host's sudoers want a tty (requiretty); told
+     * just before done. */
+    void (*sudo_wants_tty)(void *ud);
     void *ud;
 } smx_exec_events;
 

@@ -17,6 +17,7 @@ const char *smx_stage_name(enum smx_stage stage)
     case SMX_STAGE_EXEC: return "exec";
     case SMX_STAGE_TIMEOUT: return "timeout";
     case SMX_STAGE_SFTP: return "sftp";
+    case SMX_STAGE_SUDO: return "sudo";
     }
     return "?";
 }
@@ -80,6 +81,13 @@ void smx_result_free(smx_result *r)
         free(r->files[i].error);
     }
     free(r->files);
+    for (size_t i = 0; i < r->nsteps; i++) {
+        free(r->steps[i].command);
+        free(r->steps[i].exit_signal);
+        smx_buf_free(&r->steps[i].out);
+        smx_buf_free(&r->steps[i].err);
+    }
+    free(r->steps);
 }
 
 void smx_result_set_error(smx_result *r, enum smx_stage stage, int code, const char *msg)
@@ -155,6 +163,26 @@ static void result_files_json(json_t *o, const smx_result *r)
     json_object_set_new(o, "files", files);
 }
 
+static void result_steps_json(json_t *o, const smx_result *r)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < r->nsteps; i++) {
+        const smx_step_result *st = &r->steps[i];
+        json_t *e = json_object();
+        json_object_set_new(e, "command", json_str_or_null(st->command));
+        json_object_set_new(e, "exit_code",
+                            st->exit_code >= 0 ? json_integer(st->exit_code) : json_null());
+        json_object_set_new(e, "exit_signal", json_str_or_null(st->exit_signal));
+        json_object_set_new(e, "stdout", json_bytes(&st->out));
+        json_object_set_new(e, "stderr", json_bytes(&st->err));
+        json_object_set_new(e, "truncated", json_boolean(st->truncated));
+        json_object_set_new(e, "timed_out", json_boolean(st->timed_out));
+        json_object_set_new(e, "time_ms", json_real(st->ms));
+        json_array_append_new(a, e);
+    }
+    json_object_set_new(o, "steps", a);
+}
+
 json_t *smx_result_to_json(const smx_result *r)
 {
     json_t *o = json_object();
@@ -188,6 +216,8 @@ json_t *smx_result_to_json(const smx_result *r)
     json_object_set_new(o, "auth_method", json_str_or_null(r->auth_method));
     if (r->is_copy)
         result_files_json(o, r);
+    if (r->nsteps)
+        result_steps_json(o, r);
     return o;
 }
 
@@ -214,7 +244,7 @@ int smx_result_exit_status(const smx_result *r)
         return 128 + result_signal_number(r->exit_signal);   /* as a shell reports it */
     if (r->is_copy && r->err_stage == SMX_STAGE_NONE)
         return 0;
-    if (r->err_stage == SMX_STAGE_SFTP)
-        return 1;         /* as scp: a file failed, the host was reached */
+    if (r->err_stage == SMX_STAGE_SFTP || r->err_stage == SMX_STAGE_SUDO)
+        return 1;         /* reached, and refused there: as scp for a file, as sudo itself */
     return 255;       /* never ran: unreachable, unverified, unauthenticated, refused */
 }

@@ -1,5 +1,7 @@
-/* The exec job: one host's connection carrying one exec channel (apps/exec.c). The job ends when
- * both are gone: the exec told `done` and the connection told `closed`. */
+/* The exec job: one host's connection carrying one exec channel (apps/exec.c), or for a command
+ * list (and under sudo) one channel per step in turn, each step's outcome kept in the result's
+ * steps. The job ends when both are gone: the last exec told `done` and the connection told
+ * `closed`. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,10 +20,21 @@ typedef struct exec_job {
     smx_conn *conn;                 /* NULL once closed */
     smx_exec *exec;                 /* NULL before it starts and once done */
     int conn_closed, exec_done;
+    /* Steps (a command list, or sudo): one exec each, with its own scratch result. */
+    int stepping;
+    size_t step;                    /* the step running */
+    smx_exec_opts step_opts;
+    smx_result *scratch;
+    uint64_t step_start;
+    int step_wants_tty;
 } exec_job;
 
 static void exec_job_release(exec_job *job)
 {
+    if (job->scratch) {
+        smx_result_free(job->scratch);
+        free(job->scratch);
+    }
     smx_str_wipe_free(job->password);
     smx_hostcfg_free(job->hc);
     free(job->hc);
@@ -46,9 +59,8 @@ static void exec_job_on_line(void *ud, int is_stderr, const char *line, size_t l
     job->cb->on_line(job->cb->ud, job->result, is_stderr, line, len);
 }
 
-static void exec_job_on_exec_done(void *ud)
+static void exec_job_finish_exec(exec_job *job)
 {
-    exec_job *job = ud;
     job->exec = NULL;
     job->exec_done = 1;
     if (job->conn)
@@ -56,11 +68,129 @@ static void exec_job_on_exec_done(void *ud)
     exec_job_maybe_done(job);
 }
 
+static void exec_job_on_exec_done(void *ud)
+{
+    exec_job_finish_exec(ud);
+}
+
+/* ---- steps -------------------------------------------------------------------------------- */
+
+static size_t exec_job_nsteps(const exec_job *job)
+{
+    return job->x->ncommands ? job->x->ncommands : 1;
+}
+
+static const char *exec_job_step_command(const exec_job *job, size_t i)
+{
+    return job->x->ncommands ? job->x->commands[i] : job->x->command;
+}
+
+static void exec_job_on_step_done(void *ud);
+static void exec_job_on_step_wants_tty(void *ud)
+{
+    ((exec_job *)ud)->step_wants_tty = 1;
+}
+
+static int exec_job_start_step(exec_job *job, int pty)
+{
+    smx_result *sc = calloc(1, sizeof *sc);
+    if (!sc)
+        return SMX_ENOMEM;
+    smx_result_init(sc);
+    job->scratch = sc;
+    job->step_opts = *job->x;
+    job->step_opts.command = exec_job_step_command(job, job->step);
+    job->step_opts.pty = job->x->pty || pty;
+    job->step_wants_tty = 0;
+    job->xev.done = exec_job_on_step_done;
+    job->xev.sudo_wants_tty = exec_job_on_step_wants_tty;
+    job->step_start = uv_hrtime();
+    job->exec = smx_exec_start(job->conn, &job->step_opts, sc, &job->xev);
+    return job->exec ? 0 : SMX_ENOMEM;
+}
+
+/* The step's outcome moves into the result: its own record, and the host's fields (the last
+ * step's status; everyone's output, in order). */
+static int exec_job_keep_step(exec_job *job)
+{
+    smx_result *r = job->result, *sc = job->scratch;
+    smx_step_result *steps = realloc(r->steps, (r->nsteps + 1) * sizeof *steps);
+    if (!steps)
+        return SMX_ENOMEM;
+    r->steps = steps;
+    smx_step_result *st = &steps[r->nsteps++];
+    memset(st, 0, sizeof *st);
+    st->command = strdup(exec_job_step_command(job, job->step));
+    st->exit_code = sc->exit_code;
+    st->exit_signal = sc->exit_signal ? strdup(sc->exit_signal) : NULL;
+    st->out = sc->out;
+    st->err = sc->err;
+    memset(&sc->out, 0, sizeof sc->out);
+    memset(&sc->err, 0, sizeof sc->err);
+    st->truncated = sc->truncated;
+    st->timed_out = sc->timed_out;
+    st->ms = (double)(uv_hrtime() - job->step_start) / 1e6;
+    /* The host's status: the first step that failed (--keep-going went on past it), else the
+     * last one's. */
+    if (r->nsteps == 1 || (r->exit_code == 0 && !r->exit_signal)) {
+        r->exit_code = sc->exit_code;
+        free(r->exit_signal);
+        r->exit_signal = sc->exit_signal ? strdup(sc->exit_signal) : NULL;
+    }
+    r->timed_out |= sc->timed_out;
+    r->t.exec += sc->t.exec;
+    size_t max = job->x->max_output;
+    if (smx_buf_append(&r->out, st->out.data, st->out.len, max) |
+        smx_buf_append(&r->err, st->err.data, st->err.len, max) | st->truncated)
+        r->truncated = 1;
+    if (sc->err_stage != SMX_STAGE_NONE)
+        smx_result_set_error(r, sc->err_stage, sc->err_code, sc->err_msg);
+    return 0;
+}
+
+static void exec_job_drop_scratch(exec_job *job)
+{
+    smx_result_free(job->scratch);
+    free(job->scratch);
+    job->scratch = NULL;
+}
+
+/* Next: the same step again on a PTY when sudoers wants a tty (a PTY not tried yet), the next
+ * one, or the end (the last step, a failure without --keep-going, or an error). */
+static void exec_job_on_step_done(void *ud)
+{
+    exec_job *job = ud;
+    job->exec = NULL;
+    smx_result *sc = job->scratch;
+    if (job->step_wants_tty && !job->step_opts.pty && sc->err_stage == SMX_STAGE_NONE &&
+        job->conn && !job->conn->ended) {
+        exec_job_drop_scratch(job);
+        if (exec_job_start_step(job, 1) == 0)
+            return;
+    }
+    int kept = job->scratch ? exec_job_keep_step(job) : SMX_ENOMEM;
+    int failed = kept < 0 || !job->scratch || job->scratch->err_stage != SMX_STAGE_NONE ||
+                 job->scratch->exit_code != 0;
+    if (job->scratch)
+        exec_job_drop_scratch(job);
+    job->step++;
+    int more = job->step < exec_job_nsteps(job) && (!failed || job->x->keep_going) &&
+               job->result->err_stage == SMX_STAGE_NONE && job->conn && !job->conn->ended;
+    if (more && exec_job_start_step(job, 0) == 0)
+        return;
+    if (job->scratch)
+        exec_job_drop_scratch(job);
+    exec_job_finish_exec(job);
+}
+
 static void exec_job_on_ready(smx_conn *c, void *ud)
 {
     exec_job *job = ud;
     job->conn->loss_context = " while running";
-    job->exec = smx_exec_start(c, job->x, job->result, &job->xev);
+    if (job->stepping)
+        exec_job_start_step(job, 0);
+    else
+        job->exec = smx_exec_start(c, job->x, job->result, &job->xev);
     if (!job->exec) {
         smx_session_fail(&c->session, SMX_STAGE_EXEC, SMX_ENOMEM, "out of memory");
         job->exec_done = 1;
@@ -178,6 +308,7 @@ int smx_engine_add_exec(smx_engine *e, const char *target, smx_hostcfg *hc, cons
     job->xev.line = cb->on_line ? exec_job_on_line : NULL;
     job->xev.done = exec_job_on_exec_done;
     job->xev.ud = job;
+    job->stepping = x->ncommands > 0 || x->sudo;
     smx_engine_queue_job(e, &job->base);
     return 0;
 }

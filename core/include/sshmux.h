@@ -119,7 +119,8 @@ enum smx_stage {
     SMX_STAGE_AUTH,
     SMX_STAGE_EXEC,       /* the command, or (forward jobs) the connection once it carried forwards */
     SMX_STAGE_TIMEOUT,    /* the command ran past its timeout */
-    SMX_STAGE_SFTP        /* a file transfer (the SFTP session, or one file of it) */
+    SMX_STAGE_SFTP,       /* a file transfer (the SFTP session, or one file of it) */
+    SMX_STAGE_SUDO        /* sudo refused the password, or asked for one it was not given */
 };
 
 /* "none", "resolve", "connect", ...: static storage. */
@@ -145,6 +146,16 @@ typedef struct smx_file_result {
     char *error;               /* NULL when the file arrived whole */
 } smx_file_result;
 
+/* One command of a command list (smx_exec_opts.commands), in the order run. */
+typedef struct smx_step_result {
+    char *command;             /* as given (without the sudo wrapper) */
+    int exit_code;             /* -1 if none */
+    char *exit_signal;
+    smx_buf out, err;          /* when capturing */
+    int truncated, timed_out;
+    double ms;                 /* from its channel's open to its close */
+} smx_step_result;
+
 /* The outcome of one host's job, as --json prints it. Every pointer in it is owned by the
  * result and freed with it (smx_result_destroy); NULL where the run did not get that far. */
 typedef struct smx_result {
@@ -169,6 +180,9 @@ typedef struct smx_result {
     uint64_t bytes;            /* payload bytes moved, all files */
     smx_file_result *files;
     size_t nfiles;
+    smx_step_result *steps;    /* a command list's (or sudo's) steps, in order; the fields above
+                                * hold the last step run and out/err all steps' output */
+    size_t nsteps;
 } smx_result;
 
 /* Frees a result handed over by an on_done callback, and everything in it. NULL is a no-op. */
@@ -177,8 +191,8 @@ void smx_result_destroy(smx_result *r);
  * malloc'd, the caller's (free). NULL when out of memory. */
 char *smx_result_json(const smx_result *r);
 /* As a shell would report the host: 0 ok; 255 not reached, verified or authenticated; 124 the
- * command timed out; 1 a file copy failed (as scp); else the remote status (128+N for signal
- * N). */
+ * command timed out; 1 a file copy failed (as scp) or sudo refused; else the remote status
+ * (128+N for signal N). */
 int smx_result_exit_status(const smx_result *r);
 
 /* ---- host lists and targets ------------------------------------------------------------- */
@@ -376,7 +390,20 @@ int smx_engine_load_jump_keys(smx_engine *e, const char *chain, smx_err *err);
 /* ---- jobs ------------------------------------------------------------------------------- */
 
 typedef struct smx_exec_opts {
-    const char *command;
+    const char *command;       /* one command; or: */
+    const char *const *commands;   /* a command list: run in order over one connection, each on
+                                    * its own channel; stops at the first that fails unless
+                                    * keep_going. Per-step results in smx_result.steps */
+    size_t ncommands;
+    int keep_going;
+    /* Run each command under `sudo -S -p MARKER [-u sudo_user] -- sh -c CMD`, answering sudo's
+     * prompt with sudo_password (borrowed; NULL: a prompt fails the host with stage "sudo").
+     * The prompt is removed from the output and the password never appears in it; a second
+     * prompt (wrong password) fails the host with stage "sudo". When sudoers wants a tty
+     * (requiretty), the step runs again on a PTY. */
+    int sudo;
+    const char *sudo_user;
+    const char *sudo_password;
     int pty;
     const smx_strvec *env;     /* "K=V" strings, or NULL */
     int timeout_ms;            /* 0 = none; then TERM, and KILL after kill_grace_ms */
