@@ -53,7 +53,7 @@ test-asan: build-asan
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_ARGS)
 
 # Every build first, then every suite: a failure in one backend doesn't hide the others' results.
-# Then each fuzzer for 20 s (a crash, leak, timeout or OOM it finds fails the run), and last the
+# Then each fuzzer for 15 s (a crash, leak, timeout or OOM it finds fails the run), and last the
 # benchmark smoke run (bench/run --quick: 100 hosts, sshmux against its peers, < 90 s).
 test: build-openssl build-mbedtls build-asan build-fuzz
 	@rc=0; \
@@ -62,8 +62,8 @@ test: build-openssl build-mbedtls build-asan build-fuzz
 	    ( cd build/$$b && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	      ctest $(CTEST_ARGS) ) || rc=1; \
 	done; \
-	echo "=== fuzz: 20 s per harness ==="; \
-	( cd build/fuzz && FUZZ_SECONDS=20 ctest $(CTEST_ARGS) --verbose -L fuzz ) || rc=1; \
+	echo "=== fuzz: 15 s per harness ==="; \
+	( cd build/fuzz && FUZZ_SECONDS=15 ctest $(CTEST_ARGS) --verbose -L fuzz ) || rc=1; \
 	echo "=== bench smoke: bench/run --quick ==="; \
 	bench/run --quick --out build/bench-quick/results.csv || rc=1; \
 	exit $$rc
