@@ -912,6 +912,10 @@ int smx_groups_load_inventory(smx_groups *g, const char *path, smx_err *err)
     }
     size_t gi;
     rc = inv_group(&c, "all", &gi);
+    if (rc == 0)
+        c.t->groups[gi].declared = 1;   /* all and ungrouped always exist */
+    if (rc == 0 && (rc = inv_group(&c, "ungrouped", &gi)) == 0)
+        c.t->groups[gi].declared = 1;
     if (rc == 0 && strncmp(text, "#!", 2) == 0) {
         rc = smx_seterr(err, SMX_EINVAL, "%s: an inventory script: sshmux does not run "
                         "inventory scripts (give it their output as a YAML file)", path);
@@ -938,16 +942,17 @@ int smx_groups_load_inventory(smx_groups *g, const char *path, smx_err *err)
             grp_yaml_free(&y);
     }
     free(text);
-    if (rc == 0)
-        rc = grp_ansible_finalize(c.t, err);
+    smx_err ferr = {{0}};
+    if (rc == 0 && (rc = grp_ansible_finalize(c.t, &ferr)) < 0)
+        smx_seterr(err, rc, "%s: %s", path, ferr.msg);
     if (rc == 0 && !dst) {
         rc = grp_add_source(g, c.t);
         c.t = NULL;
         dst = rc == 0 ? grp_find_source(g, "ansible", GRP_ANSIBLE) : NULL;
     } else if (rc == 0) {
         rc = inv_merge(dst, c.t) < 0 ? smx_seterr(err, SMX_ENOMEM, "out of memory") : 0;
-        if (rc == 0)
-            rc = grp_ansible_finalize(dst, err);
+        if (rc == 0 && (rc = grp_ansible_finalize(dst, &ferr)) < 0)
+            smx_seterr(err, rc, "%s: %s", path, ferr.msg);
     }
     grp_source_free(c.t);
     return rc;
