@@ -706,8 +706,11 @@ static int x_lookup(xctx *x, const grp_source *s, const char *name, nset *out)
     if (s->kind == GRP_GENDERS) {
         smx_strvec names = {0};
         int rc = grp_genders_query(s, name, &names, x->err);
+        /* An attribute no node has is most likely a typo; a query may well be empty. */
+        int query = strstr(name, "||") || strstr(name, "&&") || strstr(name, "--") ||
+                    strpbrk(name, "~(");
         if (rc == 0 && names.n == 0)
-            rc = 0;
+            rc = query;
         else if (rc == 0)
             rc = nset_apply(out, ',', &names) < 0 ? SMX_ENOMEM : 1;
         smx_strvec_free(&names);
