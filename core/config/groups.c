@@ -757,26 +757,25 @@ static int x_missing(xctx *x, const grp_source *ctx, const char *ref, const char
                      const grp_source *const *looked, size_t nlooked)
 {
     const smx_groups *g = x->g;
-    char hint[256] = "";
+    char hint[SMX_MSG_MAX - 64] = "";
     size_t gi;
-    if (g->deferred) {
-        *x->err = g->deferred_err;
-        return SMX_EINVAL;
-    }
+    if (g->deferred)   /* the group may be in the file that did not load */
+        snprintf(hint, sizeof hint, " (a group file read by default did not load: %.300s)",
+                 g->deferred_err.msg);
     for (size_t i = 0; i < g->nsrc && !hint[0]; i++) {
         const grp_source *s = g->src[i];
         int skip = 0;
         for (size_t k = 0; k < nlooked; k++)
             skip |= looked[k] == s;
         if (!skip && s->kind != GRP_GENDERS && grp_index_get(&s->gix, name, &gi))
-            snprintf(hint, sizeof hint, " (source \"%s\" has it: @%s:%s)", s->name, s->name,
-                     name);
+            snprintf(hint, sizeof hint, " (source \"%.64s\" has it: @%.64s:%.64s)", s->name,
+                     s->name, name);
     }
     for (size_t k = 0; k < nlooked && !hint[0]; k++)
         if (looked[k]->upcalls)
-            snprintf(hint, sizeof hint, " (source \"%s\" is defined by upcalls in %s, which "
-                     "sshmux does not run)", looked[k]->name, looked[k]->origin);
-    if (!g->nsrc)
+            snprintf(hint, sizeof hint, " (source \"%.64s\" is defined by upcalls in %.200s, "
+                     "which sshmux does not run)", looked[k]->name, looked[k]->origin);
+    if (!g->nsrc && !g->deferred)
         snprintf(hint, sizeof hint, " (no group sources: see --groups, --inventory, --genders)");
     if (ctx)
         return smx_seterr(x->err, SMX_ENOENT, "unknown group @%s in source \"%s\" (%s)%s", ref,
@@ -799,13 +798,12 @@ static int x_ref(xctx *x, const grp_source *ctx, const char *ref, nset *out)
             return smx_seterr(x->err, SMX_ENOMEM, "out of memory");
         looked[0] = x_source_named(x->g, src);
         free(src);
-        if (!looked[0]) {
-            if (x->g->deferred) {
-                *x->err = x->g->deferred_err;
-                return SMX_EINVAL;
-            }
-            return smx_seterr(x->err, SMX_ENOENT, "unknown group source in @%s", ref);
-        }
+        if (!looked[0])
+            return smx_seterr(x->err, SMX_ENOENT, "unknown group source in @%s%s%.300s%s", ref,
+                              x->g->deferred ? " (a group file read by default did not load: "
+                                             : "",
+                              x->g->deferred ? x->g->deferred_err.msg : "",
+                              x->g->deferred ? ")" : "");
         nlooked = 1;
     } else if (ctx) {
         looked[nlooked++] = ctx;

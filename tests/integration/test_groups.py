@@ -197,6 +197,24 @@ def test_clustershell_xdg_config_and_upcalls():
     check("never-run" not in r.stdout + r.stderr, "an upcall ran")
 
 
+def test_broken_default_file_only_stops_group_lookups():
+    """A default group file that does not parse must not stop sshmux for runs that name no
+    group; a lookup that fails says which file did not load."""
+    d = WD.mkdir("clush-broken")
+    bad = WD.file("clush-broken/groups.d/bad.yaml", "s: [\n")
+    WD.file("clush-broken/groups.conf", "[Main]\nautodir: $CFGDIR/groups.d\n")
+    env = {"CLUSTERSHELL_CFGDIR": d}
+    check_eq(hosts("-w", "a,b", env=env), ["a", "b"])
+    r = fixture.run_sshmux(["hosts", "-F", "none", "-w", "@x"], env=env, workdir=WD)
+    check_rc(r, 2)
+    check_in("@x", r.stderr)
+    check_in(bad, r.stderr)
+    # Named on the command line, the same file is an error at once.
+    r = fixture.run_sshmux(["hosts", "-F", "none", "--groups", bad, "-w", "a"], workdir=WD)
+    check_rc(r, 2)
+    check_in(bad, r.stderr)
+
+
 # ------------------------------------------------------------------ Ansible
 
 def ansible_list(path):
@@ -412,7 +430,9 @@ def test_missing_group_and_cycles():
 if __name__ == "__main__":
     setup()
     fixture.main([test_clustershell_groups_match_nodeset, test_group_name_ranges,
-                  test_clustershell_xdg_config_and_upcalls, test_inventory_ini_matches_ansible,
+                  test_clustershell_xdg_config_and_upcalls,
+                  test_broken_default_file_only_stops_group_lookups,
+                  test_inventory_ini_matches_ansible,
                   test_inventory_yaml_matches_ansible, test_inventory_errors,
                   test_genders_match_nodeattr, test_exec_reaches_exactly_the_group,
                   test_exec_genders_g, test_inventory_connection_variables_are_used,
