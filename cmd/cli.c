@@ -17,11 +17,15 @@ enum {
     OPT_SUDO_USER, OPT_SUDO_PASSWORD_ENV, OPT_SUDO_ASK_PASS, OPT_PROXY_USER, OPT_PROXY_KEY,
     OPT_PROXY_KEY_ENV,
     OPT_PROXY_PASSWORD_ENV, OPT_PROXY_PASSPHRASE_ENV, OPT_RESUME, OPT_FSYNC, OPT_NO_ATOMIC,
-    OPT_BLOCK_SIZE, OPT_REQUESTS, OPT_TRANSFER_TIMEOUT, OPT_SUFFIX, OPT_PROGRESS
+    OPT_BLOCK_SIZE, OPT_REQUESTS, OPT_TRANSFER_TIMEOUT, OPT_SUFFIX, OPT_PROGRESS, OPT_GROUPS,
+    OPT_INVENTORY, OPT_GENDERS
 };
 
 static const struct option cli_long_options[] = {
     {"hostfile", required_argument, NULL, OPT_HOSTFILE},
+    {"groups", required_argument, NULL, OPT_GROUPS},
+    {"inventory", required_argument, NULL, OPT_INVENTORY},
+    {"genders", required_argument, NULL, OPT_GENDERS},
     {"json", no_argument, NULL, OPT_JSON},
     {"gather", no_argument, NULL, 'b'},
     {"quiet", no_argument, NULL, 'q'},
@@ -280,6 +284,38 @@ static int cli_add_list(smx_strvec *lists, char *arg)
     return rc;
 }
 
+/* -g ATTR[=VAL][,ATTR...] (pdsh's genders option): the nodes matching any of them, as the
+ * host list "@genders:ATTR,..." (each part may also be a nodeattr query). */
+static int cli_add_genders_query(cli *c, const char *arg)
+{
+    static const char prefix[] = "@genders:";
+    size_t parts = 1;
+    for (const char *p = arg; *p; p++)
+        parts += *p == ',';
+    char *list = malloc(strlen(arg) + parts * (sizeof prefix - 1) + 1), *o = list;
+    if (!list) {
+        cli_error(c, "out of memory");
+        return -1;
+    }
+    for (const char *p = arg;;) {
+        size_t n = strcspn(p, ",");
+        while (n && (*p == ' ' || *p == '\t')) {
+            p++;
+            n--;
+        }
+        if (n == 0) {
+            cli_error(c, "-g \"%s\": empty genders attribute", arg);
+            free(list);
+            return -1;
+        }
+        o += sprintf(o, "%s%s%.*s", o == list ? "" : ",", prefix, (int)n, p);
+        if (!p[n])
+            break;
+        p += n + 1;
+    }
+    return smx_strvec_push_owned(&c->wlists, list);
+}
+
 /* One option; returns 0 or -1 (message printed). */
 static int cli_apply_option(cli *c, int opt, char *arg)
 {
@@ -292,6 +328,10 @@ static int cli_apply_option(cli *c, int opt, char *arg)
     case 'w': return cli_add_list(&c->wlists, arg);
     case 'x': return cli_add_list(&c->xlists, arg);
     case OPT_HOSTFILE: return smx_strvec_push(&c->hostfiles, arg);
+    case OPT_GROUPS: return smx_strvec_push(&c->groups_files, arg);
+    case OPT_INVENTORY: return smx_strvec_push(&c->inventories, arg);
+    case OPT_GENDERS: return smx_strvec_push(&c->genders_files, arg);
+    case 'g': return cli_add_genders_query(c, arg);
     case 'F': c->config_file = arg; return 0;
     case 'o':
         if ((jump = cli_proxyjump_value(arg)))
@@ -361,10 +401,10 @@ int cli_parse(cli *c, int argc, char **argv, const char *prog)
 static const char *cli_optstring(enum cli_parse_kind kind)
 {
     switch (kind) {
-    case CLI_PARSE_COPY: return "w:x:F:o:l:P:i:f:u:J:rpbqvh";
-    case CLI_PARSE_SCRIPT: return "+w:x:F:o:l:p:i:f:u:J:tbqvh";
-    case CLI_PARSE_FORWARD: return "+w:x:F:o:l:p:i:f:u:L:R:D:J:tbqvh";
-    default: return "+w:x:F:o:l:p:i:f:u:L:J:tbqvh";
+    case CLI_PARSE_COPY: return "w:x:g:F:o:l:P:i:f:u:J:rpbqvh";
+    case CLI_PARSE_SCRIPT: return "+w:x:g:F:o:l:p:i:f:u:J:tbqvh";
+    case CLI_PARSE_FORWARD: return "+w:x:g:F:o:l:p:i:f:u:L:R:D:J:tbqvh";
+    default: return "+w:x:g:F:o:l:p:i:f:u:L:J:tbqvh";
     }
 }
 
@@ -394,7 +434,7 @@ int cli_parse_mode(cli *c, int argc, char **argv, const char *prog, enum cli_par
         }
         if (opt == '?' || opt == ':') {
             const char *bad = argv[optind - 1];
-            if (optopt && strchr("wxFolpPifuLRDJ", optopt))
+            if (optopt && strchr("wxgFolpPifuLRDJ", optopt))
                 cli_error(c, "option -%c needs a value", optopt);
             else
                 cli_error(c, "unknown option \"%s\" (see sshmux --help)", bad);
@@ -421,6 +461,9 @@ void cli_free(cli *c)
     smx_strvec_free_wipe(&c->secrets);
     smx_str_wipe_free(c->jump_password);
     smx_strvec_free(&c->hostfiles);
+    smx_strvec_free(&c->groups_files);
+    smx_strvec_free(&c->inventories);
+    smx_strvec_free(&c->genders_files);
     smx_strvec_free_wipe(&c->ov.options);
     smx_strvec_free(&c->ov.identityfiles);
     smx_strvec_free(&c->env);

@@ -1,6 +1,7 @@
 /* The sshmux command line: options shared by every subcommand, and the path from them to a list
  * of resolved hosts. Exit statuses (documented in README):
- *   0 success; 2 usage error (bad option, malformed hostlist/target, unreadable -F/-i/--hostfile);
+ *   0 success; 2 usage error (bad option, malformed hostlist/target, unknown @group, unreadable
+ *   -F/-i/--hostfile/--groups/--inventory/--genders);
  *   255 a host could not be reached, verified or authenticated (or credentials unusable);
  *   otherwise the largest remote exit status (124 for -u timeouts, 128+N for signal N). */
 #ifndef SSHMUX_CLI_H
@@ -21,7 +22,11 @@ typedef struct cli_host {
 
 typedef struct cli {
     const char *prog;        /* "sshmux exec" etc., for messages */
-    smx_strvec wlists, xlists, hostfiles; /* as given: may hold ssh:// passwords (wiped) */
+    smx_strvec wlists, xlists, hostfiles; /* as given: may hold ssh:// passwords (wiped); -g
+                                           * adds "@genders:ATTR,..." to wlists */
+    smx_strvec groups_files;  /* --groups: ClusterShell group files (else ClusterShell's own) */
+    smx_strvec inventories;   /* --inventory: Ansible inventories (else $ANSIBLE_INVENTORY) */
+    smx_strvec genders_files; /* --genders (else /etc/genders) */
     smx_strvec secrets;      /* passwords taken out of ssh:// targets; tag i + 1 is secrets.v[i] */
     char *jump_password;     /* from the first hop's ssh:// URL in -J / -o ProxyJump (wiped) */
     int have_jump;           /* a ProxyJump was given: later ones lose, as in ssh */

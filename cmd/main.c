@@ -34,6 +34,11 @@ void cli_usage(FILE *f)
 "                      with ranges: web[01-20], r[1-2]n[1-3], n[1-10/2], a[1,3,5-7]b\n"
 "  --hostfile FILE     one host list per line, '#' comments\n"
 "  -x LIST             exclude these hosts\n"
+"  @GROUP, @SRC:GROUP  in any list: a node group (ClusterShell, Ansible, genders)\n"
+"  --groups FILE       ClusterShell group file (default: ClusterShell's groups.conf)\n"
+"  --inventory FILE    Ansible inventory, INI or YAML (default: $ANSIBLE_INVENTORY)\n"
+"  --genders FILE      genders file (default: /etc/genders)\n"
+"  -g ATTR[=VAL],...   the genders nodes with any of these attributes (as pdsh -g)\n"
 "ssh options (as ssh):\n"
 "  -F FILE  -o Key=Value  -l USER  -p PORT  -i IDENTITY\n"
 "exec:\n"
@@ -68,9 +73,9 @@ void cli_usage(FILE *f)
 "  --password-env VAR  --password-file FILE  --ask-pass\n"
 "  --passphrase-env VAR  --key-env VAR  --no-agent\n"
 "\n"
-"exit status: 0 all ok; 2 usage error; 255 a host unreachable, unverified or not\n"
-"authenticated; 1 a file copy failed on some host; else the largest remote exit\n"
-"status (124 timeout, 128+N signal N)\n",
+"exit status: 0 all ok; 2 usage error (an unknown @group too); 255 a host\n"
+"unreachable, unverified or not authenticated; 1 a file copy failed on some host;\n"
+"else the largest remote exit status (124 timeout, 128+N signal N)\n",
         f);
 }
 

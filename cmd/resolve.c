@@ -74,6 +74,7 @@ static int cli_expand_targets(cli *c, smx_hostlist *targets)
         cli_error(c, "out of memory");
         return EXIT_USAGE;
     }
+    smx_hostlist_set_config(excluded, c->config);   /* -x @group */
     for (size_t i = 0; rc == 0 && i < c->xlists.n; i++)
         rc = cli_add_list(c, excluded, c->xlists.v[i], &x, 0);
     if (rc == 0)
@@ -124,18 +125,52 @@ static int cli_resolve_all(cli *c, const smx_hostlist *targets)
     return rc;
 }
 
+/* --groups, --inventory, --genders, or for each format not named, the files its own tools read
+ * (ClusterShell's groups.conf and group files, $ANSIBLE_INVENTORY, /etc/genders: a default
+ * file that does not load fails only a lookup of a group that is not found). */
+static int cli_load_groups(cli *c)
+{
+    static const struct {
+        const char *opt;
+        int (*add)(smx_config *, const char *, smx_err *);
+    } kinds[] = {
+        { "--groups", smx_config_add_groups_file },
+        { "--inventory", smx_config_add_inventory },
+        { "--genders", smx_config_add_genders },
+    };
+    const smx_strvec *files[] = { &c->groups_files, &c->inventories, &c->genders_files };
+    const unsigned bits[] = { SMX_GROUPS_CLUSTERSHELL, SMX_GROUPS_ANSIBLE, SMX_GROUPS_GENDERS };
+    unsigned defaults = 0;
+    smx_err err = {{0}};
+    for (size_t k = 0; k < 3; k++) {
+        if (!files[k]->n)
+            defaults |= bits[k];
+        for (size_t i = 0; i < files[k]->n; i++) {
+            if (kinds[k].add(c->config, files[k]->v[i], &err) < 0) {
+                cli_error(c, "%s: %s", kinds[k].opt, err.msg);
+                return EXIT_USAGE;
+            }
+        }
+    }
+    smx_strvec notes = {0};
+    int rc = smx_config_add_default_groups(c->config, defaults, &notes, &err);
+    for (size_t i = 0; c->verbose && i < notes.n; i++)
+        cli_warn(c, "%s", notes.v[i]);
+    smx_strvec_free(&notes);
+    if (rc < 0) {
+        cli_error(c, "%s", err.msg);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
 int cli_resolve_hosts(cli *c, int need_targets)
 {
-    smx_hostlist *targets = smx_hostlist_new(SMX_HOSTLIST_MAX);
-    int rc = targets ? cli_expand_targets(c, targets) : EXIT_USAGE;
-    if (!targets)
-        cli_error(c, "out of memory");
-    if (rc == 0 && need_targets && smx_hostlist_count(targets) == 0) {
-        cli_error(c, "no targets: give hosts with -w LIST or --hostfile FILE");
-        rc = EXIT_USAGE;
-    }
+    smx_hostlist *targets = NULL;
     smx_err err = {{0}};
-    if (rc == 0 && smx_config_load(&c->config, c->config_file, &err) < 0) {
+    int rc = 0;
+    /* The config first: its group sources expand @group items of the lists. */
+    if (smx_config_load(&c->config, c->config_file, &err) < 0) {
         cli_error(c, "%s", err.msg);
         rc = EXIT_USAGE;
     }
@@ -143,6 +178,19 @@ int cli_resolve_hosts(cli *c, int need_targets)
         const smx_strvec *warnings = smx_config_warnings(c->config);
         for (size_t i = 0; warnings && i < warnings->n; i++)
             cli_warn(c, "%s", warnings->v[i]);
+    }
+    if (rc == 0)
+        rc = cli_load_groups(c);
+    if (rc == 0 && !(targets = smx_hostlist_new(SMX_HOSTLIST_MAX))) {
+        cli_error(c, "out of memory");
+        rc = EXIT_USAGE;
+    }
+    smx_hostlist_set_config(targets, c->config);
+    if (rc == 0)
+        rc = cli_expand_targets(c, targets);
+    if (rc == 0 && need_targets && smx_hostlist_count(targets) == 0) {
+        cli_error(c, "no targets: give hosts with -w LIST or --hostfile FILE");
+        rc = EXIT_USAGE;
     }
     if (rc == 0)
         rc = cli_resolve_all(c, targets);

@@ -5,6 +5,8 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config ninja-build
       libuv1-dev libjansson-dev libssl-dev libmbedtls-dev zlib1g-dev libcmocka-dev
+      # ClusterShell group files and Ansible's YAML inventories (core/config/groups*.c)
+      libyaml-dev
       openssh-server openssh-client dpkg-dev xz-utils patch
       pdsh procps iproute2 python3
       # SOCKS clients for the -D / reverse -R tests (tests/integration/test_socks.py)
@@ -20,7 +22,11 @@ PKGS=(build-essential cmake pkg-config ninja-build
       # daemon (tests/lib/dockerd.py) with its containerd and runc (docker.io depends on both),
       # the docker CLI at /usr/bin/docker on both ends of the SSH connection, and a static
       # busybox from which the tests build their one-layer image (no registry is reachable)
-      docker.io busybox-static)
+      docker.io busybox-static
+      # @group oracles (tests/integration/test_groups.py): ClusterShell's nodeset, Ansible's
+      # ansible-inventory (ansible-core alone, without recommends: 8 packages, about 20 MB;
+      # the "ansible" package adds every collection, hundreds of MB), genders' nodeattr
+      clustershell ansible-core genders)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then

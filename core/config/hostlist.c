@@ -2,7 +2,9 @@
 #define _DEFAULT_SOURCE /* strndup even under -std=c11 */
 #endif
 #include "hostlist.h"
+#include "groups.h"
 #include "hostset.h"
+#include "sshconfig_internal.h"
 #include "target.h"
 
 #include <stdarg.h>
@@ -54,6 +56,7 @@ struct smx_hostlist {
     smx_hostset seen; /* borrows names.v[i] */
     size_t budget;   /* names the list may still generate */
     size_t max;
+    const smx_config *cfg; /* its groups expand `@group` items; NULL: '@' is a plain name */
 };
 
 /* One smx_hostlist_add() call: everything after n0 is undone on error. */
@@ -411,6 +414,32 @@ static int hostlist_expand_item(struct expand_ctx *ctx, const char *item)
     return rc;
 }
 
+/* `@group` (ranges allowed in the name, as ClusterShell's @rack[1-3]): each group's names,
+ * charged to the list's budget like any other names. */
+static int hostlist_expand_group(struct expand_ctx *ctx, const char *item)
+{
+    smx_hostlist *hl = ctx->hl;
+    smx_strvec refs = {0}, names = {0};
+    int rc = smx_hostlist_expand(item, &refs, ctx->err);
+    for (size_t i = 0; rc >= 0 && i < refs.n; i++) {
+        smx_err e = {{0}};
+        rc = smx_groups_expand(hl->cfg->groups, refs.v[i] + 1, hl->budget, &names, &e);
+        if (rc == SMX_ENOMEM)
+            rc = smx_seterr(ctx->err, rc, "out of memory");
+        else if (rc < 0)
+            rc = hostlist_error(ctx->err, rc, item, "%s", e.msg);
+    }
+    if (rc >= 0 && names.n > hl->budget)
+        rc = hostlist_too_many(item, hl->max, ctx->err);
+    if (rc >= 0)
+        hl->budget -= names.n;
+    for (size_t i = 0; rc >= 0 && i < names.n; i++)
+        rc = expand_add(ctx, names.v[i]);
+    smx_strvec_free(&refs);
+    smx_strvec_free(&names);
+    return rc < 0 ? rc : 0;
+}
+
 /* Trims the item s[0..len), skips it if empty, and expands a NUL-terminated copy of it. */
 static int hostlist_expand_slice(struct expand_ctx *ctx, const char *s, size_t len)
 {
@@ -425,9 +454,16 @@ static int hostlist_expand_slice(struct expand_ctx *ctx, const char *s, size_t l
     char *item = strndup(s, len);
     if (!item)
         return smx_seterr(ctx->err, SMX_ENOMEM, "out of memory");
-    int rc = hostlist_expand_item(ctx, item);
+    int rc = ctx->hl->cfg && item[0] == '@' ? hostlist_expand_group(ctx, item)
+                                             : hostlist_expand_item(ctx, item);
     free(item);
     return rc;
+}
+
+void smx_hostlist_set_config(smx_hostlist *hl, const smx_config *cfg)
+{
+    if (hl)
+        hl->cfg = cfg;
 }
 
 smx_hostlist *smx_hostlist_new(size_t max)

@@ -99,6 +99,7 @@ struct smx_config {
     char *lhost_full, *lhost_short; /* %l, %L */
     unsigned long uid;           /* %i */
     smx_strvec warnings;
+    struct smx_groups *groups;   /* @group sources (groups.h), NULL until one is added */
 };
 
 /* The per-host evaluation state. smx_hostcfg comes first and holds raw values while the

@@ -1,6 +1,7 @@
 /* Loading: reading config files line by line, following Include, and the -o command-line
  * options. The result is an immutable tree of smx_cfgfile/smx_directive. */
 #include "sshconfig_internal.h"
+#include "groups.h"
 
 #include <errno.h>
 #include <glob.h>
@@ -369,6 +370,7 @@ void smx_config_free(smx_config *cfg)
     free(cfg->lhost_full);
     free(cfg->lhost_short);
     smx_strvec_free(&cfg->warnings);
+    smx_groups_free(cfg->groups);
     free(cfg);
 }
 

@@ -79,6 +79,7 @@ static int api_expand(api_batch *b, const char *targets, smx_err *err)
         free(text);
         return smx_seterr(err, SMX_ENOMEM, "out of memory");
     }
+    smx_hostlist_set_config(b->names, b->e->config);   /* @group items */
     int rc = smx_hostlist_add_targets(b->names, text, &b->passwords, err);
     free(text);   /* wiped by smx_hostlist_add_targets */
     if (rc < 0)

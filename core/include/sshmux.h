@@ -265,6 +265,50 @@ const smx_strvec *smx_config_warnings(const smx_config *cfg);
  * values, and Host/Match/Include are SMX_EINVAL or SMX_ERANGE. */
 int smx_config_validate_option(const char *kv, smx_err *err);
 
+/* ---- groups and inventories ------------------------------------------------------------- */
+
+/* Named groups of hosts, used as `@group` in host lists (smx_hostlist_set_config; the lists of
+ * smx_engine_add_target always) and `@source:group` for one source. They are loaded into an
+ * smx_config before hosts are resolved against it (not while a run resolves hosts):
+ *  - ClusterShell group files (YAML, `source: {group: "nodeset", ...}`): each top-level key is a
+ *    source; a group's node set may hold ranges, other groups of its source (`@other`) and
+ *    ClusterShell's operators (`,` union, `!` difference, `&` intersection, `^` symmetric
+ *    difference, left to right). `@*` is the source's group "all", else all its groups;
+ *  - Ansible inventories (INI or YAML), together the source "ansible": groups, children, ranges
+ *    (web[01:03], db-[a:c]), `all` and `ungrouped`; a host's ansible_host, ansible_port and
+ *    ansible_user (or ansible_ssh_*) become its HostName, Port and User when it is resolved,
+ *    above ssh_config and below the command line (smx_overrides, user@ and :port);
+ *  - genders files, together the source "genders", whose group names are queries: "attr",
+ *    "attr=value", combined with || && -- ~ and parentheses as nodeattr takes them.
+ * An unqualified `@name` is looked up in ClusterShell's default source, then the inventory,
+ * then genders. A group that is nowhere is an error naming it (SMX_ENOENT); cycles are
+ * errors. Names come out in the order the files give them, without duplicates.
+ * Each add reads one file whole; on error nothing of it stays and err says "file:line: why":
+ * SMX_ENOENT (missing), SMX_EIO, SMX_EINVAL, SMX_ERANGE, SMX_ENOMEM. */
+int smx_config_add_groups_file(smx_config *cfg, const char *path, smx_err *err);
+int smx_config_add_inventory(smx_config *cfg, const char *path, smx_err *err);
+int smx_config_add_genders(smx_config *cfg, const char *path, smx_err *err);
+
+/* The files read when none are named, per format (bits of `which`):
+ *  SMX_GROUPS_CLUSTERSHELL  groups.conf where ClusterShell reads it (/etc/clustershell,
+ *                           ~/.local/etc/clustershell, $XDG_CONFIG_HOME/clustershell or
+ *                           ~/.config/clustershell, $CLUSTERSHELL_CFGDIR), its groupsdir/confdir
+ *                           and autodir (*.yaml); upcalls are never run (a note says which
+ *                           sources have only upcalls);
+ *  SMX_GROUPS_ANSIBLE       the comma-separated files of $ANSIBLE_INVENTORY;
+ *  SMX_GROUPS_GENDERS       /etc/genders.
+ * Missing files are no groups. A file that does not load is not an error here: a later lookup
+ * of a group that is not found reports it. Notes for a verbose user go to notes (may be NULL).
+ * 0 or SMX_ENOMEM. */
+#define SMX_GROUPS_CLUSTERSHELL 1u
+#define SMX_GROUPS_ANSIBLE 2u
+#define SMX_GROUPS_GENDERS 4u
+int smx_config_add_default_groups(smx_config *cfg, unsigned which, smx_strvec *notes,
+                                  smx_err *err);
+/* Host lists added to hl from now on expand `@group` items against cfg's groups (borrowed: it
+ * must outlive hl). Without it (or with NULL) an item starting with '@' is a plain name. */
+void smx_hostlist_set_config(smx_hostlist *hl, const smx_config *cfg);
+
 /* What ssh's command line adds to ssh_config, applied as ssh applies it: options are config
  * lines read before the files (first value wins), user and port beat the files, identity files
  * are tried first. A target's own user@ and :port beat user and port. -J is the option
