@@ -53,8 +53,9 @@ test-asan: build-asan
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_ARGS)
 
 # Every build first, then every suite: a failure in one backend doesn't hide the others' results.
-# Then each fuzzer for 15 s (a crash, leak, timeout or OOM it finds fails the run), and last the
-# benchmark smoke run (bench/run --quick: 100 hosts, sshmux against its peers, < 90 s).
+# Then each fuzzer for 15 s, as many at once as there are cores (a crash, leak, timeout or OOM it
+# finds fails the run), and last the benchmark smoke run (bench/run --quick: 100 hosts, sshmux
+# against its peers, < 90 s).
 test: build-openssl build-mbedtls build-asan build-fuzz
 	@rc=0; \
 	for b in openssl mbedtls asan; do \
@@ -63,7 +64,7 @@ test: build-openssl build-mbedtls build-asan build-fuzz
 	      ctest $(CTEST_ARGS) ) || rc=1; \
 	done; \
 	echo "=== fuzz: 15 s per harness ==="; \
-	( cd build/fuzz && FUZZ_SECONDS=15 ctest $(CTEST_ARGS) --verbose -L fuzz ) || rc=1; \
+	( cd build/fuzz && FUZZ_SECONDS=15 ctest -j $(JOBS) $(CTEST_ARGS) --verbose -L fuzz ) || rc=1; \
 	echo "=== bench smoke: bench/run --quick ==="; \
 	bench/run --quick --out build/bench-quick/results.csv || rc=1; \
 	exit $$rc
