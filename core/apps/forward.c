@@ -283,18 +283,22 @@ static void socks_on_closed(uv_handle_t *h)
     fwd_link_free(k);
 }
 
+/* Closes a client whose request went nowhere (its refusal, if the protocol has one, was sent). */
 static void socks_refuse(fwd_link *k, const char *why)
 {
     smx_forwarder *fw = k->l->fw;
-    fwd_socks *s = k->socks;
-    if (s->req.out_len) {
-        uv_buf_t b = uv_buf_init((char *)s->req.out, (unsigned)s->req.out_len);
-        uv_try_write(k->client, &b, 1);
-    }
     if (fw->ev.conn_ended && !fw->closing && why)
         fw->ev.conn_ended(fw->ev.ud, k->l->local, why);
     uv_read_stop(k->client);
     uv_close((uv_handle_t *)k->client, socks_on_closed);
+}
+
+/* A few bytes on a fresh socket: the kernel takes them whole, or the client is gone. */
+static int socks_send(void *ud, const uint8_t *p, size_t n)
+{
+    fwd_link *k = ud;
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    return uv_try_write(k->client, &b, 1) == (int)n ? 0 : -1;
 }
 
 static void socks_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -315,33 +319,12 @@ static void socks_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         return;
     }
     s->len += (size_t)n;
-    for (;;) {
-        int used = smx_socks_parse(&s->req, s->buf, s->len);
-        if (used < 0) {
-            socks_refuse(k, s->req.error);
-            return;
-        }
-        if (used == 0) {
-            if (s->len == sizeof s->buf) {
-                s->req.out_len = 0;
-                socks_refuse(k, "SOCKS request too long");
-            }
-            return;
-        }
-        memmove(s->buf, s->buf + used, s->len - (size_t)used);
-        s->len -= (size_t)used;
-        if (s->req.out_len) {
-            uv_buf_t b = uv_buf_init((char *)s->req.out, (unsigned)s->req.out_len);
-            if (uv_try_write(k->client, &b, 1) != (int)b.len) {
-                socks_refuse(k, "cannot answer the SOCKS client");
-                return;
-            }
-        }
-        if (s->req.state == SMX_SOCKS_REQUEST) {
-            uv_read_stop(st);
-            fwd_link_start_pipe(k);
-            return;
-        }
+    int rc = smx_socks_take(&s->req, s->buf, &s->len, sizeof s->buf, socks_send, k);
+    if (rc < 0) {
+        socks_refuse(k, s->req.error);
+    } else if (rc > 0) {
+        uv_read_stop(st);
+        fwd_link_start_pipe(k);
     }
 }
 
@@ -359,7 +342,6 @@ static void socks_on_sweep(uv_timer_t *t)
             waiting = 1;
             continue;
         }
-        k->socks->req.out_len = 0;
         socks_refuse(k, "no SOCKS request within 30 s");
     }
     if (!waiting) {
@@ -483,11 +465,6 @@ static int fwd_bind_unix(smx_forwarder *fw, fwd_listener *l, unsigned mode, smx_
     return 0;
 }
 
-static char *dup_or_null(const char *s)
-{
-    return s ? strdup(s) : NULL;
-}
-
 static void fwd_listener_maybe_free(fwd_listener *l)
 {
     if (!l->handle_closed || l->links > 0)
@@ -512,17 +489,11 @@ int smx_forward_add(smx_forwarder *fw, const smx_fwd_spec *spec, unsigned mode, 
                     size_t llen, smx_err *err)
 {
     fwd_listener *l = calloc(1, sizeof *l);
-    if (!l)
-        return SMX_ENOMEM;
+    if (!l || smx_fwd_spec_copy(&l->spec, spec) < 0) {
+        free(l);
+        return smx_seterr(err, SMX_ENOMEM, "out of memory");
+    }
     l->fw = fw;
-    l->spec.bind_addr = dup_or_null(spec->bind_addr);
-    l->spec.bind_port = spec->bind_port;
-    l->spec.bind_path = dup_or_null(spec->bind_path);
-    l->spec.host = dup_or_null(spec->host);
-    l->spec.port = spec->port;
-    l->spec.dest_path = dup_or_null(spec->dest_path);
-    l->spec.command = dup_or_null(spec->command);
-    l->spec.kind = spec->kind;
     l->is_unix = spec->bind_path != NULL;
     l->is_socks = smx_fwd_spec_is_socks(spec);
     l->exec.kind = SMX_SESSREQ_EXEC;

@@ -23,7 +23,6 @@ struct smx_pipe {
     smx_sessreq req;             /* a session channel's requests (smx_pipe_open_session) */
     int is_session;
     int opened;                  /* the channel is open (and a session's command started) */
-    int stream_held;             /* the stream is not connected yet: leave it alone */
     smx_pipe_stats stats;
 
     char rbuf[PIPE_READ_SIZE];   /* stream -> channel: one read, possibly partly written */
@@ -66,15 +65,23 @@ static void pipe_set_error(smx_pipe *p, const char *why)
 
 /* ---- teardown ---------------------------------------------------------------------------- */
 
-static void pipe_on_stream_closed(uv_handle_t *h)
+/* No stream yet (smx_pipe_attach not called): its channel's data waits in libssh. */
+#define PIPE_STREAM_HELD(p) ((p)->stream == NULL)
+
+static void pipe_finish(smx_pipe *p)
 {
-    smx_pipe *p = h->data;
-    free(h);
     p->done(p, p->error, p->ud);
     if (p->is_session)
         smx_sessreq_free(&p->req);
     free(p->error);
     free(p);
+}
+
+static void pipe_on_stream_closed(uv_handle_t *h)
+{
+    smx_pipe *p = h->data;
+    free(h);
+    pipe_finish(p);
 }
 
 /* The channel goes first (the connection may be freed once its last channel is released), then
@@ -87,11 +94,7 @@ static void pipe_end_now(smx_pipe *p)
         uv_close((uv_handle_t *)p->stream, pipe_on_stream_closed);
         return;
     }
-    p->done(p, p->error, p->ud);   /* never attached: nothing to wait for */
-    if (p->is_session)
-        smx_sessreq_free(&p->req);
-    free(p->error);
-    free(p);
+    pipe_finish(p);   /* never attached: nothing to wait for */
 }
 
 /* Ends when the peer closed (or both EOFs passed) and everything read has been delivered, or at
@@ -105,7 +108,7 @@ static void pipe_try_end(smx_pipe *p)
         return;
     }
     int delivered = !p->held && p->queued == 0;
-    if (p->stream_held) {
+    if (PIPE_STREAM_HELD(p)) {
         if (p->peer_closed)
             pipe_end_now(p);   /* nothing was ever connected to deliver to */
         return;
@@ -219,7 +222,7 @@ static void pipe_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 static void pipe_start_reading(smx_pipe *p)
 {
-    if (!p->reading && !p->stream_eof && !p->ending && !p->stream_held && p->opened) {
+    if (!p->reading && !p->stream_eof && !p->ending && !PIPE_STREAM_HELD(p) && p->opened) {
         p->reading = 1;
         uv_read_start(p->stream, pipe_alloc, pipe_on_read);
     }
@@ -298,7 +301,7 @@ static int pipe_on_data(smx_chan *c, void *data, uint32_t len, int is_stderr)
         return (int)len;   /* nobody to deliver to (or a remote command's messages): drop */
     /* Data may come in the same round as the open's confirmation, before `opened`: the owner
      * speaks first (a SOCKS reply), so it waits. */
-    if (p->held || p->queued >= PIPE_HIGH_WATER || p->stream_held || !p->opened) {
+    if (p->held || p->queued >= PIPE_HIGH_WATER || PIPE_STREAM_HELD(p) || !p->opened) {
         p->held = 1;       /* stays in libssh; our window to the peer closes behind it */
         smx_chan_mark(&p->chan);
         return 0;
@@ -318,7 +321,7 @@ static int pipe_on_data(smx_chan *c, void *data, uint32_t len, int is_stderr)
 static void pipe_drain_held(smx_pipe *p)
 {
     static const size_t chunk = PIPE_READ_SIZE;
-    if (p->stream_held || !p->opened)
+    if (PIPE_STREAM_HELD(p) || !p->opened)
         return;
     char *buf = malloc(chunk);
     p->in_libssh++;
@@ -366,7 +369,7 @@ static int pipe_chan_open(smx_chan *c)
 static void pipe_begin(smx_pipe *p)
 {
     p->opened = 1;
-    if (p->stream_held && p->early_cb)
+    if (PIPE_STREAM_HELD(p) && p->early_cb)
         smx_chan_mark(&p->chan);   /* the owner's first call, outside libssh */
     if (p->opened_cb)
         p->opened_cb(p, p->ud);
@@ -435,7 +438,7 @@ static void pipe_chan_failed(smx_chan *c, int code, const char *why)
 static void pipe_chan_after_poll(smx_chan *c)
 {
     smx_pipe *p = c->data;
-    if (p->stream_held && p->early_cb && !p->ending && !p->error) {
+    if (PIPE_STREAM_HELD(p) && p->early_cb && !p->ending && !p->error) {
         p->in_libssh++;
         p->early_cb(p, p->ud);   /* it reads what it wants (smx_pipe_read_early) */
         p->in_libssh--;
@@ -466,8 +469,6 @@ smx_pipe *smx_pipe_new(uv_stream_t *stream, smx_pipe_done_cb done, void *ud)
     p->stream = stream;
     if (stream)
         stream->data = p;
-    else
-        p->stream_held = 1;
     p->done = done;
     p->ud = ud;
     return p;
@@ -517,7 +518,6 @@ void smx_pipe_attach(smx_pipe *p, uv_stream_t *stream)
 {
     p->stream = stream;
     stream->data = p;
-    p->stream_held = 0;
     if (p->ending)
         return;
     pipe_start_reading(p);
@@ -527,7 +527,7 @@ void smx_pipe_attach(smx_pipe *p, uv_stream_t *stream)
 
 int smx_pipe_read_early(smx_pipe *p, void *buf, size_t len)
 {
-    if (!p->stream_held || p->ending || p->error || !p->chan.conn ||
+    if (!PIPE_STREAM_HELD(p) || p->ending || p->error || !p->chan.conn ||
         p->chan.state != SMX_CHAN_OPEN)
         return -1;
     int n = ssh_channel_read_nonblocking(p->chan.ch, buf, (uint32_t)len, 0);

@@ -299,6 +299,11 @@ static void link_connect(rfwd_link *k)
     }
 }
 
+static int link_socks_send(void *ud, const uint8_t *p, size_t n)
+{
+    return smx_pipe_send(ud, p, n);
+}
+
 /* Reverse SOCKS: the request comes over the channel; read it, answer the method choice. */
 static void link_on_early_data(smx_pipe *p, void *ud)
 {
@@ -316,32 +321,17 @@ static void link_on_early_data(smx_pipe *p, void *ud)
         if (n <= 0)
             return;
         k->len += (size_t)n;
-        for (;;) {
-            int used = smx_socks_parse(s, k->buf, k->len);
-            if (used < 0) {
-                if (s->out_len)
-                    smx_pipe_send(p, s->out, s->out_len);
-                smx_pipe_abort(p, s->error);
-                return;
-            }
-            if (used == 0) {
-                if (k->len == sizeof k->buf)
-                    smx_pipe_abort(p, "SOCKS request too long");
-                break;
-            }
-            memmove(k->buf, k->buf + used, k->len - (size_t)used);
-            k->len -= (size_t)used;
-            if (s->out_len && smx_pipe_send(p, s->out, s->out_len) < 0) {
-                smx_pipe_abort(p, "cannot answer the SOCKS client");
-                return;
-            }
-            if (s->state == SMX_SOCKS_REQUEST) {
-                snprintf(k->host, sizeof k->host, "%s", s->host);
-                k->port = s->port;
-                k->connect_started = 1;
-                link_connect(k);
-                return;
-            }
+        int rc = smx_socks_take(s, k->buf, &k->len, sizeof k->buf, link_socks_send, p);
+        if (rc < 0) {
+            smx_pipe_abort(p, s->error);
+            return;
+        }
+        if (rc > 0) {
+            snprintf(k->host, sizeof k->host, "%s", s->host);
+            k->port = s->port;
+            k->connect_started = 1;
+            link_connect(k);
+            return;
         }
     }
 }
@@ -483,11 +473,6 @@ smx_rforwarder *smx_rforwarder_new(uv_loop_t *loop, smx_resolver *resolver, smx_
     return rf;
 }
 
-static char *dup_or_null(const char *s)
-{
-    return s ? strdup(s) : NULL;
-}
-
 int smx_rforward_add(smx_rforwarder *rf, const smx_fwd_spec *spec)
 {
     rfwd_listener **ls = realloc(rf->ls, (rf->nls + 1) * sizeof *ls);
@@ -495,17 +480,12 @@ int smx_rforward_add(smx_rforwarder *rf, const smx_fwd_spec *spec)
         return SMX_ENOMEM;
     rf->ls = ls;
     rfwd_listener *l = calloc(1, sizeof *l);
-    if (!l)
+    if (!l || smx_fwd_spec_copy(&l->spec, spec) < 0) {
+        free(l);
         return SMX_ENOMEM;
+    }
     l->rf = rf;
     l->index = rf->nls;
-    l->spec.kind = SMX_FWD_REMOTE;
-    l->spec.bind_addr = dup_or_null(spec->bind_addr);
-    l->spec.bind_port = spec->bind_port;
-    l->spec.bind_path = dup_or_null(spec->bind_path);
-    l->spec.host = dup_or_null(spec->host);
-    l->spec.port = spec->port;
-    l->spec.dest_path = dup_or_null(spec->dest_path);
     smx_fwd_spec_describe(&l->spec, l->listen, sizeof l->listen, l->to, sizeof l->to);
     if (smx_fwd_spec_is_socks(&l->spec))
         snprintf(l->given, sizeof l->given, "%s", l->listen);

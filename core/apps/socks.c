@@ -161,6 +161,35 @@ int smx_socks_parse(smx_socks *s, const uint8_t *buf, size_t len)
     return -1;
 }
 
+int smx_socks_take(smx_socks *s, uint8_t *buf, size_t *len, size_t cap, smx_socks_send_fn send,
+                   void *ud)
+{
+    for (;;) {
+        int used = smx_socks_parse(s, buf, *len);
+        if (used < 0) {
+            if (s->out_len)
+                send(ud, s->out, s->out_len);
+            return -1;
+        }
+        if (used == 0) {
+            if (*len < cap)
+                return 0;
+            s->state = SMX_SOCKS_FAILED;
+            s->error = "SOCKS request too long";
+            return -1;
+        }
+        memmove(buf, buf + used, *len - (size_t)used);
+        *len -= (size_t)used;
+        if (s->out_len && send(ud, s->out, s->out_len) < 0) {
+            s->state = SMX_SOCKS_FAILED;
+            s->error = "cannot answer the SOCKS client";
+            return -1;
+        }
+        if (s->state == SMX_SOCKS_REQUEST)
+            return 1;
+    }
+}
+
 size_t smx_socks_reply(const smx_socks *s, int code, uint8_t out[10])
 {
     if (s->version == 4) {

@@ -50,6 +50,15 @@ void smx_socks_init(smx_socks *s);
  * send s->out_len bytes of s->out), 0 when the message is incomplete (read more), or -1 when the
  * request is malformed or refused (s->state SMX_SOCKS_FAILED; send s->out if any, then close). */
 int smx_socks_parse(smx_socks *s, const uint8_t *buf, size_t len);
+/* What a server does with the bytes a client sent so far, buf[0..*len) of `cap`: parses each
+ * complete message, sends its answer with send(ud, bytes, n) (0, or < 0 when it could not go),
+ * and drops it from buf. Returns 1 once the request is parsed (buf then holds what the client
+ * sent after it), 0 to read more, -1 to close the client (s->error says why; a refusal the
+ * protocol has was sent first; a request longer than cap gets none). Both listeners (-D, and
+ * -R's reverse proxy) take their requests through it. */
+typedef int (*smx_socks_send_fn)(void *ud, const uint8_t *p, size_t n);
+int smx_socks_take(smx_socks *s, uint8_t *buf, size_t *len, size_t cap, smx_socks_send_fn send,
+                   void *ud);
 /* The answer to a parsed request: code is an enum smx_socks_code (SMX_SOCKS_OK: connected).
  * Writes at most 10 bytes to out; returns how many. */
 size_t smx_socks_reply(const smx_socks *s, int code, uint8_t out[10]);

@@ -158,6 +158,26 @@ int smx_fwd_spec_is_socks(const smx_fwd_spec *f)
     return !f->host && !f->dest_path && !f->command;
 }
 
+static int fwd_dup(char **dst, const char *src)
+{
+    *dst = src ? strdup(src) : NULL;
+    return src && !*dst ? -1 : 0;
+}
+
+int smx_fwd_spec_copy(smx_fwd_spec *dst, const smx_fwd_spec *src)
+{
+    *dst = *src;
+    dst->bind_addr = dst->bind_path = dst->host = dst->dest_path = dst->command = NULL;
+    if (fwd_dup(&dst->bind_addr, src->bind_addr) < 0 ||
+        fwd_dup(&dst->bind_path, src->bind_path) < 0 || fwd_dup(&dst->host, src->host) < 0 ||
+        fwd_dup(&dst->dest_path, src->dest_path) < 0 ||
+        fwd_dup(&dst->command, src->command) < 0) {
+        smx_fwd_spec_free(dst);
+        return SMX_ENOMEM;
+    }
+    return 0;
+}
+
 void smx_fwd_spec_free(smx_fwd_spec *f)
 {
     free(f->bind_addr);

@@ -11,6 +11,9 @@
 #include "error.h"
 #include "sshmux.h"
 
+/* dst becomes a copy of src (strings duplicated; free with smx_fwd_spec_free). 0, or SMX_ENOMEM
+ * with dst empty. */
+int smx_fwd_spec_copy(smx_fwd_spec *dst, const smx_fwd_spec *src);
 /* "127.0.0.1:8080" / "/tmp/x.sock" and "host:80" / "/remote.sock", for messages. */
 void smx_fwd_spec_describe(const smx_fwd_spec *f, char *local, size_t llen, char *remote,
                            size_t rlen);

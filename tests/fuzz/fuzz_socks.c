@@ -10,7 +10,15 @@
 #include "fuzz_common.h"
 #include "socks.h"
 
-/* Feeds buf as a stream in pieces of `step` bytes; returns the final state. */
+static int check_reply(void *ud, const uint8_t *p, size_t n)
+{
+    if (n == 0 || n > sizeof ((smx_socks *)0)->out)
+        fz_fail("reply of %zu bytes", n);
+    return 0;
+}
+
+/* Feeds buf as a stream in pieces of `step` bytes, as the listeners do (smx_socks_take); returns
+ * the final state. */
 static enum smx_socks_state feed(smx_socks *s, const uint8_t *data, size_t size, size_t step,
                                  char *host, int *port)
 {
@@ -26,20 +34,15 @@ static enum smx_socks_state feed(smx_socks *s, const uint8_t *data, size_t size,
         memcpy(buf + have, data + off, n);
         have += n;
         off += n;
-        int used;
-        while ((used = smx_socks_parse(s, buf, have)) > 0) {
-            if ((size_t)used > have)
-                fz_fail("consumed %d of %zu bytes", used, have);
-            if (s->out_len > sizeof s->out)
-                fz_fail("reply of %zu bytes", s->out_len);
-            memmove(buf, buf + used, have - (size_t)used);
-            have -= (size_t)used;
-            if (s->state == SMX_SOCKS_REQUEST)
-                break;
-        }
-        if (used < 0 && s->state != SMX_SOCKS_FAILED)
+        size_t before = have;
+        int rc = smx_socks_take(s, buf, &have, sizeof buf, check_reply, NULL);
+        if (have > before)
+            fz_fail("take grew the buffer from %zu to %zu bytes", before, have);
+        if (rc < 0 && s->state != SMX_SOCKS_FAILED)
             fz_fail("error without the failed state");
-        if (used == 0 && n == 0)
+        if (rc > 0 && s->state != SMX_SOCKS_REQUEST)
+            fz_fail("a request without the request state");
+        if (rc == 0 && n == 0)
             break;   /* incomplete, nothing more to give */
     }
     if (s->state == SMX_SOCKS_REQUEST) {
