@@ -360,7 +360,7 @@ static int inv_shlex(inv_ctx *c, const char *line, smx_strvec *out)
             } else if (q == '"') {
                 if (*p == q)
                     q = 0;
-                else if (*p == '\\' && p[1] && strchr("\\\"$`\n", p[1]))
+                else if (*p == '\\' && p[1] && strchr("\\\"", p[1]))   /* as shlex: only these */
                     w[n++] = *++p;
                 else
                     w[n++] = *p;

@@ -165,7 +165,8 @@ static void test_inventory_ini(void **state)
         "db1 ansible_port=2201 ansible_host='127.0.0.2'\n"
         "[prod:children]\nweb\ndb\n"
         "[prod:vars]\nansible_user = produser\nansible_port=22 # comment\n"
-        "[all:vars]\nansible_ssh_user=everyone\n");
+        "[all:vars]\nansible_ssh_user=everyone\n"
+        "[q]\nq1 ansible_ssh_user=\"u\\$x\"\n");
     assert_int_equal(smx_config_add_inventory(cfg, path, &err), 0);
     expect(cfg, "@web", "web01,web02,web03,w-a,w-b,w-c,s0,s5,s10");
     expect(cfg, "@prod", "web01,web02,web03,w-a,w-b,w-c,s0,s5,s10,db1");
@@ -181,6 +182,11 @@ static void test_inventory_ini(void **state)
     assert_non_null(strstr(json, "\"user\":\"everyone\""));   /* ansible_ssh_user wins */
     free(json);
     smx_hostcfg_destroy(hc);
+    /* Inside double quotes a backslash escapes only '\\' and '"', as Python's shlex (and so
+     * ansible-inventory) reads it: "u\$x" is u\$x (which is then no user name). */
+    assert_int_not_equal(smx_hostcfg_resolve(cfg, NULL, "q1", &hc, &err), 0);
+    if (!strstr(err.msg, "\"u\\$x\""))
+        fail_msg("q1: %s", err.msg);
     /* The command line beats the inventory: -l, -p, and the target's own user@ and :port. */
     smx_overrides ov = { .user = "cli", .port = 2000 };
     assert_int_equal(smx_hostcfg_resolve(cfg, &ov, "w-b", &hc, &err), 0);
