@@ -43,7 +43,15 @@ struct smx_exec {
      * that message is no output of the command (the step runs again on a PTY). */
     smx_buf err_hold;
     int err_holding;
+    /* Input (smx_exec_write): in.data[in_off..in.len) is still to go. */
+    smx_buf in;
+    size_t in_off;
+    int eof_wanted, eof_sent;
+    int win_cols, win_rows, win_due;
+    int started_told;
 };
+
+#define EXEC_INPUT_MAX ((size_t)64 << 20)   /* queued input past this is refused (ENOMEM) */
 
 static void exec_finish(smx_exec *x);
 
@@ -90,7 +98,9 @@ static void exec_deliver(smx_exec *x, int is_stderr, const char *data, size_t le
         if (smx_buf_append(b, data, len, x->spec->max_output))
             r->truncated = 1;
     }
-    if (x->ev->line)
+    if (x->ev->data)
+        x->ev->data(x->ev->ud, is_stderr, data, len);
+    else if (x->ev->line)
         exec_emit_lines(x, is_stderr, data, len);
 }
 
@@ -173,6 +183,71 @@ static void exec_answer_sudo(smx_exec *x)
     }
     ssh_channel_send_eof(x->chan.ch);
     smx_conn_flush(x->chan.conn);
+}
+
+/* ---- input ---------------------------------------------------------------------------------- */
+
+/* Sends queued input as far as the peer's window allows (from after_poll, outside libssh's
+ * callbacks); the rest waits for `writable`. Then the EOF and a pending window-change. */
+static void exec_send_input(smx_exec *x)
+{
+    if (x->st != EXEC_RUNNING)
+        return;
+    while (x->in_off < x->in.len) {
+        int n = ssh_channel_write(x->chan.ch, x->in.data + x->in_off,
+                                  (uint32_t)(x->in.len - x->in_off));
+        if (n <= 0)
+            break;   /* window shut (writable marks us again) or the channel is going */
+        x->in_off += (size_t)n;
+    }
+    if (x->in_off == x->in.len) {
+        x->in.len = x->in_off = 0;
+        if (x->eof_wanted && !x->eof_sent) {
+            x->eof_sent = 1;
+            ssh_channel_send_eof(x->chan.ch);
+        }
+    }
+    if (x->win_due) {
+        x->win_due = 0;
+        ssh_channel_change_pty_size(x->chan.ch, x->win_cols, x->win_rows);
+    }
+    smx_conn_flush(x->chan.conn);
+}
+
+int smx_exec_write(smx_exec *x, const void *p, size_t n)
+{
+    if (x->st == EXEC_DONE || x->remote_closed || x->eof_wanted)
+        return SMX_ECLOSED;
+    if (x->in.len + n > EXEC_INPUT_MAX || smx_buf_append(&x->in, p, n, SIZE_MAX))
+        return SMX_ENOMEM;
+    smx_chan_mark(&x->chan);
+    return 0;
+}
+
+size_t smx_exec_pending(const smx_exec *x)
+{
+    return x->in.len - x->in_off;
+}
+
+void smx_exec_send_eof(smx_exec *x)
+{
+    x->eof_wanted = 1;
+    smx_chan_mark(&x->chan);
+}
+
+void smx_exec_window_change(smx_exec *x, int cols, int rows)
+{
+    x->win_cols = cols;
+    x->win_rows = rows;
+    x->win_due = 1;
+    smx_chan_mark(&x->chan);
+}
+
+static void exec_on_writable(smx_chan *c, uint32_t bytes)
+{
+    smx_exec *x = c->data;
+    if (x->in_off < x->in.len)
+        smx_chan_mark(c);
 }
 
 static void exec_on_close(smx_chan *c)
@@ -275,6 +350,7 @@ static void exec_on_timer_closed(uv_handle_t *h)
     smx_buf_free(&x->partial[1]);
     smx_sessreq_free(&x->req);
     free(x->wrapped);
+    smx_wipe_free(x->in.data, x->in.cap);   /* typed input may have held a password */
     free(x);
     if (wants_tty && ev->sudo_wants_tty)
         ev->sudo_wants_tty(ev->ud);
@@ -327,6 +403,8 @@ static int exec_chan_drive(smx_chan *c)
         return 1;
     }
     x->st = EXEC_RUNNING;
+    if (x->in.len || x->eof_wanted || x->win_due || x->ev->started)
+        smx_chan_mark(c);   /* input queued before the start goes out from after_poll */
     if (x->canceled)
         exec_begin_kill(x);   /* canceled while the request was on its way */
     else if (x->spec->timeout_ms > 0)
@@ -337,8 +415,13 @@ static int exec_chan_drive(smx_chan *c)
 static void exec_chan_after_poll(smx_chan *c)
 {
     smx_exec *x = c->data;
+    if (x->st == EXEC_RUNNING && x->ev->started && !x->started_told) {
+        x->started_told = 1;
+        x->ev->started(x->ev->ud);
+    }
     if (x->wrapped)
         exec_answer_sudo(x);
+    exec_send_input(x);
     if (x->remote_closed || (x->st == EXEC_REQUESTS && x->req.state == SMX_SESSREQ_REFUSED))
         exec_finish(x);
 }
@@ -367,6 +450,7 @@ static const smx_chan_ops exec_chan_ops = {
     .failed = exec_chan_failed,
     .data = exec_on_data,
     .closed = exec_on_close,
+    .writable = exec_on_writable,
     .exit_status = exec_on_exit_status,
     .exit_signal = exec_on_exit_signal,
     .drive = exec_chan_drive,
@@ -382,7 +466,7 @@ smx_exec *smx_exec_start(smx_conn *c, const smx_exec_opts *spec, smx_result *res
     x->spec = spec;
     x->result = result;
     x->ev = ev;
-    x->req_spec.kind = SMX_SESSREQ_EXEC;
+    x->req_spec.kind = spec->command ? SMX_SESSREQ_EXEC : SMX_SESSREQ_SHELL;
     x->req_spec.command = spec->command;
     if (spec->sudo) {
         char marker[SMX_SUDO_MARKER_MAX];
@@ -398,6 +482,9 @@ smx_exec *smx_exec_start(smx_conn *c, const smx_exec_opts *spec, smx_result *res
         x->req_spec.command = x->wrapped;
     }
     x->req_spec.pty = spec->pty;
+    x->req_spec.term = spec->term;
+    x->req_spec.cols = spec->cols;
+    x->req_spec.rows = spec->rows;
     x->req_spec.env = spec->env;
     if (smx_sessreq_init(&x->req, &x->req_spec) < 0) {
         free(x->wrapped);

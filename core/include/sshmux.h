@@ -434,7 +434,7 @@ int smx_engine_load_jump_keys(smx_engine *e, const char *chain, smx_err *err);
 /* ---- jobs ------------------------------------------------------------------------------- */
 
 typedef struct smx_exec_opts {
-    const char *command;       /* one command; or: */
+    const char *command;       /* one command (NULL with no commands: the login shell); or: */
     const char *const *commands;   /* a command list: run in order over one connection, each on
                                     * its own channel; stops at the first that fails unless
                                     * keep_going. Per-step results in smx_result.steps */
@@ -449,6 +449,8 @@ typedef struct smx_exec_opts {
     const char *sudo_user;
     const char *sudo_password;
     int pty;
+    const char *term;          /* the PTY's terminal type (NULL: "xterm") and size (0: 80 x 24) */
+    int cols, rows;
     const smx_strvec *env;     /* "K=V" strings, or NULL */
     int timeout_ms;            /* 0 = none; then TERM, and KILL after kill_grace_ms */
     int kill_grace_ms;
