@@ -18,7 +18,8 @@ enum {
     OPT_PROXY_KEY_ENV,
     OPT_PROXY_PASSWORD_ENV, OPT_PROXY_PASSPHRASE_ENV, OPT_RESUME, OPT_FSYNC, OPT_NO_ATOMIC,
     OPT_BLOCK_SIZE, OPT_REQUESTS, OPT_TRANSFER_TIMEOUT, OPT_SUFFIX, OPT_PROGRESS, OPT_GROUPS,
-    OPT_INVENTORY, OPT_GENDERS
+    OPT_INVENTORY, OPT_GENDERS,
+    OPT_BROADCAST
 };
 
 static const struct option cli_long_options[] = {
@@ -71,6 +72,7 @@ static const struct option cli_long_options[] = {
     {"transfer-timeout", required_argument, NULL, OPT_TRANSFER_TIMEOUT},
     {"suffix", no_argument, NULL, OPT_SUFFIX},
     {"progress", no_argument, NULL, OPT_PROGRESS},
+    {"broadcast", no_argument, NULL, OPT_BROADCAST},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -355,7 +357,10 @@ static int cli_apply_option(cli *c, int opt, char *arg)
             return -1;
         }
         return smx_strvec_push(&c->env, arg);
-    case 't': c->x.pty = 1; return 0;
+    case 't': c->x.pty = 1; c->tty_flags++; return 0;
+    case 'T': c->no_pty = 1; return 0;
+    case 'e': c->escape = arg; return 0;
+    case OPT_BROADCAST: c->broadcast = 1; return 0;
     case 'b': c->gather = 1; return 0;
     case 'q': c->quiet = 1; return 0;
     case 'v': c->eng.verbose = ++c->verbose; return 0;
@@ -404,6 +409,7 @@ static const char *cli_optstring(enum cli_parse_kind kind)
     case CLI_PARSE_COPY: return "w:x:g:F:o:l:P:i:f:u:J:rpbqvh";
     case CLI_PARSE_SCRIPT: return "+w:x:g:F:o:l:p:i:f:u:J:tbqvh";
     case CLI_PARSE_FORWARD: return "+w:x:g:F:o:l:p:i:f:u:L:R:D:J:tbqvh";
+    case CLI_PARSE_SHELL: return "+w:x:g:F:o:l:p:i:f:u:J:e:tTqvh";
     default: return "+w:x:g:F:o:l:p:i:f:u:L:J:tbqvh";
     }
 }
@@ -434,7 +440,7 @@ int cli_parse_mode(cli *c, int argc, char **argv, const char *prog, enum cli_par
         }
         if (opt == '?' || opt == ':') {
             const char *bad = argv[optind - 1];
-            if (optopt && strchr("wxgFolpPifuLRDJ", optopt))
+            if (optopt && strchr("wxgFolpPifuLRDJe", optopt))
                 cli_error(c, "option -%c needs a value", optopt);
             else
                 cli_error(c, "unknown option \"%s\" (see sshmux --help)", bad);

@@ -50,6 +50,10 @@ typedef struct cli {
     const char *socket_path; /* --socket (docker) */
     int streamlocal;         /* --streamlocal (docker) */
     int base_port;           /* --base-port (forward over a host list) */
+    int tty_flags;           /* -t given this many times (-tt: a PTY even without a terminal) */
+    int no_pty;              /* -T */
+    const char *escape;      /* -e (shell) */
+    int broadcast;           /* --broadcast (shell) */
     unsigned sock_mode;      /* --mode (Unix listener permissions) */
     const char *address;     /* --address (forward-tcp) */
     const char *remote;      /* --remote (forward-unix) */
@@ -75,7 +79,8 @@ enum cli_parse_kind {
     CLI_PARSE_COMMAND,   /* options stop at the first argument (the remote command's own) */
     CLI_PARSE_COPY,      /* upload/download: options anywhere (as scp), -p preserve, -P port */
     CLI_PARSE_SCRIPT,    /* run-script: options stop at the script */
-    CLI_PARSE_FORWARD    /* forward, docker: as COMMAND, and -R/-D */
+    CLI_PARSE_FORWARD,   /* forward, docker: as COMMAND, and -R/-D */
+    CLI_PARSE_SHELL      /* shell: as COMMAND, and -T, -e */
 };
 int cli_parse_mode(cli *c, int argc, char **argv, const char *prog, enum cli_parse_kind kind);
 /* Expands targets, applies excludes, loads ssh_config, resolves each host. 0 or an exit code. */
@@ -117,6 +122,7 @@ int cmd_forward(int argc, char **argv);
 int cmd_forward_tcp(int argc, char **argv);
 int cmd_forward_unix(int argc, char **argv);
 int cmd_docker(int argc, char **argv);
+int cmd_shell(int argc, char **argv);
 int cmd_upload(int argc, char **argv);
 int cmd_download(int argc, char **argv);
 int cmd_run_script(int argc, char **argv);

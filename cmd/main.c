@@ -23,6 +23,8 @@ void cli_usage(FILE *f)
 "  forward SPEC... [--base-port N] -w HOSTS   every host; local ports N, N+1, ...\n"
 "  forward-tcp [--address ADDR] PORT TARGET   local PORT -> the target's localhost:PORT\n"
 "  forward-unix [--remote RPATH] [PATH] TARGET   local Unix socket PATH -> RPATH\n"
+"  shell [options] TARGET [CMD...]  interactive shell as ssh (PTY, escapes ~. ~^Z ~# ~?)\n"
+"  shell --broadcast -w HOSTS       type once into every host's shell, output by host\n"
 "  docker [--socket PATH] [--streamlocal] TARGET [-- CMD]   DOCKER_HOST over one connection\n"
 "  upload [-w HOSTS | TARGET] LOCAL... REMOTE   copy files to every host (SFTP)\n"
 "  download [-w HOSTS | TARGET] REMOTE... LOCALDIR   from every host: LOCALDIR/<host>/...\n"
@@ -56,6 +58,10 @@ void cli_usage(FILE *f)
 "  --max-output BYTES  per host and stream when gathering (default 8 MiB)\n"
 "  --connect-timeout S (default 10, or ConnectTimeout)   --auth-timeout S (default 30)\n"
 "  --retries N         retries after a server drops the connection early (default 8)\n"
+"shell:\n"
+"  -t / -tt / -T       PTY with a command / even without a terminal / never\n"
+"  -e CHAR|^X|none     escape character (default ~)\n"
+"  --broadcast         every host of -w: each typed line goes to all\n"
 "upload / download (options anywhere, as scp):\n"
 "  -r                  directories, recursively (symlinks kept as symlinks)\n"
 "  -p                  keep mode and times (-P PORT for the port, as scp)\n"
@@ -114,6 +120,8 @@ int main(int argc, char **argv)
         rc = cmd_forward_tcp(argc - 1, argv + 1);
     else if (strcmp(cmd, "forward-unix") == 0)
         rc = cmd_forward_unix(argc - 1, argv + 1);
+    else if (strcmp(cmd, "shell") == 0)
+        rc = cmd_shell(argc - 1, argv + 1);
     else if (strcmp(cmd, "docker") == 0)
         rc = cmd_docker(argc - 1, argv + 1);
     else if (strcmp(cmd, "upload") == 0)

@@ -136,7 +136,9 @@ static int api_queue_one(api_batch *b, size_t i, smx_err *err)
         return smx_seterr(err, SMX_ENOMEM, "out of memory");
     smx_target_display(name, shown, size);
     const smx_target_job *job = b->job;
-    int rc = job->exec
+    int rc = job->exec && job->shell_cb
+        ? smx_engine_add_shell(b->e, shown, b->hcs[i], password, job->exec, job->shell_cb, NULL)
+        : job->exec
         ? smx_engine_add_exec(b->e, shown, b->hcs[i], password, job->exec, job->exec_cb)
         : smx_engine_add_forward(b->e, shown, b->hcs[i], password, job->forward,
                                  job->forward_cb, NULL, err);
@@ -151,9 +153,12 @@ static int api_queue_one(api_batch *b, size_t i, smx_err *err)
 int smx_engine_add_target(smx_engine *e, const char *targets, const smx_target_job *job,
                           smx_err *err)
 {
-    if (!job || !(job->exec ? job->exec_cb && !job->forward : job->forward && job->forward_cb))
-        return smx_seterr(err, SMX_EINVAL, "smx_engine_add_target: give either an exec job "
-                          "(exec, exec_cb) or a forward job (forward, forward_cb)");
+    int exec_ok = job && job->exec && !job->forward &&
+                  (job->exec_cb != NULL) + (job->shell_cb != NULL) == 1;
+    if (!job || !(job->exec ? exec_ok : job->forward && job->forward_cb))
+        return smx_seterr(err, SMX_EINVAL, "smx_engine_add_target: give one of an exec job "
+                          "(exec, exec_cb), a shell job (exec, shell_cb) or a forward job "
+                          "(forward, forward_cb)");
     api_batch b = { .e = e, .job = job };
     int rc = e->config ? 0 : smx_engine_load_config(e, NULL, err);
     if (rc == 0)

@@ -1,7 +1,10 @@
 /* The exec job: one host's connection carrying one exec channel (apps/exec.c), or for a command
  * list (and under sudo) one channel per step in turn, each step's outcome kept in the result's
  * steps. The job ends when both are gone: the last exec told `done` and the connection told
- * `closed`. */
+ * `closed`.
+ *
+ * A shell (the public smx_shell) is an exec job whose input the caller writes and whose output
+ * goes to the caller as it arrives: the same channel, one more pair of hands on it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +12,9 @@
 #include "engine_internal.h"
 #include "exec.h"
 
-typedef struct exec_job {
+typedef struct smx_shell exec_job;
+
+struct smx_shell {
     smx_job base;
     smx_hostcfg *hc;
     char *password;                 /* from an ssh:// URL; wiped on free */
@@ -27,7 +32,11 @@ typedef struct exec_job {
     smx_result *scratch;
     uint64_t step_start;
     int step_wants_tty;
-} exec_job;
+    /* A shell's: its callbacks, and input written before the exec existed. */
+    const smx_shell_callbacks *scb;
+    smx_buf early;
+    int early_eof, early_cols, early_rows;
+};
 
 static void exec_job_release(exec_job *job)
 {
@@ -35,10 +44,21 @@ static void exec_job_release(exec_job *job)
         smx_result_free(job->scratch);
         free(job->scratch);
     }
+    smx_wipe_free(job->early.data, job->early.cap);
     smx_str_wipe_free(job->password);
     smx_hostcfg_free(job->hc);
     free(job->hc);
     free(job);
+}
+
+/* The job is over: its result goes to whichever callbacks it was given, after it is freed. */
+static void exec_job_report(exec_job *job, smx_result *r)
+{
+    void (*on_done)(void *, smx_result *) = job->scb ? job->scb->on_done : job->cb->on_done;
+    void *ud = job->scb ? job->scb->ud : job->cb->ud;
+    smx_engine_job_done(job->base.engine, &job->base);
+    exec_job_release(job);
+    on_done(ud, r);
 }
 
 static void exec_job_maybe_done(exec_job *job)
@@ -47,16 +67,16 @@ static void exec_job_maybe_done(exec_job *job)
         return;
     smx_result *r = job->result;
     r->ok = r->err_stage == SMX_STAGE_NONE && r->exit_code == 0;
-    const smx_exec_callbacks *cb = job->cb;
-    smx_engine_job_done(job->base.engine, &job->base);
-    exec_job_release(job);
-    cb->on_done(cb->ud, r);
+    exec_job_report(job, r);
 }
 
 static void exec_job_on_line(void *ud, int is_stderr, const char *line, size_t len)
 {
     exec_job *job = ud;
-    job->cb->on_line(job->cb->ud, job->result, is_stderr, line, len);
+    if (job->scb)
+        job->scb->on_line(job->scb->ud, job->result, is_stderr, line, len);
+    else
+        job->cb->on_line(job->cb->ud, job->result, is_stderr, line, len);
 }
 
 static void exec_job_finish_exec(exec_job *job)
@@ -183,6 +203,85 @@ static void exec_job_on_step_done(void *ud)
     exec_job_finish_exec(job);
 }
 
+/* ---- shells ------------------------------------------------------------------------------- */
+
+/* What the caller wrote (and asked for) before the channel existed goes to it now. */
+static void exec_job_hand_early_input(exec_job *job)
+{
+    if (job->early.len && smx_exec_write(job->exec, job->early.data, job->early.len) < 0)
+        smx_exec_send_eof(job->exec);   /* out of memory: input cannot be whole, end it */
+    smx_wipe_free(job->early.data, job->early.cap);
+    memset(&job->early, 0, sizeof job->early);
+    if (job->early_cols > 0)
+        smx_exec_window_change(job->exec, job->early_cols, job->early_rows);
+    if (job->early_eof)
+        smx_exec_send_eof(job->exec);
+}
+
+static void exec_job_on_data(void *ud, int is_stderr, const char *p, size_t n)
+{
+    exec_job *job = ud;
+    job->scb->on_data(job->scb->ud, job, is_stderr, p, n);
+}
+
+static void exec_job_on_started(void *ud)
+{
+    exec_job *job = ud;
+    job->scb->started(job->scb->ud, job);
+}
+
+static int exec_job_input_closed(const exec_job *job)
+{
+    return job->exec_done || job->early_eof || (job->conn && job->conn->ended);
+}
+
+int smx_shell_write(smx_shell *s, const void *p, size_t n)
+{
+    if (s->exec)
+        return smx_exec_write(s->exec, p, n);
+    if (exec_job_input_closed(s))
+        return SMX_ECLOSED;
+    return smx_buf_append(&s->early, p, n, SIZE_MAX) ? SMX_ENOMEM : 0;
+}
+
+size_t smx_shell_pending(const smx_shell *s)
+{
+    return s->exec ? smx_exec_pending(s->exec) : s->early.len;
+}
+
+void smx_shell_send_eof(smx_shell *s)
+{
+    if (s->exec)
+        smx_exec_send_eof(s->exec);
+    else
+        s->early_eof = 1;
+}
+
+void smx_shell_resize(smx_shell *s, int cols, int rows)
+{
+    if (cols <= 0 || rows <= 0)
+        return;
+    if (s->exec) {
+        smx_exec_window_change(s->exec, cols, rows);
+    } else {
+        s->early_cols = cols;
+        s->early_rows = rows;
+    }
+}
+
+void smx_shell_close(smx_shell *s, const char *why)
+{
+    if (!s->conn || s->conn->ended)
+        return;
+    smx_result_set_error(s->result, SMX_STAGE_EXEC, SMX_ECANCELED, why);
+    smx_conn_close(s->conn);
+}
+
+const char *smx_shell_host(const smx_shell *s)
+{
+    return s->base.host;
+}
+
 static void exec_job_on_ready(smx_conn *c, void *ud)
 {
     exec_job *job = ud;
@@ -191,6 +290,8 @@ static void exec_job_on_ready(smx_conn *c, void *ud)
         exec_job_start_step(job, 0);
     else
         job->exec = smx_exec_start(c, job->x, job->result, &job->xev);
+    if (job->exec && job->scb)
+        exec_job_hand_early_input(job);
     if (!job->exec) {
         smx_session_fail(&c->session, SMX_STAGE_EXEC, SMX_ENOMEM, "out of memory");
         job->exec_done = 1;
@@ -247,11 +348,8 @@ static void exec_job_discard(smx_job *base, const char *why)
 {
     exec_job *job = (exec_job *)base;
     smx_result *r = job->result;
-    const smx_exec_callbacks *cb = job->cb;
     smx_result_set_error(r, SMX_STAGE_CONNECT, SMX_ECANCELED, why);
-    smx_engine_job_done(base->engine, base);
-    exec_job_release(job);
-    cb->on_done(cb->ud, r);
+    exec_job_report(job, r);
 }
 
 static void exec_job_free_unstarted(smx_job *base)
@@ -289,26 +387,51 @@ smx_result *smx_engine_new_result(const char *target, const smx_hostcfg *hc)
     return r;
 }
 
-int smx_engine_add_exec(smx_engine *e, const char *target, smx_hostcfg *hc, const char *password,
-                        const smx_exec_opts *x, const smx_exec_callbacks *cb)
+static exec_job *exec_job_new(const char *target, smx_hostcfg *hc, const char *password,
+                              const smx_exec_opts *x)
 {
     exec_job *job = calloc(1, sizeof *job);
     smx_result *r = smx_engine_new_result(target, hc);
     if (!job || !r || (password && !(job->password = strdup(password)))) {
         free(job);
         smx_result_destroy(r);
-        return SMX_ENOMEM;
+        return NULL;
     }
     job->base.ops = &exec_job_ops;
     job->base.host = hc->host;
     job->hc = hc;
     job->x = x;
-    job->cb = cb;
     job->result = r;
-    job->xev.line = cb->on_line ? exec_job_on_line : NULL;
     job->xev.done = exec_job_on_exec_done;
     job->xev.ud = job;
+    return job;
+}
+
+int smx_engine_add_exec(smx_engine *e, const char *target, smx_hostcfg *hc, const char *password,
+                        const smx_exec_opts *x, const smx_exec_callbacks *cb)
+{
+    exec_job *job = exec_job_new(target, hc, password, x);
+    if (!job)
+        return SMX_ENOMEM;
+    job->cb = cb;
+    job->xev.line = cb->on_line ? exec_job_on_line : NULL;
     job->stepping = x->ncommands > 0 || x->sudo;
+    smx_engine_queue_job(e, &job->base);
+    return 0;
+}
+
+int smx_engine_add_shell(smx_engine *e, const char *target, smx_hostcfg *hc, const char *password,
+                         const smx_exec_opts *x, const smx_shell_callbacks *cb, smx_shell **out)
+{
+    exec_job *job = exec_job_new(target, hc, password, x);
+    if (!job)
+        return SMX_ENOMEM;
+    job->scb = cb;
+    job->xev.data = cb->on_data ? exec_job_on_data : NULL;
+    job->xev.line = !cb->on_data && cb->on_line ? exec_job_on_line : NULL;
+    job->xev.started = cb->started ? exec_job_on_started : NULL;
+    if (out)
+        *out = job;
     smx_engine_queue_job(e, &job->base);
     return 0;
 }

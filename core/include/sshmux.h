@@ -473,6 +473,45 @@ typedef struct smx_exec_callbacks {
 int smx_engine_add_exec(smx_engine *e, const char *target, smx_hostcfg *hc, const char *password,
                         const smx_exec_opts *x, const smx_exec_callbacks *cb);
 
+/* An interactive session on one host: the login shell (smx_exec_opts.command NULL) or a
+ * command, usually on a PTY (pty, term, cols, rows), whose input the caller writes and whose
+ * output arrives as it comes, as `ssh HOST` gives a terminal. Everything else of x applies as
+ * for exec (env, timeout, capture). The engine's: valid from smx_engine_add_shell until its
+ * on_done returned. */
+typedef struct smx_shell smx_shell;
+
+typedef struct smx_shell_callbacks {
+    /* The shell runs: input written from now goes out at once. May be NULL. */
+    void (*started)(void *ud, smx_shell *s);
+    /* Output as it arrives (stderr apart unless on a PTY); or, with on_data NULL, line by line
+     * as exec gives it (on_line). */
+    void (*on_data)(void *ud, smx_shell *s, int is_stderr, const char *p, size_t n);
+    void (*on_line)(void *ud, const smx_result *r, int is_stderr, const char *line, size_t len);
+    /* The session is over (its exit status, or why it ended): the callee's (smx_result_destroy). */
+    void (*on_done)(void *ud, smx_result *r);
+    void *ud;
+} smx_shell_callbacks;
+
+/* Queues one resolved host, as smx_engine_add_exec (hc taken over on success; target and
+ * password copied; x and cb borrowed for the run); a shell runs x->command alone (command lists
+ * and sudo are exec's). With a PTY, the terminal modes sent are those of the process's stdin
+ * when it is a terminal. *out (if not NULL): the shell. 0 or SMX_ENOMEM. */
+int smx_engine_add_shell(smx_engine *e, const char *target, smx_hostcfg *hc, const char *password,
+                         const smx_exec_opts *x, const smx_shell_callbacks *cb, smx_shell **out);
+/* Input: copied; what is written before the shell started is sent when it starts. 0,
+ * SMX_ENOMEM, or SMX_ECLOSED once its input was closed or the session ended. */
+int smx_shell_write(smx_shell *s, const void *p, size_t n);
+/* Input bytes queued and not yet taken by the server (a reader's back-pressure). */
+size_t smx_shell_pending(const smx_shell *s);
+/* EOF on the shell's input, once what was written went. */
+void smx_shell_send_eof(smx_shell *s);
+/* The local terminal's size changed (SIGWINCH): sent as a window-change. */
+void smx_shell_resize(smx_shell *s, int cols, int rows);
+/* Ends the session now, as ssh's `~.`: the connection is closed; the result says `why`. */
+void smx_shell_close(smx_shell *s, const char *why);
+/* The host alias (borrowed from s). */
+const char *smx_shell_host(const smx_shell *s);
+
 /* One forward, as ssh takes it.
  * Local (-L):
  *   [bind_address:]port:host:hostport      TCP listener -> the remote host:hostport
@@ -567,11 +606,12 @@ int smx_forward_port(const smx_forward *f, size_t i);
  * memory. */
 char *smx_forward_json(const smx_forward *f, size_t i);
 
-/* What smx_engine_add_target queues for each host: set exec and exec_cb for a command, or
- * forward and forward_cb for local forwards. Borrowed: they must outlive the run. */
+/* What smx_engine_add_target queues for each host: set exec and exec_cb for a command, exec
+ * and shell_cb for shells, or forward and forward_cb for forwards. Borrowed: they must outlive the run. */
 typedef struct smx_target_job {
     const smx_exec_opts *exec;
     const smx_exec_callbacks *exec_cb;
+    const smx_shell_callbacks *shell_cb;   /* with exec: interactive shells (smx_engine_add_shell) */
     const smx_forward_opts *forward;
     const smx_forward_callbacks *forward_cb;
 } smx_target_job;
