@@ -62,6 +62,7 @@ typedef struct cli {
     char *proxy_password;    /* from --proxy-password-env; wiped in cli_free */
 
     int copy;                /* a file copy command (upload, download) */
+    int expect;              /* sshmux expect: results are steps of a send/expect script */
     int recursive, preserve, resume, fsync, no_atomic, suffix, progress, mode_given;
     size_t block_size;       /* --block-size */
     int requests;            /* --requests */
@@ -126,6 +127,7 @@ int cmd_shell(int argc, char **argv);
 int cmd_upload(int argc, char **argv);
 int cmd_download(int argc, char **argv);
 int cmd_run_script(int argc, char **argv);
+int cmd_expect(int argc, char **argv);
 void cli_usage(FILE *f);
 
 #endif

@@ -29,6 +29,8 @@ void cli_usage(FILE *f)
 "  upload [-w HOSTS | TARGET] LOCAL... REMOTE   copy files to every host (SFTP)\n"
 "  download [-w HOSTS | TARGET] REMOTE... LOCALDIR   from every host: LOCALDIR/<host>/...\n"
 "  run-script [-w HOSTS | TARGET] SCRIPT [ARGS...]   upload SCRIPT, run it, remove it\n"
+"  expect [options] -w HOSTS|TARGET --send TEXT [--expect REGEX] [--timeout S]...\n"
+"                                   send/expect steps on a PTY shell of every host\n"
 "  version                          print the version\n"
 "\n"
 "targets:\n"
@@ -62,6 +64,14 @@ void cli_usage(FILE *f)
 "  -t / -tt / -T       PTY with a command / even without a terminal / never\n"
 "  -e CHAR|^X|none     escape character (default ~)\n"
 "  --broadcast         every host of -w: each typed line goes to all\n"
+"expect (step options anywhere, in order; the others before the target):\n"
+"  --send TEXT         a step: TEXT and a newline typed into the shell\n"
+"  --send-raw TEXT     a step: TEXT typed as it is (no newline)\n"
+"  --expect REGEX      the step ends when this POSIX extended regex is in its output\n"
+"                      (none: when the shell's prompt comes back, found as netmiko does)\n"
+"  --timeout S         the step's limit (default 10; before any step: every step's)\n"
+"  --script FILE       steps as JSON lines {\"send\"|\"send_raw\": T, \"expect\": R, \"timeout\": S}\n"
+"  exit status: 0 every step matched, 1 a step did not match in time, 255 unreachable\n"
 "upload / download (options anywhere, as scp):\n"
 "  -r                  directories, recursively (symlinks kept as symlinks)\n"
 "  -p                  keep mode and times (-P PORT for the port, as scp)\n"
@@ -130,6 +140,8 @@ int main(int argc, char **argv)
         rc = cmd_download(argc - 1, argv + 1);
     else if (strcmp(cmd, "run-script") == 0)
         rc = cmd_run_script(argc - 1, argv + 1);
+    else if (strcmp(cmd, "expect") == 0)
+        rc = cmd_expect(argc - 1, argv + 1);
     else if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("sshmux %s (libssh %s)\n", SSHMUX_VERSION, smx_libssh_version());
         rc = 0;

@@ -111,9 +111,10 @@ static void output_copy_done(output *o, smx_result *r)
     }
 }
 
-/* Gathered (-b), a command list's output is shown step by step: a header line per step with its
- * command and status, then what it printed; hosts group when every step printed the same. */
-static void output_steps_text(smx_result *r)
+/* Gathered (-b), a command list's (or an expect script's) output is shown step by step: a header
+ * line per step with its command and status, then what it printed; hosts group when every step
+ * printed the same. */
+static void output_steps_text(smx_result *r, int expect)
 {
     char *text = NULL;
     size_t len = 0;
@@ -122,7 +123,10 @@ static void output_steps_text(smx_result *r)
         return;
     for (size_t i = 0; i < r->nsteps; i++) {
         const smx_step_result *st = &r->steps[i];
-        if (st->exit_signal)
+        if (expect)
+            fprintf(m, "--- step %zu: %s (%s)\n", i + 1, st->command ? st->command : "(wait)",
+                    st->exit_code == 0 ? "matched" : "no match");
+        else if (st->exit_signal)
             fprintf(m, "--- step %zu: %s (signal %s)\n", i + 1, st->command, st->exit_signal);
         else
             fprintf(m, "--- step %zu: %s (exit %d)\n", i + 1, st->command, st->exit_code);
@@ -140,6 +144,20 @@ static void output_steps_text(smx_result *r)
     r->out.cap = len + 1;
 }
 
+/* expect's default view: each step's output, line by line, prefixed "host: ". */
+static void output_expect_text(const smx_result *r)
+{
+    for (size_t i = 0; i < r->nsteps; i++) {
+        const char *p = r->steps[i].out.data, *end = p + r->steps[i].out.len;
+        while (p && p < end) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+            fprintf(stdout, "%s: %.*s\n", r->host, (int)n, p);
+            p += n + 1;
+        }
+    }
+}
+
 static void output_on_done(void *ud, smx_result *r)
 {
     output *o = ud;
@@ -147,8 +165,10 @@ static void output_on_done(void *ud, smx_result *r)
     output_count(o, r);
     if (r->is_copy && !o->c->x.command)
         output_copy_done(o, r);
-    if (o->c->gather && !o->c->json && o->c->x.ncommands)
-        output_steps_text(r);
+    if (o->c->gather && !o->c->json && (o->c->x.ncommands || o->c->expect))
+        output_steps_text(r, o->c->expect);
+    if (o->c->expect && !o->c->gather && !o->c->json)
+        output_expect_text(r);
     if (o->c->json) {
         char *s = smx_result_json(r);
         if (s) {

@@ -18,6 +18,7 @@ const char *smx_stage_name(enum smx_stage stage)
     case SMX_STAGE_TIMEOUT: return "timeout";
     case SMX_STAGE_SFTP: return "sftp";
     case SMX_STAGE_SUDO: return "sudo";
+    case SMX_STAGE_EXPECT: return "expect";
     }
     return "?";
 }
@@ -244,7 +245,9 @@ int smx_result_exit_status(const smx_result *r)
         return 128 + result_signal_number(r->exit_signal);   /* as a shell reports it */
     if (r->is_copy && r->err_stage == SMX_STAGE_NONE)
         return 0;
-    if (r->err_stage == SMX_STAGE_SFTP || r->err_stage == SMX_STAGE_SUDO)
-        return 1;         /* reached, and refused there: as scp for a file, as sudo itself */
+    if (r->err_stage == SMX_STAGE_SFTP || r->err_stage == SMX_STAGE_SUDO ||
+        r->err_stage == SMX_STAGE_EXPECT)
+        return 1;         /* reached, and refused there: as scp for a file, as sudo itself;
+                           * a send/expect step that did not match, as expect(1)'s scripts */
     return 255;       /* never ran: unreachable, unverified, unauthenticated, refused */
 }

@@ -140,6 +140,8 @@ static int api_queue_one(api_batch *b, size_t i, smx_err *err)
         ? smx_engine_add_shell(b->e, shown, b->hcs[i], password, job->exec, job->shell_cb, NULL)
         : job->exec
         ? smx_engine_add_exec(b->e, shown, b->hcs[i], password, job->exec, job->exec_cb)
+        : job->expect
+        ? smx_engine_add_expect(b->e, shown, b->hcs[i], password, job->expect, job->exec_cb)
         : smx_engine_add_forward(b->e, shown, b->hcs[i], password, job->forward,
                                  job->forward_cb, NULL, err);
     free(shown);
@@ -153,12 +155,16 @@ static int api_queue_one(api_batch *b, size_t i, smx_err *err)
 int smx_engine_add_target(smx_engine *e, const char *targets, const smx_target_job *job,
                           smx_err *err)
 {
-    int exec_ok = job && job->exec && !job->forward &&
-                  (job->exec_cb != NULL) + (job->shell_cb != NULL) == 1;
-    if (!job || !(job->exec ? exec_ok : job->forward && job->forward_cb))
+    int kinds = job ? !!job->exec + !!job->expect + !!job->forward : 0;
+    int ok = kinds == 1 &&
+             (job->exec ? (job->exec_cb != NULL) + (job->shell_cb != NULL) == 1
+                        : job->expect ? job->exec_cb && !job->shell_cb : job->forward_cb != NULL);
+    if (!ok)
         return smx_seterr(err, SMX_EINVAL, "smx_engine_add_target: give one of an exec job "
-                          "(exec, exec_cb), a shell job (exec, shell_cb) or a forward job "
-                          "(forward, forward_cb)");
+                          "(exec, exec_cb), a shell job (exec, shell_cb), an expect job "
+                          "(expect, exec_cb) or a forward job (forward, forward_cb)");
+    if (job->expect && smx_expect_opts_check(job->expect, err) < 0)
+        return SMX_EINVAL;
     api_batch b = { .e = e, .job = job };
     int rc = e->config ? 0 : smx_engine_load_config(e, NULL, err);
     if (rc == 0)

@@ -120,7 +120,8 @@ enum smx_stage {
     SMX_STAGE_EXEC,       /* the command, or (forward jobs) the connection once it carried forwards */
     SMX_STAGE_TIMEOUT,    /* the command ran past its timeout */
     SMX_STAGE_SFTP,       /* a file transfer (the SFTP session, or one file of it) */
-    SMX_STAGE_SUDO        /* sudo refused the password, or asked for one it was not given */
+    SMX_STAGE_SUDO,       /* sudo refused the password, or asked for one it was not given */
+    SMX_STAGE_EXPECT      /* send/expect: a step's regex (or the prompt) never came */
 };
 
 /* "none", "resolve", "connect", ...: static storage. */
@@ -191,8 +192,8 @@ void smx_result_destroy(smx_result *r);
  * malloc'd, the caller's (free). NULL when out of memory. */
 char *smx_result_json(const smx_result *r);
 /* As a shell would report the host: 0 ok; 255 not reached, verified or authenticated; 124 the
- * command timed out; 1 a file copy failed (as scp) or sudo refused; else the remote status
- * (128+N for signal N). */
+ * command timed out; 1 a file copy failed (as scp), sudo refused or an expect step did not
+ * match; else the remote status (128+N for signal N). */
 int smx_result_exit_status(const smx_result *r);
 
 /* ---- host lists and targets ------------------------------------------------------------- */
@@ -512,6 +513,64 @@ void smx_shell_close(smx_shell *s, const char *why);
 /* The host alias (borrowed from s). */
 const char *smx_shell_host(const smx_shell *s);
 
+/* ---- send/expect on a PTY shell (sshmux expect) ------------------------------------------ */
+
+/* One step: `send` is written to the shell as it is (NULL: nothing; `sshmux expect --send`
+ * appends the newline), then the output that arrives from then on (ANSI escape sequences, NULs
+ * and carriage returns removed) is searched for `expect`, a POSIX extended regex (REG_NEWLINE),
+ * or with expect NULL for the shell's prompt at its end. The prompt is found as netmiko does:
+ * once the shell is quiet, a newline is sent and the last non-empty line that comes back is
+ * the prompt. A step that does not match within timeout_ms (0: 10 s) fails the host (stage
+ * "expect", with the last 200 bytes seen in the message) and ends its connection. */
+typedef struct smx_expect_step {
+    const char *send;
+    const char *expect;
+    int timeout_ms;
+} smx_expect_step;
+
+typedef struct smx_expect_opts {
+    const smx_expect_step *steps;
+    size_t nsteps;
+    const char *term;          /* the PTY's terminal type (NULL: "xterm") and size (0: 512 x 24:
+                                * wide, so that the shell does not wrap the echo of a step) */
+    int cols, rows;
+    const smx_strvec *env;     /* "K=V" strings, or NULL */
+    size_t max_output;         /* per step (0: 8 MiB) */
+} smx_expect_opts;
+
+/* Checks every step's regex: 0, or SMX_EINVAL naming the step and regcomp's reason. */
+int smx_expect_opts_check(const smx_expect_opts *o, smx_err *err);
+
+/* Queues one resolved host for a send/expect script (hc, target, password as
+ * smx_engine_add_exec). One session channel with a PTY runs the login shell; the steps run in
+ * order; after the last one "exit" is sent and the connection closed. The result's steps hold
+ * one record per step run: command = what was sent (without its last newline), out = the
+ * step's output with the echo of what was sent and (without a regex) the trailing prompt
+ * removed, exit_code 0 matched / -1 not, timed_out, ms; the host's out is every step's output
+ * in order. cb->on_line is not called. opts is borrowed: it must outlive the run. 0 or
+ * SMX_ENOMEM. */
+int smx_engine_add_expect(smx_engine *e, const char *target, smx_hostcfg *hc,
+                          const char *password, const smx_expect_opts *opts,
+                          const smx_exec_callbacks *cb);
+
+/* A script of steps, e.g. from JSON lines: its strings are its own. */
+typedef struct smx_expect_script {
+    smx_expect_step *steps;
+    size_t nsteps, cap;
+} smx_expect_script;
+
+/* Appends a step (send, expect may be NULL; copied). 0 or SMX_ENOMEM. */
+int smx_expect_script_add(smx_expect_script *s, const char *send, const char *expect,
+                          int timeout_ms);
+/* One JSON line {"send": TEXT, "send_raw": TEXT, "expect": REGEX, "timeout": SECONDS} (send
+ * gets a newline appended, send_raw does not; at most one of them; timeout a number > 0), or a
+ * blank line or one starting with '#' (nothing added). 0, or SMX_EINVAL saying what is wrong
+ * (the caller names the line). */
+int smx_expect_script_add_json(smx_expect_script *s, const char *line, size_t len, smx_err *err);
+/* Every line of a file; an error names "path:line". */
+int smx_expect_script_load(smx_expect_script *s, const char *path, smx_err *err);
+void smx_expect_script_free(smx_expect_script *s);
+
 /* One forward, as ssh takes it.
  * Local (-L):
  *   [bind_address:]port:host:hostport      TCP listener -> the remote host:hostport
@@ -607,11 +666,13 @@ int smx_forward_port(const smx_forward *f, size_t i);
 char *smx_forward_json(const smx_forward *f, size_t i);
 
 /* What smx_engine_add_target queues for each host: set exec and exec_cb for a command, exec
- * and shell_cb for shells, or forward and forward_cb for forwards. Borrowed: they must outlive the run. */
+ * and shell_cb for shells, expect and exec_cb for a send/expect script, or forward and forward_cb
+ * for forwards. Borrowed: they must outlive the run. */
 typedef struct smx_target_job {
     const smx_exec_opts *exec;
     const smx_exec_callbacks *exec_cb;
     const smx_shell_callbacks *shell_cb;   /* with exec: interactive shells (smx_engine_add_shell) */
+    const smx_expect_opts *expect;     /* or a send/expect script, with exec_cb */
     const smx_forward_opts *forward;
     const smx_forward_callbacks *forward_cb;
 } smx_target_job;
