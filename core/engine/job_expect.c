@@ -1,12 +1,14 @@
 /* The expect job: one host's connection carrying one session channel with a PTY running the
  * login shell (apps/exec.c with command NULL), and a script of send/expect steps run on it in
- * order (apps/expect.c finds each step's end). Without a regex a step ends at the shell's
- * prompt, found first as netmiko's find_prompt does: once the shell has been quiet for a
- * moment a newline is sent, and the last non-empty line that comes back is the prompt. Each
- * step has a timer; one that fires fails the host at that step and closes the connection. After
- * the last step "exit" is sent and the connection closed when the shell ends (or a moment
- * later). The job ends when the exec told `done`, the connection `closed` and the timers are
- * closed. */
+ * order (apps/expect.c finds each step's end). Before the first send the shell's login output
+ * is let pass until it is quiet for a moment. Without a regex a step ends at the shell's
+ * prompt, found first as netmiko's find_prompt does: a newline is sent, and the last non-empty
+ * line that comes back (once quiet again) is the prompt. After a regex matched, the rest of
+ * that output (up to a quiet moment, half a second at most) is no step's: the next step would
+ * otherwise take the previous one's prompt for its own. Each step has a timer; one that fires
+ * fails the host at that step and closes the connection. After the last step "exit" is sent and
+ * the connection closed when the shell ends (or a moment later). The job ends when the exec
+ * told `done`, the connection `closed` and the timers are closed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,15 +17,19 @@
 #include "exec.h"
 #include "expect.h"
 
-#define EXPECT_QUIET_MS 300        /* the shell has said all it had to say (prompt detection) */
+#define EXPECT_QUIET_MS 300        /* the shell has said all it had to say (its login output) */
+#define EXPECT_DRAIN_MS 50         /* after a regex matched: the rest of that output */
+#define EXPECT_DRAIN_MAX_MS 500    /* ... however long it goes on */
 #define EXPECT_STEP_DEFAULT_MS 10000
 #define EXPECT_EXIT_GRACE_MS 2000  /* after "exit": the shell's moment to end by itself */
 
 enum expect_phase {
     EXPECT_CONNECTING,   /* until the shell runs */
-    EXPECT_QUIET,        /* prompt detection: waiting for the shell to be quiet */
+    EXPECT_QUIET,        /* before the first send: waiting for the shell to be quiet */
     EXPECT_PROMPT,       /* prompt detection: a newline sent, waiting for the prompt line */
     EXPECT_STEP,         /* job->step runs */
+    EXPECT_DRAIN,        /* a regex matched: what follows it (the rest of the line, a prompt)
+                          * is no step's; the next step starts once it is over */
     EXPECT_EXITING,      /* every step matched; "exit" sent */
     EXPECT_OVER          /* failed or canceled: the connection is closing */
 };
@@ -44,6 +50,7 @@ typedef struct expect_job {
     int all_matched;                /* the last step matched */
     size_t step;
     uint64_t step_start;
+    uint64_t drain_start;
     smx_expect_matcher m;
     char *prompt;
     uv_timer_t timer;               /* the step's timeout (prompt detection: step 1's) */
@@ -173,6 +180,7 @@ static void expect_job_fail_step(expect_job *job, const char *why)
 }
 
 static void expect_job_on_timer(uv_timer_t *t);
+static void expect_job_on_quiet(uv_timer_t *t);
 
 static void expect_job_start_step(expect_job *job)
 {
@@ -196,8 +204,16 @@ static void expect_job_start_step(expect_job *job)
 static void expect_job_step_matched(expect_job *job)
 {
     expect_job_keep_step(job, 1, 0);
+    int had_regex = job->o->steps[job->step].expect != NULL;
     if (++job->step < job->o->nsteps) {
-        expect_job_start_step(job);
+        if (!had_regex) {
+            expect_job_start_step(job);   /* at a prompt: nothing more comes */
+            return;
+        }
+        job->phase = EXPECT_DRAIN;
+        job->drain_start = uv_hrtime();
+        uv_timer_stop(&job->timer);
+        uv_timer_start(&job->quiet, expect_job_on_quiet, EXPECT_DRAIN_MS, 0);
         return;
     }
     job->phase = EXPECT_EXITING;
@@ -214,6 +230,10 @@ static void expect_job_on_timer(uv_timer_t *t)
     const smx_expect_step *st = job->step < job->o->nsteps ? &job->o->steps[job->step] : NULL;
     switch (job->phase) {
     case EXPECT_QUIET:
+        snprintf(why, sizeof why, "the shell's first output did not end within %d ms",
+                 expect_job_timeout(job, 0));
+        expect_job_fail_step(job, why);
+        break;
     case EXPECT_PROMPT:
         snprintf(why, sizeof why, "no prompt found within %d ms (the shell's last non-empty "
                  "line after a newline)", expect_job_timeout(job, 0));
@@ -239,9 +259,20 @@ static void expect_job_on_timer(uv_timer_t *t)
 
 /* ---- prompt detection ------------------------------------------------------------------------ */
 
+/* The shell was quiet for a moment: before the first send, the prompt detection's newline
+ * goes out (or the first step starts); then the last line is the prompt; after a drain, the
+ * next step starts. */
 static void expect_job_on_quiet(uv_timer_t *t)
 {
     expect_job *job = t->data;
+    if (job->phase == EXPECT_DRAIN) {
+        expect_job_start_step(job);
+        return;
+    }
+    if (job->phase == EXPECT_QUIET && !expect_job_needs_prompt(job)) {
+        expect_job_start_step(job);
+        return;
+    }
     if (job->phase == EXPECT_QUIET) {
         smx_expect_begin(&job->m, NULL, NULL, NULL, NULL);
         job->phase = EXPECT_PROMPT;
@@ -267,8 +298,8 @@ static void expect_job_on_started(void *ud)
         expect_job_step_matched(job);   /* nothing to do: straight to "exit" */
         return;
     }
-    if (!expect_job_needs_prompt(job)) {
-        expect_job_start_step(job);
+    if (!expect_job_needs_prompt(job) && !job->o->steps[0].send) {
+        expect_job_start_step(job);   /* it waits for what the shell says first */
         return;
     }
     job->phase = EXPECT_QUIET;
@@ -289,6 +320,10 @@ static void expect_job_on_data(void *ud, int is_stderr, const char *p, size_t n)
     case EXPECT_STEP:
         if (job->result->err_stage == SMX_STAGE_NONE && smx_expect_feed(&job->m, p, n))
             expect_job_step_matched(job);
+        break;
+    case EXPECT_DRAIN:
+        if (uv_hrtime() - job->drain_start < (uint64_t)EXPECT_DRAIN_MAX_MS * 1000000)
+            uv_timer_start(&job->quiet, expect_job_on_quiet, EXPECT_DRAIN_MS, 0);
         break;
     default:
         break;
