@@ -157,7 +157,7 @@ int smx_expect_begin(smx_expect_matcher *m, const char *sent, const char *regex,
  * first). */
 static void expect_find_echo(smx_expect_matcher *m)
 {
-    if (m->echo_state != SMX_ECHO_PENDING)
+    if (m->echo_state != SMX_ECHO_PENDING || m->text.len == 0)
         return;
     size_t want = m->echo_len + 1, have = m->text.len < want ? m->text.len : want;
     int same = memcmp(m->text.data, m->echo, have < m->echo_len ? have : m->echo_len) == 0 &&
