@@ -100,6 +100,19 @@ char *cli_join_args(const smx_strvec *args, size_t from);
 /* Raises the fd limit as far as allowed and lowers the fanout to what fits. */
 void cli_fit_fanout(cli *c);
 
+/* Queues one resolved host (taking h->hc over) with the output's callbacks: 0 or SMX_ENOMEM. */
+typedef int (*cli_add_host_fn)(smx_engine *e, cli_host *h, const smx_exec_callbacks *cb,
+                               void *ud);
+/* A run in which every host gives one result (exec, expect): output, engine, credentials, each
+ * host queued by add, signals, progress and summary. Returns the exit status. */
+int cli_run_hosts(cli *c, cli_add_host_fn add, void *ud);
+/* Its second half, for a caller that made the output and the engine itself (file copies: copy
+ * is shown by the progress line, else NULL): every host queued, the run, the summary; 130 when
+ * interrupted. */
+typedef struct output output;
+int cli_queue_and_run(cli *c, smx_engine *e, output *o, smx_copy *copy, cli_add_host_fn add,
+                      void *ud);
+
 /* SIGINT/SIGTERM cancel the run (a second one closes what is left at once). */
 typedef struct cli_signals {
     uv_signal_t sig[2];

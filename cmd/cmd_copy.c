@@ -118,31 +118,20 @@ static int copy_opts_from_cli(cli *c, enum smx_copy_kind kind, smx_copy_opts *o,
     return 0;
 }
 
-static int copy_run(cli *c, smx_copy *copy, smx_engine *e, output *o, uv_loop_t *loop)
+static int copy_add_host(smx_engine *e, cli_host *h, const smx_exec_callbacks *cb, void *ud)
 {
-    for (size_t i = 0; i < c->nhosts; i++) {
-        cli_host *h = &c->hosts[i];
-        if (smx_engine_add_copy(e, h->target, h->hc, h->password, copy, output_callbacks(o)) < 0) {
-            cli_error(c, "out of memory");
-            return EXIT_UNREACHABLE;
-        }
-        h->hc = NULL;   /* the engine owns it now */
-    }
-    cli_signals es = {0};
-    cli_watch_signals(&es, loop, e);
-    progress *pr = progress_wanted(c) && !c->json ? progress_start(loop, e, copy, o, c->nhosts)
-                                                  : NULL;
-    uint64_t t0 = uv_hrtime();
-    smx_engine_run(e);
-    progress_stop(pr);
-    int rc = output_finish(o, (double)(uv_hrtime() - t0) / 1e6, e);
+    return smx_engine_add_copy(e, h->target, h->hc, h->password, ud, cb);
+}
+
+static int copy_run(cli *c, smx_copy *copy, smx_engine *e, output *o)
+{
+    int rc = cli_queue_and_run(c, e, o, copy, copy_add_host, copy);
     if (c->verbose) {
         smx_copy_progress p;
         smx_copy_get_progress(copy, &p);
         fprintf(stderr, "sshmux: shared read cache peak: %zu bytes\n", p.peak_cache_bytes);
     }
-    cli_unwatch_signals(&es);
-    return es.caught ? 130 : rc;
+    return rc;
 }
 
 static int copy_command(int argc, char **argv, enum smx_copy_kind kind, const char *prog)
@@ -186,7 +175,7 @@ static int copy_command(int argc, char **argv, enum smx_copy_kind kind, const ch
     }
     rc = cli_load_credentials(&c, e);
     if (!rc)
-        rc = copy_run(&c, copy, e, o, loop);
+        rc = copy_run(&c, copy, e, o);
 out_engine:
     smx_engine_free(e);
     smx_copy_free(copy);

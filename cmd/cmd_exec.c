@@ -55,6 +55,58 @@ void cli_watch_signals(cli_signals *es, uv_loop_t *loop, smx_engine *e)
     }
 }
 
+static int exec_add_host(smx_engine *e, cli_host *h, const smx_exec_callbacks *cb, void *ud)
+{
+    return smx_engine_add_exec(e, h->target, h->hc, h->password, ud, cb);
+}
+
+int cli_queue_and_run(cli *c, smx_engine *e, output *o, smx_copy *copy, cli_add_host_fn add,
+                      void *ud)
+{
+    for (size_t i = 0; i < c->nhosts; i++) {
+        cli_host *h = &c->hosts[i];
+        if (add(e, h, output_callbacks(o), ud) < 0) {
+            cli_error(c, "out of memory");
+            return EXIT_UNREACHABLE;
+        }
+        h->hc = NULL;   /* the engine owns it now */
+    }
+    cli_signals es = {0};
+    cli_watch_signals(&es, uv_default_loop(), e);
+    progress *pr = progress_wanted(c) && !c->json
+                       ? progress_start(uv_default_loop(), e, copy, o, c->nhosts) : NULL;
+    uint64_t t0 = uv_hrtime();
+    smx_engine_run(e);
+    progress_stop(pr);
+    int rc = output_finish(o, (double)(uv_hrtime() - t0) / 1e6, e);
+    cli_unwatch_signals(&es);
+    uv_run(uv_default_loop(), UV_RUN_NOWAIT);   /* the watchers are this frame's: closed here */
+    return es.caught ? 130 : rc;   /* 130: as a shell reports an interrupted command */
+}
+
+int cli_run_hosts(cli *c, cli_add_host_fn add, void *ud)
+{
+    int rc = 0;
+    uv_loop_t *loop = uv_default_loop();
+    output *o = output_new(c, loop);
+    c->eng.warn = output_warn;
+    c->eng.ud = o;
+    smx_engine *e = NULL;
+    if (!o || smx_engine_new(&e, loop, &c->eng) < 0) {
+        cli_error(c, "out of memory");
+        rc = EXIT_UNREACHABLE;
+    }
+    if (rc == 0)
+        rc = cli_load_credentials(c, e);
+    if (rc == 0)
+        rc = cli_queue_and_run(c, e, o, NULL, add, ud);
+    smx_engine_free(e);
+    output_free(o);
+    uv_run(loop, UV_RUN_NOWAIT);   /* let closed handles finish */
+    uv_loop_close(loop);
+    return rc;
+}
+
 int cmd_exec(int argc, char **argv)
 {
     cli c;
@@ -86,44 +138,7 @@ int cmd_exec(int argc, char **argv)
     c.x.env = c.env.n ? &c.env : NULL;
     c.x.capture = c.gather || c.json;
 
-    uv_loop_t *loop = uv_default_loop();
-    output *o = output_new(&c, loop);
-    c.eng.warn = output_warn;
-    c.eng.ud = o;
-    smx_engine *e = NULL;
-    if (!o || smx_engine_new(&e, loop, &c.eng) < 0) {
-        cli_error(&c, "out of memory");
-        rc = EXIT_UNREACHABLE;
-        goto out_engine;
-    }
-    rc = cli_load_credentials(&c, e);
-    if (rc)
-        goto out_engine;
-    for (size_t i = 0; i < c.nhosts; i++) {
-        cli_host *h = &c.hosts[i];
-        if (smx_engine_add_exec(e, h->target, h->hc, h->password, &c.x, output_callbacks(o)) < 0) {
-            cli_error(&c, "out of memory");
-            rc = EXIT_UNREACHABLE;
-            goto out_engine;
-        }
-        h->hc = NULL;   /* the engine owns it now */
-    }
-    cli_signals es = {0};
-    cli_watch_signals(&es, loop, e);
-    progress *pr = progress_wanted(&c) && !c.json ? progress_start(loop, e, NULL, o, c.nhosts)
-                                                  : NULL;
-    uint64_t t0 = uv_hrtime();
-    smx_engine_run(e);
-    progress_stop(pr);
-    rc = output_finish(o, (double)(uv_hrtime() - t0) / 1e6, e);
-    if (es.caught)
-        rc = 130;   /* as a shell reports an interrupted command */
-    cli_unwatch_signals(&es);
-out_engine:
-    smx_engine_free(e);
-    output_free(o);
-    uv_run(loop, UV_RUN_NOWAIT);   /* let closed handles finish */
-    uv_loop_close(loop);
+    rc = cli_run_hosts(&c, exec_add_host, &c.x);
     free(command);
 out_free:
     cli_free(&c);

@@ -8,8 +8,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "output.h"
-#include "progress.h"
 
 #define EXPECT_USAGE "sshmux expect [options] -w HOSTS|TARGET --send TEXT [--expect REGEX] " \
                      "[--timeout S] ... | --script FILE"
@@ -175,6 +173,11 @@ static int expect_check(cli *c, expect_cli *ec, smx_expect_opts *o)
     return 0;
 }
 
+static int expect_add_host(smx_engine *e, cli_host *h, const smx_exec_callbacks *cb, void *ud)
+{
+    return smx_engine_add_expect(e, h->target, h->hc, h->password, ud, cb);
+}
+
 int cmd_expect(int argc, char **argv)
 {
     cli c;
@@ -198,45 +201,7 @@ int cmd_expect(int argc, char **argv)
     o.env = c.env.n ? &c.env : NULL;
     o.max_output = c.x.max_output;
 
-    uv_loop_t *loop = uv_default_loop();
-    output *out = output_new(&c, loop);
-    c.eng.warn = output_warn;
-    c.eng.ud = out;
-    smx_engine *e = NULL;
-    if (!out || smx_engine_new(&e, loop, &c.eng) < 0) {
-        cli_error(&c, "out of memory");
-        rc = EXIT_UNREACHABLE;
-        goto out_engine;
-    }
-    rc = cli_load_credentials(&c, e);
-    if (rc)
-        goto out_engine;
-    for (size_t i = 0; i < c.nhosts; i++) {
-        cli_host *h = &c.hosts[i];
-        if (smx_engine_add_expect(e, h->target, h->hc, h->password, &o,
-                                  output_callbacks(out)) < 0) {
-            cli_error(&c, "out of memory");
-            rc = EXIT_UNREACHABLE;
-            goto out_engine;
-        }
-        h->hc = NULL;   /* the engine owns it now */
-    }
-    cli_signals es = {0};
-    cli_watch_signals(&es, loop, e);
-    progress *pr = progress_wanted(&c) && !c.json ? progress_start(loop, e, NULL, out, c.nhosts)
-                                                  : NULL;
-    uint64_t t0 = uv_hrtime();
-    smx_engine_run(e);
-    progress_stop(pr);
-    rc = output_finish(out, (double)(uv_hrtime() - t0) / 1e6, e);
-    if (es.caught)
-        rc = 130;
-    cli_unwatch_signals(&es);
-out_engine:
-    smx_engine_free(e);
-    output_free(out);
-    uv_run(loop, UV_RUN_NOWAIT);
-    uv_loop_close(loop);
+    rc = cli_run_hosts(&c, expect_add_host, &o);
 out_free:
     cli_free(&c);
     free(ec.rest);

@@ -90,11 +90,9 @@ static void script_line(const char *in, size_t n)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1)
-        return 0;
-    size_t step = data[0] % 40 + 1;
-    const char *in = (const char *)data + 1;
-    size_t n = size - 1;
+    /* Byte 0: the chunk size (1 to 40); the rest: the output, and a script line. */
+    size_t step = size ? data[0] % 40 + 1 : 1, n = size ? size - 1 : 0;
+    const char *in = size ? (const char *)data + 1 : "";
     same("QZQ", in, n, step);      /* the first occurrence after the echo */
     same("\x1b", in, n, step);     /* never found: the cleaner removes ESC */
     script_line(in, n);

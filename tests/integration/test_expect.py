@@ -173,24 +173,13 @@ def test_malformed_script_line():
     check_in("no steps given", r.stderr)
 
 
-def sleeping(sshd):
-    """How many of sshd's sessions run the script's waiting step."""
-    n = 0
-    for pid in faults.serving_pids(sshd):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                n += f.read().split(b"\0")[:2] == [b"sleep", b"60"]
-        except OSError:
-            pass
-    return n
-
-
 def test_connection_killed_mid_step():
     hosts = 5
     p = fixture.spawn([fixture.sshmux_bin(), "expect", "-F", F.cfg, "--json",
                        "-w", F.hostlist(hosts), "--send", "echo first", "--send", "sleep 60",
                        "--timeout", "50", "--send", "echo never"], workdir=F.wd)
-    fixture.wait_until(lambda: sleeping(F.sshd) >= hosts, 30, "every host in step 2")
+    fixture.wait_until(lambda: faults.running(F.sshd, "sleep", "60") >= hosts, 30,
+                       "every host in step 2")
     t0 = time.monotonic()
     check(faults.kill_connections(F.sshd) > 0, "the fault hit nothing")
     try:

@@ -167,18 +167,6 @@ def test_command_list_under_sudo():
     check_no_secret(r, u.password)
 
 
-def sleeping(sshd):
-    """How many of sshd's sessions run the list's waiting step."""
-    n = 0
-    for pid in faults.serving_pids(sshd):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                n += f.read().split(b"\0")[:2] == [b"sleep", b"60"]
-        except OSError:
-            pass
-    return n
-
-
 def list_hit_by(fault, settle=30):
     """A command list on 10 hosts whose second step waits; the fault hits the sshd while it
     does. Every host must report: step 1 kept, the host failed, no crash."""
@@ -187,7 +175,8 @@ def list_hit_by(fault, settle=30):
                        "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2", "--json",
                        "-w", "h00[01-10]", "--cmd", "echo first", "--cmd", "sleep 60",
                        "--cmd", "echo never"], workdir=F.wd)
-    fixture.wait_until(lambda: sleeping(F.sshd) >= 10, 30, "every host in step 2")
+    fixture.wait_until(lambda: faults.running(F.sshd, "sleep", "60") >= 10, 30,
+                       "every host in step 2")
     check(fault(F.sshd) > 0, "the fault hit nothing")
     try:
         out, err = p.communicate(timeout=settle)

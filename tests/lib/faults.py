@@ -26,6 +26,17 @@ def serving_pids(sshd):
     return sorted(fixture.descendants(sshd.proc.pid))
 
 
+def running(sshd, *argv):
+    """How many of sshd's session processes run exactly argv (their /proc cmdline), e.g.
+    ("sleep", "60"): for waiting until every host is inside a given command."""
+    want, n = [a.encode() for a in argv], 0
+    for pid in serving_pids(sshd):
+        with suppress(OSError):
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                n += f.read().split(b"\0")[:len(want)] == want
+    return n
+
+
 def _signal_all(pids, sig):
     for p in pids:
         with suppress(ProcessLookupError, PermissionError):
