@@ -1,8 +1,8 @@
 """The library as an embedder gets it: the build installed into a temporary prefix (cmake
---install), examples/fleet_exec.c and examples/forward.c compiled with nothing but the installed
-sshmux.h and `pkg-config --cflags --libs sshmux`, then run against a real sshd. fleet_exec sets
-nothing but an ssh_config: it authenticates only if smx_engine_add_target loads the keys that
-ssh_config names (or offers the agent). The installed include dir holds sshmux.h alone, so a
+--install), examples/fleet_exec.c, examples/forward.c and examples/fleet_expect.c compiled with
+nothing but the installed sshmux.h and `pkg-config --cflags --libs sshmux`, then run against a
+real sshd. fleet_exec sets nothing but an ssh_config: it authenticates only if
+smx_engine_add_target loads the keys that ssh_config names (or offers the agent). The installed include dir holds sshmux.h alone, so a
 program that reaches for an internal header does not compile.
 
 Environment (set by tests/CMakeLists.txt): SSHMUX_BUILD_DIR, the build to install (default: the
@@ -66,7 +66,8 @@ def setup():
     PREFIX = F.wd.mkdir("prefix")
     r = fixture.run(["cmake", "--install", build, "--prefix", PREFIX], timeout=120)
     check_rc(r, 0, "cmake --install")
-    for name in ("examples/fleet_exec", "examples/forward", "tests/tools/smx-lateadd"):
+    for name in ("examples/fleet_exec", "examples/forward", "examples/fleet_expect",
+                 "tests/tools/smx-lateadd"):
         base = os.path.basename(name)
         BIN[base] = os.path.join(F.wd.path, base)
         r = compile_c(os.path.join(SRC, name + ".c"), BIN[base])
@@ -221,6 +222,28 @@ def start_forward(spec, *command):
 def connect(local):
     host, port = local.rsplit(":", 1)
     return socket.create_connection((host, int(port)), timeout=20)
+
+
+def test_fleet_expect_script():
+    """smx_target_job.expect from a JSON-lines script: prompt and regex steps on every host, a
+    step that never matches fails its host with stage expect, a bad line is refused first."""
+    script = F.wd.file("steps.jsonl")
+    with open(script, "w") as f:
+        f.write('{"send": "echo hi"}\n{"send": "echo there", "expect": "ther."}\n')
+    r = fixture.run([BIN["fleet_expect"], "-F", F.cfg, F.hostlist(), script], timeout=120)
+    check_rc(r, 0, "every step matched")
+    check_eq(lines_of(r), sorted(f"{h}: {w}" for h in F.names
+                                 for w in ("step 1: hi", "step 2: there", "ok")))
+    with open(script, "a") as f:
+        f.write('{"send": "true", "expect": "never", "timeout": 0.5}\n')
+    r = fixture.run([BIN["fleet_expect"], "-F", F.cfg, "h0001", script], timeout=120)
+    check_rc(r, 1, "a step that never matched")
+    check_in("h0001: failed: expect: step 3: no match for /never/", r.stdout)
+    with open(script, "a") as f:
+        f.write('{"send": 1}\n')
+    r = fixture.run([BIN["fleet_expect"], "-F", F.cfg, "h0001", script], timeout=120)
+    check_rc(r, 2, "a bad line")
+    check_in(f"{script}:4: \"send\" must be a string", r.stderr)
 
 
 def test_forward_to_sshd_until_sigint():
