@@ -2,8 +2,9 @@
 --install), examples/fleet_exec.c, examples/forward.c and examples/fleet_expect.c compiled with
 nothing but the installed sshmux.h and `pkg-config --cflags --libs sshmux`, then run against a
 real sshd. fleet_exec sets nothing but an ssh_config: it authenticates only if
-smx_engine_add_target loads the keys that ssh_config names (or offers the agent). The installed include dir holds sshmux.h alone, so a
-program that reaches for an internal header does not compile.
+smx_engine_add_target loads the keys that ssh_config names (or offers the agent). The installed
+include dir holds sshmux.h alone, so a program that reaches for an internal header does not
+compile.
 
 Environment (set by tests/CMakeLists.txt): SSHMUX_BUILD_DIR, the build to install (default: the
 directory of $SSHMUX); SSHMUX_SANITIZE=ON when the library was built with ASan+UBSan, which its
