@@ -134,7 +134,7 @@ int smx_expect_begin(smx_expect_matcher *m, const char *sent, const char *regex,
     m->text.len = 0;
     m->truncated = m->matched = 0;
     m->tail_n = m->tail_at = 0;
-    m->body = m->match_end = 0;
+    m->body = m->match_end = m->scan_from = 0;
     m->echo_state = sent ? SMX_ECHO_PENDING : SMX_ECHO_ABSENT;
     if (sent && !(m->echo = expect_echo_of(sent, &m->echo_len)))
         return smx_seterr(err, SMX_ENOMEM, "out of memory");
@@ -146,6 +146,7 @@ int smx_expect_begin(smx_expect_matcher *m, const char *sent, const char *regex,
             return smx_seterr(err, SMX_EINVAL, "regex \"%s\": %s", regex, why);
         }
         m->have_re = 1;
+        m->re_lines = strchr(regex, '\n') == NULL;   /* REG_NEWLINE: only a literal one could */
     } else if (prompt && !(m->prompt = strdup(prompt))) {
         return smx_seterr(err, SMX_ENOMEM, "out of memory");
     }
@@ -192,11 +193,20 @@ static int expect_check(smx_expect_matcher *m)
     if (m->echo_state == SMX_ECHO_PENDING || m->text.len == 0)
         return 0;
     if (m->have_re) {
+        /* Complete lines searched before need no second look: a long output is not searched
+         * again from its start for every chunk. */
+        size_t from = m->scan_from > m->body ? m->scan_from : m->body;
         regmatch_t rm;
-        if (regexec(&m->re, m->text.data + m->body, 1, &rm, 0) != 0)
-            return 0;
-        m->match_end = m->body + (size_t)rm.rm_eo;
-        return 1;
+        if (regexec(&m->re, m->text.data + from, 1, &rm, 0) == 0) {
+            m->match_end = from + (size_t)rm.rm_eo;
+            return 1;
+        }
+        if (m->re_lines) {
+            const char *nl = memrchr(m->text.data + from, '\n', m->text.len - from);
+            if (nl)
+                m->scan_from = (size_t)(nl - m->text.data) + 1;
+        }
+        return 0;
     }
     if (!m->prompt)
         return 0;

@@ -31,6 +31,8 @@ typedef struct smx_expect_matcher {
     size_t body;                   /* text[body..] follows the echo */
     regex_t re;
     int have_re;
+    int re_lines;                  /* the regex cannot match across a line end */
+    size_t scan_from;              /* a line start: no match begins before it */
     char *prompt;                  /* without a regex: the prompt (trimmed), else NULL */
     int matched;
     size_t match_end;              /* regex: text[body..match_end) is the output */

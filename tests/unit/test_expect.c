@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -79,6 +80,31 @@ static void test_regex_after_the_echo_only(void **state)
     step_all_splits("echo hi\n", "never", NULL, "echo hi\r\nhi\r\n$ ", 0, "hi\n$ ");
     /* REG_NEWLINE: $ matches at a line's end. */
     step_all_splits(NULL, "^b$", NULL, "a\r\nb\r\nc", 1, "a\nb");
+    /* Lines already searched are not searched again, unless the regex spans lines. */
+    step_all_splits(NULL, "^c+d", NULL, "ab\r\ncc\r\nccd\r\n", 1, "ab\ncc\nccd");
+    step_all_splits(NULL, "a\nb", NULL, "xa\r\nb", 1, "xa\nb");
+}
+
+/* A long output that never matches is searched once per line, not once per chunk from its
+ * start: 8 MB in 4 KiB chunks takes a fraction of a second (searched from the start each time,
+ * some seconds). */
+static void test_long_output_searched_once(void **state)
+{
+    smx_expect_matcher m;
+    smx_expect_init(&m, 0);
+    smx_expect_begin(&m, NULL, "never", NULL, NULL);
+    char chunk[4096];
+    memset(chunk, 'y', sizeof chunk);
+    for (size_t i = 63; i < sizeof chunk; i += 64)
+        chunk[i] = '\n';
+    clock_t t0 = clock();
+    for (int i = 0; i < 2000; i++)
+        assert_int_equal(smx_expect_feed(&m, chunk, sizeof chunk), 0);
+    double s = (double)(clock() - t0) / CLOCKS_PER_SEC;
+    if (s > 1.5)
+        fail_msg("8 MB searched in %.2f s of CPU", s);
+    assert_false(m.truncated);
+    smx_expect_free(&m);
 }
 
 static void test_echo_absent(void **state)
@@ -237,6 +263,7 @@ int main(void)
         cmocka_unit_test(test_ansi_removed),
         cmocka_unit_test(test_regex_after_the_echo_only),
         cmocka_unit_test(test_echo_absent),
+        cmocka_unit_test(test_long_output_searched_once),
         cmocka_unit_test(test_last_line_is_the_prompt),
         cmocka_unit_test(test_tail_escaped_newest_kept),
         cmocka_unit_test(test_bad_regex),
