@@ -18,7 +18,7 @@
 #include "expect.h"
 
 #define EXPECT_QUIET_MS 300        /* the shell has said all it had to say (its login output) */
-#define EXPECT_DRAIN_MS 50         /* after a regex matched: the rest of that output */
+#define EXPECT_DRAIN_MS 100        /* after a regex matched: the rest of that output */
 #define EXPECT_DRAIN_MAX_MS 500    /* ... however long it goes on */
 #define EXPECT_STEP_DEFAULT_MS 10000
 #define EXPECT_EXIT_GRACE_MS 2000  /* after "exit": the shell's moment to end by itself */

@@ -108,7 +108,8 @@ def test_regex_steps():
     steps = rows(r)["h0001"]["steps"]
     check_eq([s["stdout"] for s in steps], ["start\nREADY-42", "MARK", "next\n"],
              "regex output up to the match, the echo not searched, the rest of a matched "
-             "output nobody's")
+             "output nobody's (it comes 10 ms after the match: the drain waits for 100 ms of "
+             "quiet)")
 
 
 def test_step_timeout_fails_that_host_only():
