@@ -54,7 +54,8 @@ typedef struct expect_job {
     smx_expect_matcher m;
     char *prompt;
     uv_timer_t timer;               /* the step's timeout (prompt detection: step 1's) */
-    uv_timer_t quiet;               /* prompt detection's quiet period */
+    uv_timer_t quiet;               /* a quiet moment: before the first send, for the prompt,
+                                     * after a regex matched */
     int timers, timers_open;        /* initialised; not closed yet */
 } expect_job;
 
@@ -200,6 +201,17 @@ static void expect_job_start_step(expect_job *job)
     }
 }
 
+/* Every step matched: "exit", and the connection closed when the shell ended (or after the
+ * grace). */
+static void expect_job_exit(expect_job *job)
+{
+    job->phase = EXPECT_EXITING;
+    job->all_matched = 1;
+    smx_exec_write(job->exec, "exit\n", 5);
+    smx_exec_send_eof(job->exec);
+    uv_timer_start(&job->timer, expect_job_on_timer, EXPECT_EXIT_GRACE_MS, 0);
+}
+
 /* A step matched: the next one, or "exit" after the last. */
 static void expect_job_step_matched(expect_job *job)
 {
@@ -216,11 +228,7 @@ static void expect_job_step_matched(expect_job *job)
         uv_timer_start(&job->quiet, expect_job_on_quiet, EXPECT_DRAIN_MS, 0);
         return;
     }
-    job->phase = EXPECT_EXITING;
-    job->all_matched = 1;
-    smx_exec_write(job->exec, "exit\n", 5);
-    smx_exec_send_eof(job->exec);
-    uv_timer_start(&job->timer, expect_job_on_timer, EXPECT_EXIT_GRACE_MS, 0);
+    expect_job_exit(job);
 }
 
 static void expect_job_on_timer(uv_timer_t *t)
@@ -295,7 +303,7 @@ static void expect_job_on_started(void *ud)
 {
     expect_job *job = ud;
     if (job->o->nsteps == 0) {
-        expect_job_step_matched(job);   /* nothing to do: straight to "exit" */
+        expect_job_exit(job);   /* nothing to do */
         return;
     }
     if (!expect_job_needs_prompt(job) && !job->o->steps[0].send) {
