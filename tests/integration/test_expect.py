@@ -48,18 +48,22 @@ def setup():
                              identity=F.keys.ed25519, known_hosts=F.kh, append=True)
 
 
+def check_no_sanitizer(err):
+    for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+        check(marker not in err, f"sanitizer report:\n{err[-4000:]}")
+
+
 def expect(*args, timeout=60):
-    return F.run(*args, sub="expect", timeout=timeout)
+    """sshmux expect on the fleet; a sanitizer's report (an ASan build) fails the test whatever
+    the exit status."""
+    r = F.run(*args, sub="expect", timeout=timeout)
+    check_no_sanitizer(r.stderr)
+    return r
 
 
 def rows(r):
     """--json rows by host."""
     return {row["host"]: row for row in fixture.json_lines(r.stdout)}
-
-
-def check_no_sanitizer(err):
-    for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-        check(marker not in err, f"sanitizer report:\n{err[-4000:]}")
 
 
 def test_prompt_steps_on_20_hosts():
