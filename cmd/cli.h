@@ -141,6 +141,7 @@ int cmd_upload(int argc, char **argv);
 int cmd_download(int argc, char **argv);
 int cmd_run_script(int argc, char **argv);
 int cmd_expect(int argc, char **argv);
+int cmd_request(int argc, char **argv);
 void cli_usage(FILE *f);
 
 #endif

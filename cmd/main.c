@@ -30,6 +30,7 @@ void cli_usage(FILE *f)
 "  download [-w HOSTS | TARGET] REMOTE... LOCALDIR   from every host: LOCALDIR/<host>/...\n"
 "  run-script [-w HOSTS | TARGET] SCRIPT [ARGS...]   upload SCRIPT, run it, remove it\n"
 "  expect -w HOSTS|TARGET --send TEXT [--expect RE]...   steps typed into a PTY shell\n"
+"  request [-F CFG] [-f N] [FILE|-]   NetPulse JSON requests, one per line; a result line each\n"
 "  version                          print the version\n"
 "\n"
 "targets:\n"
@@ -141,6 +142,8 @@ int main(int argc, char **argv)
         rc = cmd_run_script(argc - 1, argv + 1);
     else if (strcmp(cmd, "expect") == 0)
         rc = cmd_expect(argc - 1, argv + 1);
+    else if (strcmp(cmd, "request") == 0)
+        rc = cmd_request(argc - 1, argv + 1);
     else if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("sshmux %s (libssh %s)\n", SSHMUX_VERSION, smx_libssh_version());
         rc = 0;

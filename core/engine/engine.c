@@ -196,10 +196,15 @@ void smx_engine_get_progress(const smx_engine *e, smx_engine_progress *p)
     }
 }
 
-int smx_engine_run(smx_engine *e)
+void smx_engine_start(smx_engine *e)
 {
     e->started = 1;
     engine_pump(e);
+}
+
+int smx_engine_run(smx_engine *e)
+{
+    smx_engine_start(e);
     return uv_run(e->ctx.loop, UV_RUN_DEFAULT);
 }
 

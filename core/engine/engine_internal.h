@@ -7,6 +7,7 @@
 
 #include "conn.h"
 #include "ctx.h"
+#include "exec.h"
 #include "list.h"
 #include "sshmux.h"
 #include "transports.h"
@@ -80,5 +81,34 @@ smx_keyring *smx_engine_keyring(smx_engine *e);
 smx_transport *smx_engine_make_transport(void *engine, const smx_hostcfg *hc, smx_err *err);
 int smx_engine_resolve_hops_cb(void *engine, const char *chain, smx_hostcfg **hops, size_t *n,
                                smx_err *err);
+
+/* engine/job_exec.c: one smx_exec_opts run on a connection the run does not own: the command, or
+ * a command list (and sudo) step by step, each step's outcome in the result's steps. Used by the
+ * exec job (its own connection) and by links (engine/job_link.c: many runs in turn on one). */
+typedef struct smx_exec_run {
+    const smx_exec_opts *x;
+    const smx_exec_callbacks *cb;
+    smx_exec_events xev;
+    smx_result *result;
+    smx_conn *conn;                 /* the owner's: valid while the run is */
+    smx_exec *exec;                 /* NULL before it starts and once done */
+    int stepping;                   /* a command list, or sudo: one exec per step */
+    size_t step;                    /* the step running */
+    smx_exec_opts step_opts;
+    smx_result *scratch;
+    uint64_t step_start;
+    int step_wants_tty;
+    void (*finished)(struct smx_exec_run *run);   /* over: the status is in result */
+    void *ud;                       /* the owner's */
+} smx_exec_run;
+
+void smx_exec_run_init(smx_exec_run *run, const smx_exec_opts *x, const smx_exec_callbacks *cb,
+                       smx_result *r, void (*finished)(smx_exec_run *run), void *ud);
+/* Starts it on c (ready). 0, or SMX_ENOMEM (nothing started; finished is not called). */
+int smx_exec_run_start(smx_exec_run *run, smx_conn *c);
+/* As smx_exec_cancel for what runs now. */
+void smx_exec_run_cancel(smx_exec_run *run, const char *why);
+/* Frees what the run holds (not the result). */
+void smx_exec_run_free(smx_exec_run *run);
 
 #endif

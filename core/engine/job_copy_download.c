@@ -75,7 +75,9 @@ void copy_plan_download(copy_job *job)
             free(name);
             name = suffixed;
         }
-        if (name)
+        if (name && c->o.layout == SMX_LAYOUT_PATH)
+            local = strdup(job->dest);   /* the exact local file */
+        else if (name)
             local = smx_copy_join(job->dest, name[0] ? name : host);
         free(name);
         ok = copy_push(job, '?', remote, local) != NULL;

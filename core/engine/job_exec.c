@@ -1,7 +1,8 @@
 /* The exec job: one host's connection carrying one exec channel (apps/exec.c), or for a command
  * list (and under sudo) one channel per step in turn, each step's outcome kept in the result's
  * steps. The job ends when both are gone: the last exec told `done` and the connection told
- * `closed`.
+ * `closed`. What runs on the connection (a "run": the command or its steps) does not own it, so
+ * a link (job_link.c) runs many of them, one after another, on one connection.
  *
  * A shell (the public smx_shell) is an exec job whose input the caller writes and whose output
  * goes to the caller as it arrives: the same channel, one more pair of hands on it. */
@@ -12,26 +13,180 @@
 #include "engine_internal.h"
 #include "exec.h"
 
+/* ---- a run: one smx_exec_opts on a connection it does not own (engine_internal.h) ---------- */
+
+static void exec_run_on_line(void *ud, int is_stderr, const char *line, size_t len)
+{
+    smx_exec_run *run = ud;
+    run->cb->on_line(run->cb->ud, run->result, is_stderr, line, len);
+}
+
+static void exec_run_on_exec_done(void *ud)
+{
+    smx_exec_run *run = ud;
+    run->exec = NULL;
+    run->finished(run);
+}
+
+void smx_exec_run_init(smx_exec_run *run, const smx_exec_opts *x, const smx_exec_callbacks *cb,
+                       smx_result *r, void (*finished)(smx_exec_run *run), void *ud)
+{
+    memset(run, 0, sizeof *run);
+    run->x = x;
+    run->cb = cb;
+    run->result = r;
+    run->finished = finished;
+    run->ud = ud;
+    run->xev.line = cb->on_line ? exec_run_on_line : NULL;
+    run->xev.done = exec_run_on_exec_done;
+    run->xev.ud = run;
+    run->stepping = x->ncommands > 0 || x->sudo;
+}
+
+void smx_exec_run_free(smx_exec_run *run)
+{
+    if (run->scratch) {
+        smx_result_free(run->scratch);
+        free(run->scratch);
+        run->scratch = NULL;
+    }
+}
+
+static size_t exec_run_nsteps(const smx_exec_run *run)
+{
+    return run->x->ncommands ? run->x->ncommands : 1;
+}
+
+static const char *exec_run_step_command(const smx_exec_run *run, size_t i)
+{
+    return run->x->ncommands ? run->x->commands[i] : run->x->command;
+}
+
+static void exec_run_on_step_done(void *ud);
+static void exec_run_on_step_wants_tty(void *ud)
+{
+    ((smx_exec_run *)ud)->step_wants_tty = 1;
+}
+
+static int exec_run_start_step(smx_exec_run *run, int pty)
+{
+    smx_result *sc = calloc(1, sizeof *sc);
+    if (!sc)
+        return SMX_ENOMEM;
+    smx_result_init(sc);
+    run->scratch = sc;
+    run->step_opts = *run->x;
+    run->step_opts.command = exec_run_step_command(run, run->step);
+    run->step_opts.pty = run->x->pty || pty;
+    run->step_wants_tty = 0;
+    run->xev.done = exec_run_on_step_done;
+    run->xev.sudo_wants_tty = exec_run_on_step_wants_tty;
+    run->step_start = uv_hrtime();
+    run->exec = smx_exec_start(run->conn, &run->step_opts, sc, &run->xev);
+    return run->exec ? 0 : SMX_ENOMEM;
+}
+
+/* The step's outcome moves into the result: its own record, and the host's fields (the last
+ * step's status; everyone's output, in order). */
+static int exec_run_keep_step(smx_exec_run *run)
+{
+    smx_result *r = run->result, *sc = run->scratch;
+    smx_step_result *steps = realloc(r->steps, (r->nsteps + 1) * sizeof *steps);
+    if (!steps)
+        return SMX_ENOMEM;
+    r->steps = steps;
+    smx_step_result *st = &steps[r->nsteps++];
+    memset(st, 0, sizeof *st);
+    st->command = strdup(exec_run_step_command(run, run->step));
+    st->exit_code = sc->exit_code;
+    st->exit_signal = sc->exit_signal ? strdup(sc->exit_signal) : NULL;
+    st->out = sc->out;
+    st->err = sc->err;
+    memset(&sc->out, 0, sizeof sc->out);
+    memset(&sc->err, 0, sizeof sc->err);
+    st->truncated = sc->truncated;
+    st->timed_out = sc->timed_out;
+    st->ms = (double)(uv_hrtime() - run->step_start) / 1e6;
+    /* The host's status: the first step that failed (--keep-going went on past it), else the
+     * last one's. */
+    if (r->nsteps == 1 || (r->exit_code == 0 && !r->exit_signal)) {
+        r->exit_code = sc->exit_code;
+        free(r->exit_signal);
+        r->exit_signal = sc->exit_signal ? strdup(sc->exit_signal) : NULL;
+    }
+    r->timed_out |= sc->timed_out;
+    r->t.exec += sc->t.exec;
+    size_t max = run->x->max_output;
+    if (smx_buf_append(&r->out, st->out.data, st->out.len, max) |
+        smx_buf_append(&r->err, st->err.data, st->err.len, max) | st->truncated)
+        r->truncated = 1;
+    if (sc->err_stage != SMX_STAGE_NONE)
+        smx_result_set_error(r, sc->err_stage, sc->err_code, sc->err_msg);
+    return 0;
+}
+
+static void exec_run_drop_scratch(smx_exec_run *run)
+{
+    smx_result_free(run->scratch);
+    free(run->scratch);
+    run->scratch = NULL;
+}
+
+/* Next: the same step again on a PTY when sudoers wants a tty (a PTY not tried yet), the next
+ * one, or the end (the last step, a failure without --keep-going, or an error). */
+static void exec_run_on_step_done(void *ud)
+{
+    smx_exec_run *run = ud;
+    run->exec = NULL;
+    smx_result *sc = run->scratch;
+    if (run->step_wants_tty && !run->step_opts.pty && sc->err_stage == SMX_STAGE_NONE &&
+        !run->conn->ended) {
+        exec_run_drop_scratch(run);
+        if (exec_run_start_step(run, 1) == 0)
+            return;
+    }
+    int kept = run->scratch ? exec_run_keep_step(run) : SMX_ENOMEM;
+    int failed = kept < 0 || !run->scratch || run->scratch->err_stage != SMX_STAGE_NONE ||
+                 run->scratch->exit_code != 0;
+    if (run->scratch)
+        exec_run_drop_scratch(run);
+    run->step++;
+    int more = run->step < exec_run_nsteps(run) && (!failed || run->x->keep_going) &&
+               run->result->err_stage == SMX_STAGE_NONE && !run->conn->ended;
+    if (more && exec_run_start_step(run, 0) == 0)
+        return;
+    if (run->scratch)
+        exec_run_drop_scratch(run);
+    run->finished(run);
+}
+
+int smx_exec_run_start(smx_exec_run *run, smx_conn *c)
+{
+    run->conn = c;
+    if (run->stepping)
+        exec_run_start_step(run, 0);
+    else
+        run->exec = smx_exec_start(c, run->x, run->result, &run->xev);
+    return run->exec ? 0 : SMX_ENOMEM;
+}
+
+void smx_exec_run_cancel(smx_exec_run *run, const char *why)
+{
+    if (run->exec)
+        smx_exec_cancel(run->exec, why);
+}
+
+/* ---- the exec job: its own connection for one run ---------------------------------------- */
+
 typedef struct smx_shell exec_job;
 
 struct smx_shell {
     smx_job base;
     smx_hostcfg *hc;
     char *password;                 /* from an ssh:// URL; wiped on free */
-    const smx_exec_opts *x;
-    const smx_exec_callbacks *cb;
-    smx_exec_events xev;
-    smx_result *result;
+    smx_exec_run run;
     smx_conn *conn;                 /* NULL once closed */
-    smx_exec *exec;                 /* NULL before it starts and once done */
     int conn_closed, exec_done;
-    /* Steps (a command list, or sudo): one exec each, with its own scratch result. */
-    int stepping;
-    size_t step;                    /* the step running */
-    smx_exec_opts step_opts;
-    smx_result *scratch;
-    uint64_t step_start;
-    int step_wants_tty;
     /* A shell's: its callbacks, and input written before the exec existed. */
     const smx_shell_callbacks *scb;
     smx_buf early;
@@ -40,10 +195,7 @@ struct smx_shell {
 
 static void exec_job_release(exec_job *job)
 {
-    if (job->scratch) {
-        smx_result_free(job->scratch);
-        free(job->scratch);
-    }
+    smx_exec_run_free(&job->run);
     smx_wipe_free(job->early.data, job->early.cap);
     smx_str_wipe_free(job->password);
     smx_hostcfg_free(job->hc);
@@ -54,8 +206,8 @@ static void exec_job_release(exec_job *job)
 /* The job is over: its result goes to whichever callbacks it was given, after it is freed. */
 static void exec_job_report(exec_job *job, smx_result *r)
 {
-    void (*on_done)(void *, smx_result *) = job->scb ? job->scb->on_done : job->cb->on_done;
-    void *ud = job->scb ? job->scb->ud : job->cb->ud;
+    void (*on_done)(void *, smx_result *) = job->scb ? job->scb->on_done : job->run.cb->on_done;
+    void *ud = job->scb ? job->scb->ud : job->run.cb->ud;
     smx_engine_job_done(job->base.engine, &job->base);
     exec_job_release(job);
     on_done(ud, r);
@@ -65,142 +217,18 @@ static void exec_job_maybe_done(exec_job *job)
 {
     if (!job->conn_closed || !job->exec_done)
         return;
-    smx_result *r = job->result;
+    smx_result *r = job->run.result;
     r->ok = r->err_stage == SMX_STAGE_NONE && r->exit_code == 0;
     exec_job_report(job, r);
 }
 
-static void exec_job_on_line(void *ud, int is_stderr, const char *line, size_t len)
+static void exec_job_finished(smx_exec_run *run)
 {
-    exec_job *job = ud;
-    if (job->scb)
-        job->scb->on_line(job->scb->ud, job->result, is_stderr, line, len);
-    else
-        job->cb->on_line(job->cb->ud, job->result, is_stderr, line, len);
-}
-
-static void exec_job_finish_exec(exec_job *job)
-{
-    job->exec = NULL;
+    exec_job *job = run->ud;
     job->exec_done = 1;
     if (job->conn)
         smx_conn_close(job->conn);
     exec_job_maybe_done(job);
-}
-
-static void exec_job_on_exec_done(void *ud)
-{
-    exec_job_finish_exec(ud);
-}
-
-/* ---- steps -------------------------------------------------------------------------------- */
-
-static size_t exec_job_nsteps(const exec_job *job)
-{
-    return job->x->ncommands ? job->x->ncommands : 1;
-}
-
-static const char *exec_job_step_command(const exec_job *job, size_t i)
-{
-    return job->x->ncommands ? job->x->commands[i] : job->x->command;
-}
-
-static void exec_job_on_step_done(void *ud);
-static void exec_job_on_step_wants_tty(void *ud)
-{
-    ((exec_job *)ud)->step_wants_tty = 1;
-}
-
-static int exec_job_start_step(exec_job *job, int pty)
-{
-    smx_result *sc = calloc(1, sizeof *sc);
-    if (!sc)
-        return SMX_ENOMEM;
-    smx_result_init(sc);
-    job->scratch = sc;
-    job->step_opts = *job->x;
-    job->step_opts.command = exec_job_step_command(job, job->step);
-    job->step_opts.pty = job->x->pty || pty;
-    job->step_wants_tty = 0;
-    job->xev.done = exec_job_on_step_done;
-    job->xev.sudo_wants_tty = exec_job_on_step_wants_tty;
-    job->step_start = uv_hrtime();
-    job->exec = smx_exec_start(job->conn, &job->step_opts, sc, &job->xev);
-    return job->exec ? 0 : SMX_ENOMEM;
-}
-
-/* The step's outcome moves into the result: its own record, and the host's fields (the last
- * step's status; everyone's output, in order). */
-static int exec_job_keep_step(exec_job *job)
-{
-    smx_result *r = job->result, *sc = job->scratch;
-    smx_step_result *steps = realloc(r->steps, (r->nsteps + 1) * sizeof *steps);
-    if (!steps)
-        return SMX_ENOMEM;
-    r->steps = steps;
-    smx_step_result *st = &steps[r->nsteps++];
-    memset(st, 0, sizeof *st);
-    st->command = strdup(exec_job_step_command(job, job->step));
-    st->exit_code = sc->exit_code;
-    st->exit_signal = sc->exit_signal ? strdup(sc->exit_signal) : NULL;
-    st->out = sc->out;
-    st->err = sc->err;
-    memset(&sc->out, 0, sizeof sc->out);
-    memset(&sc->err, 0, sizeof sc->err);
-    st->truncated = sc->truncated;
-    st->timed_out = sc->timed_out;
-    st->ms = (double)(uv_hrtime() - job->step_start) / 1e6;
-    /* The host's status: the first step that failed (--keep-going went on past it), else the
-     * last one's. */
-    if (r->nsteps == 1 || (r->exit_code == 0 && !r->exit_signal)) {
-        r->exit_code = sc->exit_code;
-        free(r->exit_signal);
-        r->exit_signal = sc->exit_signal ? strdup(sc->exit_signal) : NULL;
-    }
-    r->timed_out |= sc->timed_out;
-    r->t.exec += sc->t.exec;
-    size_t max = job->x->max_output;
-    if (smx_buf_append(&r->out, st->out.data, st->out.len, max) |
-        smx_buf_append(&r->err, st->err.data, st->err.len, max) | st->truncated)
-        r->truncated = 1;
-    if (sc->err_stage != SMX_STAGE_NONE)
-        smx_result_set_error(r, sc->err_stage, sc->err_code, sc->err_msg);
-    return 0;
-}
-
-static void exec_job_drop_scratch(exec_job *job)
-{
-    smx_result_free(job->scratch);
-    free(job->scratch);
-    job->scratch = NULL;
-}
-
-/* Next: the same step again on a PTY when sudoers wants a tty (a PTY not tried yet), the next
- * one, or the end (the last step, a failure without --keep-going, or an error). */
-static void exec_job_on_step_done(void *ud)
-{
-    exec_job *job = ud;
-    job->exec = NULL;
-    smx_result *sc = job->scratch;
-    if (job->step_wants_tty && !job->step_opts.pty && sc->err_stage == SMX_STAGE_NONE &&
-        job->conn && !job->conn->ended) {
-        exec_job_drop_scratch(job);
-        if (exec_job_start_step(job, 1) == 0)
-            return;
-    }
-    int kept = job->scratch ? exec_job_keep_step(job) : SMX_ENOMEM;
-    int failed = kept < 0 || !job->scratch || job->scratch->err_stage != SMX_STAGE_NONE ||
-                 job->scratch->exit_code != 0;
-    if (job->scratch)
-        exec_job_drop_scratch(job);
-    job->step++;
-    int more = job->step < exec_job_nsteps(job) && (!failed || job->x->keep_going) &&
-               job->result->err_stage == SMX_STAGE_NONE && job->conn && !job->conn->ended;
-    if (more && exec_job_start_step(job, 0) == 0)
-        return;
-    if (job->scratch)
-        exec_job_drop_scratch(job);
-    exec_job_finish_exec(job);
 }
 
 /* ---- shells ------------------------------------------------------------------------------- */
@@ -208,25 +236,33 @@ static void exec_job_on_step_done(void *ud)
 /* What the caller wrote (and asked for) before the channel existed goes to it now. */
 static void exec_job_hand_early_input(exec_job *job)
 {
-    if (job->early.len && smx_exec_write(job->exec, job->early.data, job->early.len) < 0)
-        smx_exec_send_eof(job->exec);   /* out of memory: input cannot be whole, end it */
+    smx_exec *x = job->run.exec;
+    if (job->early.len && smx_exec_write(x, job->early.data, job->early.len) < 0)
+        smx_exec_send_eof(x);   /* out of memory: input cannot be whole, end it */
     smx_wipe_free(job->early.data, job->early.cap);
     memset(&job->early, 0, sizeof job->early);
     if (job->early_cols > 0)
-        smx_exec_window_change(job->exec, job->early_cols, job->early_rows);
+        smx_exec_window_change(x, job->early_cols, job->early_rows);
     if (job->early_eof)
-        smx_exec_send_eof(job->exec);
+        smx_exec_send_eof(x);
 }
 
+/* The exec's events come with the run as ud; a shell's callbacks want the shell. */
 static void exec_job_on_data(void *ud, int is_stderr, const char *p, size_t n)
 {
-    exec_job *job = ud;
+    exec_job *job = ((smx_exec_run *)ud)->ud;
     job->scb->on_data(job->scb->ud, job, is_stderr, p, n);
+}
+
+static void exec_job_on_shell_line(void *ud, int is_stderr, const char *line, size_t len)
+{
+    exec_job *job = ((smx_exec_run *)ud)->ud;
+    job->scb->on_line(job->scb->ud, job->run.result, is_stderr, line, len);
 }
 
 static void exec_job_on_started(void *ud)
 {
-    exec_job *job = ud;
+    exec_job *job = ((smx_exec_run *)ud)->ud;
     job->scb->started(job->scb->ud, job);
 }
 
@@ -237,8 +273,8 @@ static int exec_job_input_closed(const exec_job *job)
 
 int smx_shell_write(smx_shell *s, const void *p, size_t n)
 {
-    if (s->exec)
-        return smx_exec_write(s->exec, p, n);
+    if (s->run.exec)
+        return smx_exec_write(s->run.exec, p, n);
     if (exec_job_input_closed(s))
         return SMX_ECLOSED;
     return smx_buf_append(&s->early, p, n, SIZE_MAX) ? SMX_ENOMEM : 0;
@@ -246,13 +282,13 @@ int smx_shell_write(smx_shell *s, const void *p, size_t n)
 
 size_t smx_shell_pending(const smx_shell *s)
 {
-    return s->exec ? smx_exec_pending(s->exec) : s->early.len;
+    return s->run.exec ? smx_exec_pending(s->run.exec) : s->early.len;
 }
 
 void smx_shell_send_eof(smx_shell *s)
 {
-    if (s->exec)
-        smx_exec_send_eof(s->exec);
+    if (s->run.exec)
+        smx_exec_send_eof(s->run.exec);
     else
         s->early_eof = 1;
 }
@@ -261,8 +297,8 @@ void smx_shell_resize(smx_shell *s, int cols, int rows)
 {
     if (cols <= 0 || rows <= 0)
         return;
-    if (s->exec) {
-        smx_exec_window_change(s->exec, cols, rows);
+    if (s->run.exec) {
+        smx_exec_window_change(s->run.exec, cols, rows);
     } else {
         s->early_cols = cols;
         s->early_rows = rows;
@@ -273,7 +309,7 @@ void smx_shell_close(smx_shell *s, const char *why)
 {
     if (!s->conn || s->conn->ended)
         return;
-    smx_result_set_error(s->result, SMX_STAGE_EXEC, SMX_ECANCELED, why);
+    smx_result_set_error(s->run.result, SMX_STAGE_EXEC, SMX_ECANCELED, why);
     smx_conn_close(s->conn);
 }
 
@@ -282,26 +318,24 @@ const char *smx_shell_host(const smx_shell *s)
     return s->base.host;
 }
 
+/* ---- the connection ----------------------------------------------------------------------- */
+
 static void exec_job_on_ready(smx_conn *c, void *ud)
 {
     exec_job *job = ud;
     job->conn->loss_context = " while running";
-    if (job->stepping)
-        exec_job_start_step(job, 0);
-    else
-        job->exec = smx_exec_start(c, job->x, job->result, &job->xev);
-    if (job->exec && job->scb)
-        exec_job_hand_early_input(job);
-    if (!job->exec) {
+    if (smx_exec_run_start(&job->run, c) < 0) {
         smx_session_fail(&c->session, SMX_STAGE_EXEC, SMX_ENOMEM, "out of memory");
         job->exec_done = 1;
+    } else if (job->scb) {
+        exec_job_hand_early_input(job);
     }
 }
 
 static void exec_job_on_ended(smx_conn *c, void *ud)
 {
     exec_job *job = ud;
-    if (!job->exec)
+    if (!job->run.exec)
         job->exec_done = 1;   /* it never started */
 }
 
@@ -322,10 +356,10 @@ static const smx_conn_events exec_job_conn_events = {
 static void exec_job_start(smx_job *base)
 {
     exec_job *job = (exec_job *)base;
-    job->conn = smx_conn_new(&base->engine->ctx, job->hc, job->password, job->result,
+    job->conn = smx_conn_new(&base->engine->ctx, job->hc, job->password, job->run.result,
                              &exec_job_conn_events, job);
     if (!job->conn) {
-        smx_result_set_error(job->result, SMX_STAGE_CONNECT, SMX_ENOMEM, "out of memory");
+        smx_result_set_error(job->run.result, SMX_STAGE_CONNECT, SMX_ENOMEM, "out of memory");
         job->conn_closed = job->exec_done = 1;
         exec_job_maybe_done(job);
         return;
@@ -336,8 +370,8 @@ static void exec_job_start(smx_job *base)
 static void exec_job_cancel(smx_job *base, const char *why)
 {
     exec_job *job = (exec_job *)base;
-    if (job->exec) {
-        smx_exec_cancel(job->exec, why);
+    if (job->run.exec) {
+        smx_exec_run_cancel(&job->run, why);
     } else if (job->conn && !job->conn->ended) {
         smx_session_fail(&job->conn->session, smx_engine_stage_of(job->conn), SMX_ECANCELED,
                          "%s", why);   /* nothing runs remotely yet */
@@ -347,7 +381,7 @@ static void exec_job_cancel(smx_job *base, const char *why)
 static void exec_job_discard(smx_job *base, const char *why)
 {
     exec_job *job = (exec_job *)base;
-    smx_result *r = job->result;
+    smx_result *r = job->run.result;
     smx_result_set_error(r, SMX_STAGE_CONNECT, SMX_ECANCELED, why);
     exec_job_report(job, r);
 }
@@ -355,7 +389,7 @@ static void exec_job_discard(smx_job *base, const char *why)
 static void exec_job_free_unstarted(smx_job *base)
 {
     exec_job *job = (exec_job *)base;
-    smx_result_destroy(job->result);
+    smx_result_destroy(job->run.result);
     exec_job_release(job);
 }
 
@@ -387,8 +421,7 @@ smx_result *smx_engine_new_result(const char *target, const smx_hostcfg *hc)
     return r;
 }
 
-static exec_job *exec_job_new(const char *target, smx_hostcfg *hc, const char *password,
-                              const smx_exec_opts *x)
+static exec_job *exec_job_new(const char *target, smx_hostcfg *hc, const char *password)
 {
     exec_job *job = calloc(1, sizeof *job);
     smx_result *r = smx_engine_new_result(target, hc);
@@ -400,22 +433,17 @@ static exec_job *exec_job_new(const char *target, smx_hostcfg *hc, const char *p
     job->base.ops = &exec_job_ops;
     job->base.host = hc->host;
     job->hc = hc;
-    job->x = x;
-    job->result = r;
-    job->xev.done = exec_job_on_exec_done;
-    job->xev.ud = job;
+    job->run.result = r;
     return job;
 }
 
 int smx_engine_add_exec(smx_engine *e, const char *target, smx_hostcfg *hc, const char *password,
                         const smx_exec_opts *x, const smx_exec_callbacks *cb)
 {
-    exec_job *job = exec_job_new(target, hc, password, x);
+    exec_job *job = exec_job_new(target, hc, password);
     if (!job)
         return SMX_ENOMEM;
-    job->cb = cb;
-    job->xev.line = cb->on_line ? exec_job_on_line : NULL;
-    job->stepping = x->ncommands > 0 || x->sudo;
+    smx_exec_run_init(&job->run, x, cb, job->run.result, exec_job_finished, job);
     smx_engine_queue_job(e, &job->base);
     return 0;
 }
@@ -423,13 +451,16 @@ int smx_engine_add_exec(smx_engine *e, const char *target, smx_hostcfg *hc, cons
 int smx_engine_add_shell(smx_engine *e, const char *target, smx_hostcfg *hc, const char *password,
                          const smx_exec_opts *x, const smx_shell_callbacks *cb, smx_shell **out)
 {
-    exec_job *job = exec_job_new(target, hc, password, x);
+    static const smx_exec_callbacks none = {0};
+    exec_job *job = exec_job_new(target, hc, password);
     if (!job)
         return SMX_ENOMEM;
+    smx_exec_run_init(&job->run, x, &none, job->run.result, exec_job_finished, job);
     job->scb = cb;
-    job->xev.data = cb->on_data ? exec_job_on_data : NULL;
-    job->xev.line = !cb->on_data && cb->on_line ? exec_job_on_line : NULL;
-    job->xev.started = cb->started ? exec_job_on_started : NULL;
+    job->run.stepping = 0;   /* x->command alone: lists and sudo are exec's */
+    job->run.xev.data = cb->on_data ? exec_job_on_data : NULL;
+    job->run.xev.line = !cb->on_data && cb->on_line ? exec_job_on_shell_line : NULL;
+    job->run.xev.started = cb->started ? exec_job_on_started : NULL;
     if (out)
         *out = job;
     smx_engine_queue_job(e, &job->base);

@@ -570,6 +570,26 @@ int smx_expect_script_add_json(smx_expect_script *s, const char *line, size_t le
 /* Every line of a file; an error names "path:line". */
 int smx_expect_script_load(smx_expect_script *s, const char *path, smx_err *err);
 void smx_expect_script_free(smx_expect_script *s);
+/* A link: one connection to one host on which exec items run one after another, each with its
+ * own result and callbacks (as smx_engine_add_exec's, but sharing the connection's setup: its
+ * result carries the connection's timing, attempts, banner and algorithms, and the connection's
+ * error when it could not be set up or was lost). The link is a job: it connects when it takes a
+ * fanout slot. Items run in the order added; an item that fails does not stop the next ones
+ * while the connection lasts. A link is the caller's until smx_link_release: after that the
+ * engine frees it once its items are done and its connection closed. */
+typedef struct smx_link smx_link;
+
+/* Queues a link to one resolved host (hc taken over on success; target and password copied, as
+ * smx_engine_add_exec). *out: the link, to add items to and release. 0 or SMX_ENOMEM. */
+int smx_engine_add_link(smx_engine *e, const char *target, smx_hostcfg *hc, const char *password,
+                        smx_link **out);
+/* Queues an exec item on the link (x, x->env and cb borrowed until its on_done). An item added
+ * once the connection is gone (it failed, or the run was canceled) gets the connection's error:
+ * its on_done may run before this returns. 0, SMX_EINVAL (already released) or SMX_ENOMEM. */
+int smx_link_exec(smx_link *l, const smx_exec_opts *x, const smx_exec_callbacks *cb);
+/* No more items: the connection closes once the queued ones are done. The one close path of a
+ * link; l is not to be used after it. Release every link before smx_engine_free. */
+void smx_link_release(smx_link *l);
 
 /* One forward, as ssh takes it.
  * Local (-L):
@@ -702,7 +722,9 @@ enum smx_copy_kind {
 enum smx_copy_layout {
     SMX_LAYOUT_HOSTDIR,  /* dest/<host>/<name> (pslurp, Ansible fetch) */
     SMX_LAYOUT_SUFFIX,   /* dest/<name>.<host> (clush --rcopy) */
-    SMX_LAYOUT_FLAT      /* dest/<name> (one host, as scp) */
+    SMX_LAYOUT_FLAT,     /* dest/<name> (one host, as scp) */
+    SMX_LAYOUT_PATH      /* dest is the local file itself (one source, one host: a request's
+                          * local_path) */
 };
 
 typedef struct smx_copy_opts {
@@ -761,6 +783,10 @@ void smx_engine_get_progress(const smx_engine *e, smx_engine_progress *p);
 /* Stops the run: hosts not started yet finish as canceled (`why`), running ones are closed
  * (their results say `why`). Safe from a signal watcher on the loop. */
 void smx_engine_cancel(smx_engine *e, const char *why);
+/* Starts the engine's queued jobs without running the loop (smx_engine_run does both): for
+ * several engines on one loop (e.g. different jump host credentials), started each, then run
+ * with uv_run. Jobs added later start at once, fanout allowing. */
+void smx_engine_start(smx_engine *e);
 /* Runs the loop until every queued host is done. Hosts added while it runs start at once
  * (fanout allowing). Returns uv_run's value. */
 int smx_engine_run(smx_engine *e);

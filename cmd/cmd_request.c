@@ -1,0 +1,628 @@
+/* sshmux request: NetPulse-shaped JSON requests (one per line, request_parse.c), run concurrently
+ * with one result line each, in completion order.
+ *
+ * Each request becomes what ssh would be told: connection_args as command-line options (-l, -p,
+ * -i, -o ...) over ssh_config, the proxy as a ProxyJump hop. Commands run on links (smx_link):
+ * requests whose connection_args are equal share one connection, their commands run in turn on
+ * it. A file transfer gets its own connection (an SFTP copy job). The jump host's credentials are
+ * engine-wide in the library, so requests with different proxy credentials (or auth_timeout)
+ * run on separate engines on the same loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "request_parse.h"
+
+#define RQ_INPUT_MAX (256u << 20)
+
+typedef struct rq_engine {
+    char *key;                    /* request_parse's engine_key (holds secrets: wiped) */
+    smx_engine *e;
+    char *proxy_password;         /* borrowed by the engine: wiped after it is freed */
+} rq_engine;
+
+typedef struct rq_link {
+    const char *conn_key;         /* the first request's */
+    smx_link *link;
+    int id;                       /* "connection": numbered from 1 in the run */
+    int seq;                      /* results reported on it so far */
+} rq_link;
+
+typedef struct rq_run rq_run;
+
+typedef struct rq {
+    req_spec spec;
+    rq_run *run;
+    smx_exec_opts x;
+    smx_exec_callbacks cb;
+    smx_copy *copy;
+    smx_strvec sources;
+    rq_link *link;                /* NULL: its own connection */
+    int conn_id;
+} rq;
+
+struct rq_run {
+    rq *reqs;
+    size_t n;
+    rq_engine *engines;
+    size_t nengines;
+    rq_link *links;
+    size_t nlinks;
+    int next_conn_id;
+    int failed;
+    int verbose;
+    smx_config *cfg;
+    uv_signal_t sig[2];
+    int caught;
+};
+
+/* jansson's strings (a parsed request's passwords and keys) are zeroed before they are freed. */
+static void rq_wiping_free(void *p)
+{
+    if (p)
+        smx_wipe_free(p, malloc_usable_size(p));
+}
+
+static const char *rq_op_name(enum req_op op)
+{
+    static const char *const names[] = {"command", "config", "upload", "download"};
+    return names[op];
+}
+
+static json_t *rq_buf_json(const smx_buf *b)
+{
+    json_t *j = b->data ? json_stringn(b->data, b->len) : json_string("");
+    return j ? j : json_string("");   /* not UTF-8: the sshmux record carries it escaped */
+}
+
+/* NetPulse's per-command view: output, error (stderr) and exit_status of each command run. */
+static json_t *rq_netpulse_results(const rq *q, const smx_result *r)
+{
+    json_t *a = json_array();
+    if (q->spec.op == REQ_OP_UPLOAD || q->spec.op == REQ_OP_DOWNLOAD) {
+        json_t *t = json_pack("{s:s, s:s, s:s, s:b}", "operation", rq_op_name(q->spec.op),
+                              "local_path", q->spec.local_path, "remote_path",
+                              q->spec.remote_path, "ok", r->ok);
+        if (t && r->nfiles) {
+            json_object_set_new(t, "bytes", json_integer((json_int_t)r->files[0].bytes));
+            json_object_set_new(t, "resumed_from",
+                                json_integer((json_int_t)r->files[0].resumed_from));
+        }
+        json_array_append_new(a, t);
+        return a;
+    }
+    for (size_t i = 0; i < r->nsteps; i++) {
+        const smx_step_result *st = &r->steps[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "command", json_string(st->command ? st->command : ""));
+        json_object_set_new(o, "output", rq_buf_json(&st->out));
+        json_object_set_new(o, "error", rq_buf_json(&st->err));
+        json_object_set_new(o, "exit_status",
+                            st->exit_code >= 0 ? json_integer(st->exit_code) : json_null());
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
+/* One result line: the request's line and id, NetPulse's fields, and the sshmux record (what
+ * `exec --json` prints for a host: host, ok, error {stage, message}, attempts, timing_ms, ...).
+ * malformed: the line's own error (it was not run). */
+static void rq_print(rq_run *run, const rq *q, size_t line, const smx_result *r,
+                     const char *malformed)
+{
+    json_t *out = json_object();
+    json_object_set_new(out, "line", json_integer((json_int_t)line));
+    json_t *id = q && q->spec.id ? json_loads(q->spec.id, JSON_DECODE_ANY, NULL) : NULL;
+    json_object_set_new(out, "id", id ? id : json_integer((json_int_t)line));
+    json_object_set_new(out, "driver", json_string("paramiko"));
+    if (q)
+        json_object_set_new(out, "operation", json_string(rq_op_name(q->spec.op)));
+    char *s = smx_result_json(r);
+    json_t *rec = s ? json_loads(s, 0, NULL) : NULL;
+    free(s);
+    if (rec) {
+        json_object_update(out, rec);
+        json_decref(rec);
+    }
+    if (malformed)   /* the line itself: stage "request" */
+        json_object_set_new(out, "error", json_pack("{s:s, s:s}", "stage", "request",
+                                                    "message", malformed));
+    if (q) {
+        json_object_set_new(out, "results", rq_netpulse_results(q, r));
+        json_object_set_new(out, "connection", json_pack("{s:i, s:b}", "id", q->conn_id,
+                                                         "reused", q->link && q->link->seq > 1));
+    }
+    char *text = json_dumps(out, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    json_decref(out);
+    if (text) {
+        fputs(text, stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+    }
+    free(text);
+    if (!r->ok)
+        run->failed = 1;
+}
+
+/* A request that failed before it was queued: a record of its own, through the one printer. */
+static void rq_fail(rq_run *run, const rq *q, size_t line, enum smx_stage stage, int code,
+                    const char *msg)
+{
+    smx_result r;
+    memset(&r, 0, sizeof r);
+    r.exit_code = -1;
+    r.err_hop = -1;
+    r.err_stage = stage;
+    r.err_code = code;
+    snprintf(r.err_msg, sizeof r.err_msg, "%s", msg);
+    if (q) {
+        r.host = q->spec.host;
+        r.target = q->spec.host;
+        r.user = q->spec.username;
+        r.port = q->spec.port ? q->spec.port : 22;
+    }
+    rq_print(run, q, line, &r, stage == SMX_STAGE_NONE ? msg : NULL);
+}
+
+static void rq_on_done(void *ud, smx_result *r)
+{
+    rq *q = ud;
+    if (q->link)
+        q->link->seq++;
+    rq_print(q->run, q, q->spec.line, r, NULL);
+    smx_result_destroy(r);
+}
+
+/* ---- input -------------------------------------------------------------------------------- */
+
+/* All of fd in one buffer that is wiped when it grows (no realloc leaves a copy behind). */
+static char *rq_read_fd(int fd, size_t *len)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        ssize_t got = read(fd, buf + n, cap - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            smx_wipe_free(buf, cap + 1);
+            return NULL;
+        }
+        if (got == 0)
+            break;
+        n += (size_t)got;
+        if (n == cap) {
+            if (cap >= RQ_INPUT_MAX) {
+                smx_wipe_free(buf, cap + 1);
+                errno = EFBIG;
+                return NULL;
+            }
+            char *bigger = malloc(cap * 2 + 1);
+            if (bigger)
+                memcpy(bigger, buf, n);
+            smx_wipe_free(buf, cap + 1);
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    if (buf)
+        buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* ---- requests -> ssh settings ---------------------------------------------------------------- */
+
+static int rq_push_opt(smx_strvec *v, const char *key, const char *value)
+{
+    char line[1200];
+    snprintf(line, sizeof line, "%s=%s", key, value);
+    return smx_strvec_push(v, line);
+}
+
+/* "[user@]host[:port]" for ProxyJump (IPv6 in brackets). */
+static void rq_proxy_jump(const req_spec *s, char *out, size_t size)
+{
+    const char *user = s->proxy_username ? s->proxy_username : s->username;
+    int v6 = strchr(s->proxy_host, ':') != NULL;
+    int n = snprintf(out, size, "%s%s%s%s%s", user ? user : "", user ? "@" : "", v6 ? "[" : "",
+                     s->proxy_host, v6 ? "]" : "");
+    if (s->proxy_port && n > 0 && (size_t)n < size)
+        snprintf(out + n, size - (size_t)n, ":%d", s->proxy_port);
+}
+
+/* connection_args as ssh's command line would give them (README: "JSON requests"). */
+static int rq_overrides(const req_spec *s, const char *pkey_label, smx_overrides *ov)
+{
+    static const char *const defaults[] = {"~/.ssh/id_rsa", "~/.ssh/id_ecdsa",
+                                           "~/.ssh/id_ed25519", NULL};
+    static const char *const policy[] = {"accept-new", "yes", "no"};
+    char num[32];
+    memset(ov, 0, sizeof *ov);
+    ov->user = s->username;
+    ov->port = s->port;
+    int rc = rq_push_opt(&ov->options, "StrictHostKeyChecking", policy[s->host_key_policy]);
+    int ms = s->timeout_ms > s->banner_timeout_ms ? s->timeout_ms : s->banner_timeout_ms;
+    snprintf(num, sizeof num, "%d", ms ? (ms + 999) / 1000 : 30);
+    rc |= rq_push_opt(&ov->options, "ConnectTimeout", num);
+    rc |= rq_push_opt(&ov->options, "Compression", s->compress ? "yes" : "no");
+    if (!s->allow_agent)
+        rc |= rq_push_opt(&ov->options, "IdentityAgent", "none");
+    if (!s->look_for_keys) {
+        rc |= rq_push_opt(&ov->options, "IdentitiesOnly", "yes");
+        rc |= rq_push_opt(&ov->options, "IdentityFile", "none");
+    }
+    if (s->proxy_host) {
+        char jump[600];
+        rq_proxy_jump(s, jump, sizeof jump);
+        rc |= rq_push_opt(&ov->options, "ProxyJump", jump);
+    }
+    if (s->key_filename)
+        rc |= smx_strvec_push(&ov->identityfiles, s->key_filename);
+    if (pkey_label)
+        rc |= smx_strvec_push(&ov->identityfiles, pkey_label);
+    /* Given keys replace ssh's defaults; paramiko's look_for_keys adds them back after. */
+    for (size_t i = 0; s->look_for_keys && ov->identityfiles.n && defaults[i]; i++)
+        rc |= smx_strvec_push(&ov->identityfiles, defaults[i]);
+    return rc ? SMX_ENOMEM : 0;
+}
+
+static void rq_overrides_free(smx_overrides *ov)
+{
+    smx_strvec_free(&ov->options);
+    smx_strvec_free(&ov->identityfiles);
+}
+
+static void rq_warn(void *ud, const char *host, const char *msg)
+{
+    rq_run *run = ud;
+    if (run->verbose || strstr(msg, "WARNING"))
+        fprintf(stderr, "sshmux: %s: %s\n", host ? host : "?", msg);
+}
+
+/* The engine for requests with this jump host's credentials (made on first use). */
+static rq_engine *rq_engine_for(rq_run *run, const rq *q, const smx_engine_opts *base,
+                                uv_loop_t *loop, char *msg, size_t msgsize)
+{
+    for (size_t i = 0; i < run->nengines; i++)
+        if (strcmp(run->engines[i].key, q->spec.engine_key) == 0)
+            return &run->engines[i];
+    rq_engine *re = &run->engines[run->nengines];
+    memset(re, 0, sizeof *re);
+    smx_engine_opts o = *base;
+    if (q->spec.auth_timeout_ms)
+        o.auth_timeout_ms = q->spec.auth_timeout_ms;
+    if (smx_engine_new(&re->e, loop, &o) < 0 || !(re->key = strdup(q->spec.engine_key))) {
+        smx_engine_free(re->e);
+        snprintf(msg, msgsize, "out of memory");
+        return NULL;
+    }
+    run->nengines++;
+    smx_engine_set_config(re->e, run->cfg);
+    smx_engine_use_agent(re->e, getenv("SSH_AUTH_SOCK") != NULL);
+    const req_spec *s = &q->spec;
+    smx_jump_overrides jo = {0};
+    smx_err err = {{0}};
+    int rc = 0;
+    if (s->proxy_passphrase)
+        smx_engine_add_passphrase(re->e, s->proxy_passphrase);
+    if (s->proxy_key_filename && (rc = smx_engine_load_key(re->e, s->proxy_key_filename, &err)) == 0)
+        rc = smx_strvec_push(&jo.identityfiles, s->proxy_key_filename);
+    if (rc == 0 && s->proxy_pkey) {
+        char label[64];
+        snprintf(label, sizeof label, "proxy_pkey:line%zu", s->line);
+        if ((rc = smx_engine_add_key_content(re->e, label, s->proxy_pkey, &err)) == 0)
+            rc = smx_strvec_push(&jo.identityfiles, label);
+    }
+    smx_engine_forget_passphrases(re->e);
+    if (rc == 0 && s->proxy_password && !(re->proxy_password = strdup(s->proxy_password)))
+        rc = SMX_ENOMEM;
+    jo.password = re->proxy_password;
+    if (rc == 0)
+        rc = smx_engine_set_jump_overrides(re->e, &jo);
+    smx_strvec_free(&jo.identityfiles);
+    if (rc < 0) {
+        snprintf(msg, msgsize, "proxy key: %.480s", rc == SMX_ENOMEM ? "out of memory" : err.msg);
+        return NULL;
+    }
+    return re;
+}
+
+/* The request's own keys into its engine's keyring (its passphrase used for them only), then
+ * its settings resolved. 0, or -1 with msg (the key path or the setting; never a secret). */
+static int rq_prepare(rq_run *run, rq *q, rq_engine *re, smx_hostcfg **hc, char *msg,
+                      size_t msgsize)
+{
+    const req_spec *s = &q->spec;
+    smx_err err = {{0}};
+    char label[64] = "";
+    int rc = 0;
+    if (s->passphrase)
+        smx_engine_add_passphrase(re->e, s->passphrase);
+    if (s->key_filename)
+        rc = smx_engine_load_key(re->e, s->key_filename, &err);
+    if (rc == 0 && s->pkey) {
+        snprintf(label, sizeof label, "pkey:line%zu", s->line);
+        rc = smx_engine_add_key_content(re->e, label, s->pkey, &err);
+    }
+    smx_engine_forget_passphrases(re->e);
+    if (rc < 0) {
+        snprintf(msg, msgsize, "%.490s", err.msg);
+        return -1;
+    }
+    smx_overrides ov;
+    if (rq_overrides(s, label[0] ? label : NULL, &ov) < 0 ||
+        smx_hostcfg_resolve(run->cfg, &ov, s->host, hc, &err) < 0) {
+        snprintf(msg, msgsize, "%s", err.msg[0] ? err.msg : "out of memory");
+        rq_overrides_free(&ov);
+        return -1;
+    }
+    rq_overrides_free(&ov);
+    smx_engine_load_host_keys(re->e, *hc, NULL, NULL);   /* ssh_config's and the defaults */
+    const char *chain = smx_hostcfg_proxyjump(*hc);
+    if (chain && strcmp(chain, "none") != 0)
+        smx_engine_load_jump_keys(re->e, chain, &err);     /* a failure shows when it connects */
+    return 0;
+}
+
+/* A file transfer: an SFTP copy of that one file, on its own connection. */
+static int rq_queue_copy(rq_run *run, rq *q, rq_engine *re, smx_hostcfg *hc, char *msg,
+                         size_t msgsize)
+{
+    const req_spec *s = &q->spec;
+    int up = s->op == REQ_OP_UPLOAD;
+    smx_copy_opts o;
+    memset(&o, 0, sizeof o);
+    o.kind = up ? SMX_COPY_UPLOAD : SMX_COPY_DOWNLOAD;
+    if (smx_strvec_push(&q->sources, up ? s->local_path : s->remote_path) < 0) {
+        snprintf(msg, msgsize, "out of memory");
+        return -1;
+    }
+    o.sources = &q->sources;
+    o.dest = up ? s->remote_path : s->local_path;
+    o.layout = up ? SMX_LAYOUT_FLAT : SMX_LAYOUT_PATH;
+    o.resume = s->resume;
+    o.mode = -1;
+    o.block_size = s->chunk_size;
+    o.transfer_timeout_ms = s->transfer_timeout_ms ? s->transfer_timeout_ms : 60000;
+    smx_err err = {{0}};
+    if (smx_copy_new(re->e, &o, &q->copy, &err) < 0) {
+        snprintf(msg, msgsize, "%s", err.msg);
+        return -1;
+    }
+    q->conn_id = ++run->next_conn_id;
+    if (smx_engine_add_copy(re->e, s->host, hc, s->password, q->copy, &q->cb) < 0) {
+        snprintf(msg, msgsize, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Commands: on the link of requests with the same connection_args (made on first use). */
+static int rq_queue_exec(rq_run *run, rq *q, rq_engine *re, smx_hostcfg *hc, char *msg,
+                         size_t msgsize)
+{
+    const req_spec *s = &q->spec;
+    q->x.commands = (const char *const *)s->commands.v;
+    q->x.ncommands = s->commands.n;
+    q->x.sudo = s->op == REQ_OP_CONFIG && s->sudo;
+    q->x.sudo_password = q->x.sudo ? s->sudo_password : NULL;
+    q->x.pty = s->get_pty;
+    q->x.env = s->env.n ? &s->env : NULL;
+    q->x.timeout_ms = s->cmd_timeout_ms;
+    q->x.kill_grace_ms = 2000;
+    q->x.capture = 1;
+    q->x.max_output = 8u << 20;
+    rq_link *l = NULL;
+    for (size_t i = 0; i < run->nlinks && !l; i++)
+        if (strcmp(run->links[i].conn_key, s->conn_key) == 0)
+            l = &run->links[i];
+    if (l) {
+        smx_hostcfg_destroy(hc);   /* the link has the same settings */
+    } else {
+        l = &run->links[run->nlinks];
+        memset(l, 0, sizeof *l);
+        if (smx_engine_add_link(re->e, s->host, hc, s->password, &l->link) < 0) {
+            snprintf(msg, msgsize, "out of memory");
+            smx_hostcfg_destroy(hc);
+            return -1;
+        }
+        l->conn_key = s->conn_key;
+        l->id = ++run->next_conn_id;
+        run->nlinks++;
+    }
+    q->link = l;
+    q->conn_id = l->id;
+    if (smx_link_exec(l->link, &q->x, &q->cb) < 0) {
+        q->link = NULL;
+        snprintf(msg, msgsize, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static void rq_queue(rq_run *run, rq *q, const smx_engine_opts *eo, uv_loop_t *loop)
+{
+    char msg[SMX_MSG_MAX] = "";
+    q->run = run;
+    q->cb.on_done = rq_on_done;
+    q->cb.ud = q;
+    rq_engine *re = rq_engine_for(run, q, eo, loop, msg, sizeof msg);
+    if (!re) {
+        rq_fail(run, q, q->spec.line, SMX_STAGE_AUTH, SMX_EAUTH, msg);
+        return;
+    }
+    smx_hostcfg *hc = NULL;
+    if (rq_prepare(run, q, re, &hc, msg, sizeof msg) < 0) {
+        rq_fail(run, q, q->spec.line, SMX_STAGE_AUTH, SMX_EAUTH, msg);
+        return;
+    }
+    int transfer = q->spec.op == REQ_OP_UPLOAD || q->spec.op == REQ_OP_DOWNLOAD;
+    int rc = transfer ? rq_queue_copy(run, q, re, hc, msg, sizeof msg)
+                      : rq_queue_exec(run, q, re, hc, msg, sizeof msg);
+    if (rc < 0) {
+        if (transfer)
+            smx_hostcfg_destroy(hc);
+        rq_fail(run, q, q->spec.line, transfer ? SMX_STAGE_SFTP : SMX_STAGE_EXEC, SMX_EINVAL,
+                msg);
+    }
+}
+
+/* ---- the command ------------------------------------------------------------------------------ */
+
+static void rq_on_signal(uv_signal_t *h, int signum)
+{
+    rq_run *run = h->data;
+    if (run->caught++ == 0)
+        fprintf(stderr, "sshmux: %s: canceling the requests\n",
+                signum == SIGINT ? "interrupted" : "terminated");
+    for (size_t i = 0; i < run->nengines; i++)
+        smx_engine_cancel(run->engines[i].e, signum == SIGINT ? "canceled (SIGINT)"
+                                                               : "canceled (SIGTERM)");
+}
+
+static void rq_usage(FILE *f)
+{
+    fputs("usage: sshmux request [-F SSH_CONFIG] [-f FANOUT] [-v] [FILE|-]\n"
+          "  one NetPulse request (JSON) per line, from FILE or stdin; one result line each\n",
+          f);
+}
+
+/* Splits buf into lines and parses each; malformed ones are reported at once. */
+static size_t rq_parse_all(rq_run *run, char *buf, size_t len)
+{
+    size_t n = 0, lineno = 0;
+    for (char *p = buf; p < buf + len;) {
+        char *nl = memchr(p, '\n', (size_t)(buf + len - p));
+        size_t l = nl ? (size_t)(nl - p) : (size_t)(buf + len - p);
+        lineno++;
+        size_t k = 0;
+        while (k < l && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r'))
+            k++;
+        if (k < l) {
+            char msg[SMX_MSG_MAX];
+            if (req_parse(p, l, lineno, &run->reqs[n].spec, msg, sizeof msg) == 0)
+                n++;
+            else
+                rq_fail(run, NULL, lineno, SMX_STAGE_NONE, SMX_EINVAL, msg);
+        }
+        p += l + 1;
+    }
+    return n;
+}
+
+int cmd_request(int argc, char **argv)
+{
+    const char *config = NULL;
+    smx_engine_opts eo;
+    smx_engine_opts_default(&eo);
+    int verbose = 0, opt;
+    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "+F:f:vh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'F': config = optarg; break;
+        case 'f':
+            eo.fanout = atoi(optarg);
+            if (eo.fanout < 1) {
+                fprintf(stderr, "sshmux request: -f: a fanout of at least 1\n");
+                return EXIT_USAGE;
+            }
+            break;
+        case 'v': verbose++; break;
+        case 'h': rq_usage(stdout); return 0;
+        default: rq_usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (argc - optind > 1) {
+        rq_usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *path = optind < argc ? argv[optind] : "-";
+    json_set_alloc_funcs(malloc, rq_wiping_free);
+    size_t len = 0;
+    char *buf = strcmp(path, "-") == 0 ? rq_read_fd(0, &len)
+                                       : smx_secret_read_file(path, RQ_INPUT_MAX, &len);
+    if (!buf) {
+        fprintf(stderr, "sshmux request: %s: %s\n", path, strerror(errno));
+        return EXIT_USAGE;
+    }
+    rq_run run;
+    memset(&run, 0, sizeof run);
+    run.verbose = verbose;
+    smx_err err = {{0}};
+    size_t maxreq = 1;
+    for (size_t i = 0; i < len; i++)
+        maxreq += buf[i] == '\n';
+    run.reqs = calloc(maxreq, sizeof *run.reqs);
+    run.engines = calloc(maxreq, sizeof *run.engines);
+    run.links = calloc(maxreq, sizeof *run.links);
+    if (!run.reqs || !run.engines || !run.links) {
+        fprintf(stderr, "sshmux request: out of memory\n");
+        smx_wipe_free(buf, len + 1);
+        free(run.reqs);
+        free(run.engines);
+        free(run.links);
+        return EXIT_UNREACHABLE;
+    }
+    if (smx_config_load(&run.cfg, config, &err) < 0) {
+        fprintf(stderr, "sshmux request: %s\n", err.msg);
+        smx_wipe_free(buf, len + 1);
+        free(run.reqs);
+        free(run.engines);
+        free(run.links);
+        return EXIT_USAGE;
+    }
+    const smx_strvec *warnings = smx_config_warnings(run.cfg);
+    for (size_t i = 0; verbose && i < warnings->n; i++)
+        fprintf(stderr, "sshmux: %s: %s\n", config ? config : "ssh_config", warnings->v[i]);
+    run.n = rq_parse_all(&run, buf, len);
+    smx_wipe_free(buf, len + 1);   /* the requests' text, secrets and all */
+
+    eo.warn = rq_warn;
+    eo.ud = &run;
+    eo.verbose = verbose;
+    uv_loop_t *loop = uv_default_loop();
+    for (size_t i = 0; i < run.n; i++)
+        rq_queue(&run, &run.reqs[i], &eo, loop);
+    for (size_t i = 0; i < run.nlinks; i++)
+        smx_link_release(run.links[i].link);
+    for (int i = 0; i < 2; i++) {
+        uv_signal_init(loop, &run.sig[i]);
+        run.sig[i].data = &run;
+        uv_signal_start(&run.sig[i], rq_on_signal, i == 0 ? SIGINT : SIGTERM);
+        uv_unref((uv_handle_t *)&run.sig[i]);
+    }
+    for (size_t i = 0; i < run.nengines; i++)
+        smx_engine_start(run.engines[i].e);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&run.sig[0], NULL);
+    uv_close((uv_handle_t *)&run.sig[1], NULL);
+    for (size_t i = 0; i < run.nengines; i++) {
+        smx_engine_free(run.engines[i].e);
+        smx_str_wipe_free(run.engines[i].proxy_password);
+        smx_str_wipe_free(run.engines[i].key);
+    }
+    uv_run(loop, UV_RUN_NOWAIT);   /* let closed handles finish */
+    uv_loop_close(loop);
+    for (size_t i = 0; i < run.n; i++) {
+        smx_copy_free(run.reqs[i].copy);
+        smx_strvec_free(&run.reqs[i].sources);
+        req_spec_free(&run.reqs[i].spec);
+    }
+    smx_config_free(run.cfg);
+    free(run.reqs);
+    free(run.engines);
+    free(run.links);
+    if (run.caught)
+        return 130;
+    return run.failed ? 1 : 0;
+}

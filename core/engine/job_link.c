@@ -1,0 +1,298 @@
+/* The link job: one host's connection on which exec items (each an smx_exec_run, as the exec
+ * job's) run one after another, each with its own result and callbacks. What a run of requests
+ * needs when many of them go to the same host: one handshake and one authentication, not one per
+ * request.
+ *
+ * Lifetime: the job is over (its fanout slot given back) once its connection is closed and no
+ * item is running or waiting; the struct is freed once that is so AND the caller released it
+ * (smx_link_release), never from inside a callback of one of its items. Items added after the
+ * connection is gone get its error at once. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+
+typedef struct link_item {
+    smx_list node;                  /* the link's waiting list */
+    smx_link *link;
+    smx_exec_run run;
+    uint64_t t0;                    /* when it started on the connection */
+} link_item;
+
+struct smx_link {
+    smx_job base;
+    smx_hostcfg *hc;
+    char *password;                 /* wiped on free */
+    char *target;
+    smx_result *result;             /* the connection's: phases, banner, its error */
+    smx_conn *conn;                 /* NULL before the start and once closed */
+    smx_list items;                 /* waiting, in order */
+    link_item *cur;                 /* running on the connection */
+    int ready, closed, job_done, released, canceled;
+    int depth;                      /* inside item callbacks: not to be freed there */
+    char cancel_why[128];
+};
+
+static void link_next(smx_link *l);
+
+static void link_free(smx_link *l)
+{
+    smx_result_destroy(l->result);
+    smx_str_wipe_free(l->password);
+    free(l->target);
+    smx_hostcfg_free(l->hc);
+    free(l->hc);
+    free(l);
+}
+
+/* The job is over once the connection is closed and nothing waits; the struct goes once the
+ * caller released it too. */
+static void link_maybe_done(smx_link *l)
+{
+    if (l->depth > 0 || !l->closed || l->cur || !smx_list_empty(&l->items))
+        return;
+    if (!l->job_done) {
+        l->job_done = 1;
+        smx_engine_job_done(l->base.engine, &l->base);
+    }
+    if (l->released)
+        link_free(l);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* What the item shares with the connection goes into its result: the setup phases, attempts,
+ * what the server said, and the connection's error when the item has none of its own. Its total
+ * is the setup plus its own time on the connection. */
+static void link_fill_result(const smx_link *l, link_item *it)
+{
+    smx_result *r = it->run.result;
+    const smx_result *c = l->result;
+    r->attempts = c->attempts;
+    r->t.resolve = c->t.resolve;
+    r->t.connect = c->t.connect;
+    r->t.handshake = c->t.handshake;
+    r->t.auth = c->t.auth;
+    r->t.total = c->t.resolve + c->t.connect + c->t.handshake + c->t.auth +
+                 (it->t0 ? (double)(uv_hrtime() - it->t0) / 1e6 : 0);
+    char **dst[] = {&r->server_banner, &r->kex, &r->cipher, &r->hostkey, &r->auth_method};
+    const char *src[] = {c->server_banner, c->kex, c->cipher, c->hostkey, c->auth_method};
+    for (size_t i = 0; i < sizeof dst / sizeof *dst; i++)
+        if (!*dst[i])
+            *dst[i] = dup_or_null(src[i]);
+    if (r->err_stage == SMX_STAGE_NONE && c->err_stage != SMX_STAGE_NONE) {
+        smx_result_set_error(r, c->err_stage, c->err_code, c->err_msg);
+        r->err_hop = c->err_hop;
+    }
+    r->ok = r->err_stage == SMX_STAGE_NONE && r->exit_code == 0;
+}
+
+/* Hands the item's result to its caller and frees the item. */
+static void link_item_finish(smx_link *l, link_item *it)
+{
+    link_fill_result(l, it);
+    smx_result *r = it->run.result;
+    const smx_exec_callbacks *cb = it->run.cb;
+    smx_exec_run_free(&it->run);
+    free(it);
+    l->depth++;
+    cb->on_done(cb->ud, r);
+    l->depth--;
+}
+
+/* Every waiting item ends with `msg` (or the connection's own error). */
+static void link_fail_waiting(smx_link *l, enum smx_stage stage, int code, const char *msg)
+{
+    while (!smx_list_empty(&l->items)) {
+        link_item *it = smx_list_entry(l->items.next, link_item, node);
+        smx_list_remove(&it->node);
+        if (l->result->err_stage == SMX_STAGE_NONE || l->canceled)
+            smx_result_set_error(it->run.result, stage, code, msg);
+        link_item_finish(l, it);
+    }
+}
+
+static void link_run_finished(smx_exec_run *run)
+{
+    link_item *it = run->ud;
+    smx_link *l = it->link;
+    l->cur = NULL;
+    link_item_finish(l, it);
+    link_next(l);
+    link_maybe_done(l);
+}
+
+/* Starts the next waiting item when the connection is ready and free; fails the waiting ones
+ * when it is gone; closes it when released (or canceled) and idle. */
+static void link_next(smx_link *l)
+{
+    int gone = l->closed || (l->conn && l->conn->ended);
+    while (!l->cur && l->ready && !gone && !l->canceled && !smx_list_empty(&l->items)) {
+        link_item *it = smx_list_entry(l->items.next, link_item, node);
+        smx_list_remove(&it->node);
+        l->cur = it;
+        it->t0 = uv_hrtime();
+        if (smx_exec_run_start(&it->run, l->conn) == 0)
+            return;
+        l->cur = NULL;
+        smx_result_set_error(it->run.result, SMX_STAGE_EXEC, SMX_ENOMEM, "out of memory");
+        link_item_finish(l, it);
+    }
+    if (l->cur)
+        return;
+    if (gone || l->canceled)
+        link_fail_waiting(l, l->canceled ? SMX_STAGE_EXEC : SMX_STAGE_CONNECT,
+                          l->canceled ? SMX_ECANCELED : SMX_ECLOSED,
+                          l->canceled ? l->cancel_why : "connection closed");
+    if ((l->released || l->canceled) && smx_list_empty(&l->items) && l->conn && !l->conn->ended)
+        smx_conn_close(l->conn);
+}
+
+static void link_on_ready(smx_conn *c, void *ud)
+{
+    smx_link *l = ud;
+    c->loss_context = " while running";
+    l->ready = 1;
+    link_next(l);
+}
+
+static void link_on_ended(smx_conn *c, void *ud)
+{
+    link_next(ud);   /* the running item was failed first; the waiting ones get its error */
+}
+
+static void link_on_closed(smx_conn *c, void *ud)
+{
+    smx_link *l = ud;
+    l->conn = NULL;
+    l->closed = 1;
+    link_next(l);
+    link_maybe_done(l);
+}
+
+static const smx_conn_events link_conn_events = {
+    .ready = link_on_ready,
+    .ended = link_on_ended,
+    .closed = link_on_closed,
+};
+
+static void link_start(smx_job *base)
+{
+    smx_link *l = (smx_link *)base;
+    l->conn = smx_conn_new(&base->engine->ctx, l->hc, l->password, l->result, &link_conn_events,
+                           l);
+    if (!l->conn) {
+        smx_result_set_error(l->result, SMX_STAGE_CONNECT, SMX_ENOMEM, "out of memory");
+        l->closed = 1;
+        link_next(l);
+        link_maybe_done(l);
+        return;
+    }
+    smx_conn_start(l->conn);
+}
+
+static void link_cancel(smx_job *base, const char *why)
+{
+    smx_link *l = (smx_link *)base;
+    if (!l->canceled)
+        snprintf(l->cancel_why, sizeof l->cancel_why, "%s", why);
+    l->canceled = 1;
+    if (l->cur) {
+        smx_exec_run_cancel(&l->cur->run, why);
+        return;   /* its end closes the connection (link_next) */
+    }
+    if (l->conn && !l->conn->ended && !l->ready)
+        smx_session_fail(&l->conn->session, smx_engine_stage_of(l->conn), SMX_ECANCELED, "%s",
+                         why);   /* nothing runs remotely yet */
+    else
+        link_next(l);
+}
+
+static void link_discard(smx_job *base, const char *why)
+{
+    smx_link *l = (smx_link *)base;
+    snprintf(l->cancel_why, sizeof l->cancel_why, "%s", why);
+    smx_result_set_error(l->result, SMX_STAGE_CONNECT, SMX_ECANCELED, why);
+    l->closed = 1;
+    link_next(l);
+    link_maybe_done(l);
+}
+
+static void link_free_unstarted(smx_job *base)
+{
+    smx_link *l = (smx_link *)base;
+    while (!smx_list_empty(&l->items)) {
+        link_item *it = smx_list_entry(l->items.next, link_item, node);
+        smx_list_remove(&it->node);
+        smx_result_destroy(it->run.result);
+        smx_exec_run_free(&it->run);
+        free(it);
+    }
+    link_free(l);
+}
+
+static const smx_job_ops link_job_ops = {
+    .kind = "link",
+    .start = link_start,
+    .cancel = link_cancel,
+    .discard = link_discard,
+    .free_unstarted = link_free_unstarted,
+};
+
+int smx_engine_add_link(smx_engine *e, const char *target, smx_hostcfg *hc, const char *password,
+                        smx_link **out)
+{
+    smx_link *l = calloc(1, sizeof *l);
+    smx_result *r = smx_engine_new_result(target, hc);
+    if (!l || !r || (password && !(l->password = strdup(password))) ||
+        (target && !(l->target = strdup(target)))) {
+        if (l)
+            smx_str_wipe_free(l->password);
+        free(l);
+        smx_result_destroy(r);
+        return SMX_ENOMEM;
+    }
+    l->base.ops = &link_job_ops;
+    l->base.host = hc->host;
+    l->hc = hc;
+    l->result = r;
+    smx_list_init(&l->items);
+    *out = l;
+    smx_engine_queue_job(e, &l->base);
+    return 0;
+}
+
+int smx_link_exec(smx_link *l, const smx_exec_opts *x, const smx_exec_callbacks *cb)
+{
+    if (l->released)
+        return SMX_EINVAL;
+    link_item *it = calloc(1, sizeof *it);
+    smx_result *r = smx_engine_new_result(l->target, l->hc);
+    if (!it || !r) {
+        free(it);
+        smx_result_destroy(r);
+        return SMX_ENOMEM;
+    }
+    it->link = l;
+    smx_exec_run_init(&it->run, x, cb, r, link_run_finished, it);
+    smx_list_init(&it->node);
+    smx_list_append(&l->items, &it->node);
+    l->depth++;   /* an item failed at once must not free the caller's link under it */
+    link_next(l);
+    l->depth--;
+    link_maybe_done(l);
+    return 0;
+}
+
+void smx_link_release(smx_link *l)
+{
+    if (!l || l->released)
+        return;
+    l->released = 1;
+    link_next(l);
+    link_maybe_done(l);
+}

@@ -1,0 +1,259 @@
+"""sshmux request (NetPulse-shaped JSON lines) against real sshds: every connection_args field
+used (key file, pkey content, an encrypted key with its passphrase, password, host key
+policies, compression, agent off, timeouts, a proxy through a second sshd as jump host with its
+own user, key and password), malformed lines (bad JSON, a missing host, a wrong type, an unknown
+operation, credential_ref) answered with an error result naming line and field while the others
+run, sudo through `config`, environment, get_pty, a command timeout, an SFTP upload and download
+checked by sha256 (and resumed), and 200 requests over 20 sshds sharing one connection per host
+(counted in the sshd logs). No secret appears in any byte sshmux writes. Password, proxy password
+and sudo parts need root (users, PAM) and are skipped otherwise."""
+import hashlib
+import json
+import os
+import re
+import shutil
+
+from common import *  # noqa: F403
+
+WD = KEYS = SSHD = JUMP = CFG = KH = None
+USER = None         # a TestUser (root) whose password logs in, or None
+SECRETS = []
+
+
+def setup():
+    global WD, KEYS, SSHD, JUMP, CFG, KH, USER
+    WD = fixture.Workdir()
+    KEYS = fixture.Keys(WD)
+    root = fixture.TestUser.available()
+    SSHD = fixture.Sshd(WD, KEYS, password_auth=root)
+    JUMP = fixture.Sshd(WD, KEYS, password_auth=root)
+    KH = WD.file("known_hosts")
+    SSHD.write_known_hosts(KH)
+    JUMP.write_known_hosts(KH, append=True)
+    # What every request resolves against: the suite's known_hosts, nothing from the machine.
+    CFG = WD.file("ssh_config", f"Host *\n    UserKnownHostsFile {KH}\n"
+                  "    GlobalKnownHostsFile /dev/null\n")
+    if root:
+        USER = fixture.TestUser(WD)
+        SECRETS.append(USER.password)
+    SECRETS.append(KEYS.PASSPHRASE)
+    SECRETS.append(pkey_body(KEYS.rsa_pem))
+
+
+def pkey_body(path):
+    """A line from the middle of the key's base64: what would show if the key leaked."""
+    lines = open(path).read().splitlines()
+    return lines[len(lines) // 2]
+
+
+def conn(**kw):
+    base = {"host": "127.0.0.1", "port": SSHD.port, "username": SSHD.user,
+            "key_filename": KEYS.ed25519, "look_for_keys": False}
+    base.update(kw)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def request(lines, *args, timeout=90):
+    """Runs sshmux request with `lines` (dicts, or raw strings) on stdin -> (rc, rows by line,
+    the process). Checks one result per non-blank line and no secret in any output byte."""
+    text = "".join((l if isinstance(l, str) else json.dumps(l)) + "\n" for l in lines)
+    r = fixture.run_sshmux(["request", "-F", CFG] + list(args), input=text, timeout=timeout)
+    rows = fixture.json_lines(r.stdout)
+    check_eq(len(rows), sum(1 for l in lines if (l if isinstance(l, str) else "x").strip()),
+             f"one result per request\n{r.stdout[-3000:]}\n{r.stderr[-2000:]}")
+    for s in SECRETS:
+        check(s not in r.stdout and s not in r.stderr, "a secret appears in sshmux's output")
+    return r.returncode, {row["line"]: row for row in rows}, r
+
+
+def ok(row):
+    check(row["ok"], f"line {row['line']}: {row.get('error')}")
+    return row
+
+
+def test_commands_key_file_pkey_passphrase():
+    pkey = open(KEYS.rsa_pem).read()
+    rc, rows, _ = request([
+        {"driver": "paramiko", "id": "a", "connection_args": conn(), "command": "echo hi"},
+        {"connection_args": conn(key_filename=None, pkey=pkey, timeout=5, compress=True,
+                                 allow_agent=False, banner_timeout=5, auth_timeout=5,
+                                 host_key_policy="reject"),
+         "command": ["uname -s", "echo two >&2; exit 3", "echo never"]},
+        {"connection_args": conn(key_filename=KEYS.ed25519_enc, passphrase=KEYS.PASSPHRASE),
+         "command": "echo enc"},
+        {"connection_args": conn(key_filename=KEYS.ed25519_enc, passphrase="wrong one"),
+         "command": "echo enc"},
+    ])
+    check_eq(rc, 1, "a failed request makes the exit status 1")
+    a = ok(rows[1])
+    check_eq((a["id"], a["driver"], a["results"][0]["output"], a["results"][0]["exit_status"]),
+             ("a", "paramiko", "hi\n", 0))
+    check(a["timing_ms"]["auth"] > 0 and a["attempts"] == 1, str(a))
+    b = rows[2]
+    check_eq([(s["output"], s["error"], s["exit_status"]) for s in b["results"]],
+             [("Linux\n", "", 0), ("", "two\n", 3)], "the list stops at the first failure")
+    check_eq((b["ok"], b["exit_code"], b["id"]), (False, 3, 2))
+    check_eq(b["auth_method"], "publickey")
+    ok(rows[3])
+    check_eq(rows[3]["results"][0]["output"], "enc\n")
+    check_eq(rows[4]["error"]["stage"], "auth")
+    check_in(KEYS.ed25519_enc, rows[4]["error"]["message"])
+
+
+def test_host_key_policies():
+    empty = WD.file("empty_known_hosts", "")
+    cfg = WD.file("ssh_config_new", f"Host *\n    UserKnownHostsFile {empty}\n"
+                  "    GlobalKnownHostsFile /dev/null\n")
+    reqs = [{"connection_args": conn(host_key_policy="reject"), "command": "true"},
+            {"connection_args": conn(host_key_policy="warning"), "command": "true"}]
+    r = fixture.run_sshmux(["request", "-F", cfg], input="".join(json.dumps(q) + "\n"
+                                                                 for q in reqs))
+    rows = {row["line"]: row for row in fixture.json_lines(r.stdout)}
+    check_eq(rows[1]["error"]["stage"], "hostkey")
+    ok(rows[2])
+    check_eq(open(empty).read(), "", "warning accepts the key without recording it")
+    r = fixture.run_sshmux(["request", "-F", cfg], input=json.dumps(
+        {"connection_args": conn(host_key_policy="auto_add"), "command": "true"}) + "\n")
+    ok(fixture.json_lines(r.stdout)[0])
+    check_in(f"[127.0.0.1]:{SSHD.port}", open(empty).read(), "auto_add records the key")
+
+
+def test_malformed_lines_named():
+    good = {"connection_args": conn(), "command": "echo fine"}
+    rc, rows, _ = request([
+        json.dumps(good),
+        '{"connection_args": {"host": "127.0.0.1", "password": "' + "S3cret-in-bad-json",
+        json.dumps({"connection_args": {"port": 22}, "command": "x"}),
+        json.dumps({"connection_args": conn(port="22"), "command": "x"}),
+        json.dumps({"connection_args": conn(), "command": ["__FILE_TRANSFER__"],
+                    "driver_args": {"file_transfer": {"operation": "move", "local_path": "a",
+                                                      "remote_path": "b"}}}),
+        json.dumps({"connection_args": {"host": "h", "credential_ref": "servers/x"},
+                    "command": "x"}),
+        "   ",
+        json.dumps(good),
+    ])
+    check_eq(rc, 1)
+    ok(rows[1]), ok(rows[8])
+    for line, field in ((2, "not valid JSON"), (3, "connection_args.host"),
+                        (4, "connection_args.port"), (5, "file_transfer.operation"),
+                        (6, "credential_ref")):
+        e = rows[line]["error"]
+        check_eq(e["stage"], "request", f"line {line}")
+        check_in(f"line {line}: ", e["message"])
+        check_in(field, e["message"])
+        check("S3cret" not in json.dumps(rows[line]), "the bad line's password is quoted")
+
+
+def test_password_and_proxy():
+    if not USER:
+        skip("password auth needs root (a test user, sshd with PAM)")
+    # the jump host: a TestUser with a password on JUMP, then the target with a key
+    enc = open(KEYS.ed25519_enc).read()
+    rows = request([
+        {"connection_args": {"host": "127.0.0.1", "port": SSHD.port, "username": USER.name,
+                             "password": USER.password, "look_for_keys": False},
+         "command": "id -un"},
+        {"connection_args": conn(proxy_host="127.0.0.1", proxy_port=JUMP.port,
+                                 proxy_username=USER.name, proxy_password=USER.password),
+         "command": "echo via-jump"},
+        {"connection_args": conn(proxy_host="127.0.0.1", proxy_port=JUMP.port,
+                                 proxy_username=JUMP.user, proxy_pkey=enc,
+                                 proxy_passphrase=KEYS.PASSPHRASE),
+         "command": "echo via-jump-key"},
+        {"connection_args": conn(proxy_host="127.0.0.1", proxy_port=JUMP.port,
+                                 proxy_username=JUMP.user, proxy_key_filename=KEYS.ecdsa),
+         "command": "echo via-jump-file"},
+    ])[1]
+    check_eq(ok(rows[1])["results"][0]["output"], USER.name + "\n")
+    check_eq(rows[1]["auth_method"], "password")
+    for line, out in ((2, "via-jump\n"), (3, "via-jump-key\n"), (4, "via-jump-file\n")):
+        check_eq(ok(rows[line])["results"][0]["output"], out)
+    jlog = JUMP.log_text()
+    check(re.search(rf"Accepted password for {USER.name}", jlog), "the proxy password was used")
+
+
+def test_sudo_config_env_pty_timeout():
+    if not USER or not shutil.which("sudo"):
+        skip("sudo through config needs root (a sudoers user) and sudo")
+    path = f"/etc/sudoers.d/sshmuxtest-{USER.name}"
+    with open(path, "w") as f:
+        f.write(f"{USER.name} ALL=(ALL:ALL) ALL\nDefaults:{USER.name} timestamp_timeout=0\n")
+    os.chmod(path, 0o440)
+    fixture.on_cleanup(lambda: os.path.exists(path) and os.unlink(path), f"rm {path}")
+    pw = {"host": "127.0.0.1", "port": SSHD.port, "username": USER.name,
+          "password": USER.password, "look_for_keys": False}
+    rc, rows, _ = request([
+        {"connection_args": pw, "config": ["id -un", "echo second"],
+         "driver_args": {"sudo": True, "sudo_password": USER.password}},
+        {"connection_args": pw, "config": "id -un",
+         "driver_args": {"sudo": True, "sudo_password": "not-it"}},
+        {"connection_args": conn(), "command": "echo $CUSTOM_VAR; test -t 0 && echo tty",
+         "driver_args": {"environment": {"CUSTOM_VAR": "custom value"}, "get_pty": True}},
+        {"connection_args": conn(), "command": "sleep 30", "driver_args": {"timeout": 1}},
+    ])
+    check_eq([s["output"] for s in ok(rows[1])["results"]], ["root\n", "second\n"])
+    check_eq(rows[2]["error"]["stage"], "sudo")
+    check_eq(ok(rows[3])["results"][0]["output"].replace("\r", ""), "custom value\ntty\n")
+    check_eq(rows[4]["error"]["stage"], "timeout")
+    check(rows[4]["timing_ms"]["total"] < 10000, "the timeout ended it")
+    check_eq(rc, 1)
+
+
+def sha(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def transfer(op, local, remote, **kw):
+    ft = {"operation": op, "local_path": local, "remote_path": remote, **kw}
+    return {"connection_args": conn(), "command": ["__FILE_TRANSFER__"],
+            "driver_args": {"file_transfer": ft}}
+
+
+def test_upload_download_resume():
+    src = WD.file("payload.bin")
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    open(src, "wb").write(data)
+    remote = os.path.join(WD.path, "remote-copy.bin")
+    back = os.path.join(WD.path, "downloaded-as-other-name.bin")
+    rc, rows, _ = request([transfer("upload", src, remote, chunk_size=16384)])
+    check_eq(rc, 0)
+    check_eq(ok(rows[1])["results"][0]["operation"], "upload")
+    check_eq(sha(remote), sha(src))
+    rc, rows, _ = request([transfer("download", back, remote, timeout=60)])
+    check_eq(sha(back), sha(src))
+    # resume: a partial download whose bytes match goes on from there
+    open(back, "wb").write(data[:1024 * 1024])
+    rc, rows, _ = request([transfer("download", back, remote, resume=True)])
+    check_eq(sha(back), sha(src))
+    check_eq(ok(rows[1])["results"][0]["resumed_from"], 1024 * 1024)
+    rc, rows, _ = request([transfer("upload", os.path.join(WD.path, "missing"), remote)])
+    check_eq((rc, rows[1]["error"]["stage"]), (1, "sftp"))
+
+
+def test_200_requests_20_hosts_share_connections():
+    servers = [SSHD] + [fixture.Sshd(WD, KEYS) for _ in range(19)]
+    kh = WD.file("known_hosts_20")
+    for s in servers:
+        s.write_known_hosts(kh, append=True)
+    cfg = WD.file("ssh_config_20", f"Host *\n    UserKnownHostsFile {kh}\n")
+    before = [len(re.findall(r"Accepted publickey", s.log_text())) for s in servers]
+    reqs = [{"connection_args": conn(port=servers[i % 20].port, host_key_policy="reject"),
+             "command": f"echo {i}"} for i in range(200)]
+    r = fixture.run_sshmux(["request", "-F", cfg], input="".join(json.dumps(q) + "\n"
+                                                                 for q in reqs), timeout=90)
+    rows = fixture.json_lines(r.stdout)
+    check_eq((r.returncode, len(rows)), (0, 200), r.stderr[-2000:])
+    for row in rows:
+        check_eq(ok(row)["results"][0]["output"], f"{row['line'] - 1}\n")
+    check_eq(len({row["connection"]["id"] for row in rows}), 20, "one connection per host")
+    check_eq(sum(row["connection"]["reused"] for row in rows), 180)
+    after = [len(re.findall(r"Accepted publickey", s.log_text())) for s in servers]
+    check_eq([a - b for a, b in zip(after, before)], [1] * 20, "one login per sshd")
+
+
+if __name__ == "__main__":
+    fixture.main([setup, test_commands_key_file_pkey_passphrase, test_host_key_policies,
+                  test_malformed_lines_named, test_password_and_proxy,
+                  test_sudo_config_env_pty_timeout, test_upload_download_resume,
+                  test_200_requests_20_hosts_share_connections])
