@@ -390,6 +390,7 @@ static int rq_queue_copy(rq_run *run, rq *q, rq_engine *re, smx_hostcfg *hc, cha
     o.dest = up ? s->remote_path : s->local_path;
     o.layout = up ? SMX_LAYOUT_FLAT : SMX_LAYOUT_PATH;
     o.resume = s->resume;
+    o.in_place = s->resume;   /* the destination itself is the partial file to go on with */
     o.mode = -1;
     o.block_size = s->chunk_size;
     o.transfer_timeout_ms = s->transfer_timeout_ms ? s->transfer_timeout_ms : 60000;
