@@ -15,12 +15,15 @@ typedef struct rp {
     req_spec *r;
     char *msg;
     size_t msgsize;
+    const char *section;     /* the object being read ("connection_args"), NULL at the top */
 } rp;
 
+/* "line N: SECTION.FIELD: why". */
 __attribute__((format(printf, 3, 4)))
 static int rp_fail(rp *p, const char *field, const char *fmt, ...)
 {
-    int n = snprintf(p->msg, p->msgsize, "line %zu: %s: ", p->r->line, field);
+    int n = snprintf(p->msg, p->msgsize, "line %zu: %s%s%s: ", p->r->line,
+                     p->section ? p->section : "", p->section ? "." : "", field);
     if (n >= 0 && (size_t)n < p->msgsize) {
         va_list ap;
         va_start(ap, fmt);
@@ -44,67 +47,79 @@ static const char *rp_type(const json_t *v)
     }
 }
 
-/* A string field (absent or null: left NULL). */
-static int rp_string(rp *p, json_t *obj, const char *key, const char *field, char **out)
+/* obj's member key; NULL when absent or null (obj may be NULL). */
+static json_t *rp_get(json_t *obj, const char *key)
 {
     json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
+    return v && !json_is_null(v) ? v : NULL;
+}
+
+/* A JSON string with a NUL inside: no C string can carry it whole. */
+static int rp_has_nul(const json_t *v)
+{
+    return strlen(json_string_value(v)) != json_string_length(v);
+}
+
+/* A string field (absent or null: left NULL). */
+static int rp_string(rp *p, json_t *obj, const char *key, char **out)
+{
+    json_t *v = rp_get(obj, key);
+    if (!v)
         return 0;
     if (!json_is_string(v))
-        return rp_fail(p, field, "must be a string, not %s", rp_type(v));
-    if (strlen(json_string_value(v)) != json_string_length(v))
-        return rp_fail(p, field, "must not contain a NUL character");
+        return rp_fail(p, key, "must be a string, not %s", rp_type(v));
+    if (rp_has_nul(v))
+        return rp_fail(p, key, "must not contain a NUL character");
     if (!(*out = strdup(json_string_value(v))))
-        return rp_fail(p, field, "out of memory");
+        return rp_fail(p, key, "out of memory");
     return 0;
 }
 
-static int rp_bool(rp *p, json_t *obj, const char *key, const char *field, int *out)
+static int rp_bool(rp *p, json_t *obj, const char *key, int *out)
 {
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
+    json_t *v = rp_get(obj, key);
+    if (!v)
         return 0;
     if (!json_is_boolean(v))
-        return rp_fail(p, field, "must be true or false, not %s", rp_type(v));
+        return rp_fail(p, key, "must be true or false, not %s", rp_type(v));
     *out = json_is_true(v);
     return 0;
 }
 
-static int rp_int(rp *p, json_t *obj, const char *key, const char *field, long min, long max,
-                  long *out)
+static int rp_int(rp *p, json_t *obj, const char *key, long min, long max, long *out)
 {
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
+    json_t *v = rp_get(obj, key);
+    if (!v)
         return 0;
     if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
-        return rp_fail(p, field, "must be an integer from %ld to %ld", min, max);
+        return rp_fail(p, key, "must be an integer from %ld to %ld", min, max);
     *out = (long)json_integer_value(v);
     return 0;
 }
 
 /* Seconds (integer or real, up to a day) -> milliseconds; 0 stays "not given". */
-static int rp_seconds(rp *p, json_t *obj, const char *key, const char *field, int *ms)
+static int rp_seconds(rp *p, json_t *obj, const char *key, int *ms)
 {
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
+    json_t *v = rp_get(obj, key);
+    if (!v)
         return 0;
     double s = json_is_number(v) ? json_number_value(v) : -1;
     if (!json_is_number(v) || !(s >= 0 && s <= 86400))
-        return rp_fail(p, field, "must be a number of seconds from 0 to 86400");
+        return rp_fail(p, key, "must be a number of seconds from 0 to 86400");
     *ms = (int)(s * 1000 + 0.5);
     if (s > 0 && *ms == 0)
         *ms = 1;
     return 0;
 }
 
-static int rp_object(rp *p, json_t *obj, const char *key, const char *field, json_t **out)
+static int rp_object(rp *p, json_t *obj, const char *key, json_t **out)
 {
-    json_t *v = json_object_get(obj, key);
+    json_t *v = rp_get(obj, key);
     *out = NULL;
-    if (!v || json_is_null(v))
+    if (!v)
         return 0;
     if (!json_is_object(v))
-        return rp_fail(p, field, "must be an object, not %s", rp_type(v));
+        return rp_fail(p, key, "must be an object, not %s", rp_type(v));
     *out = v;
     return 0;
 }
@@ -113,7 +128,7 @@ static int rp_object(rp *p, json_t *obj, const char *key, const char *field, jso
 static int rp_commands(rp *p, json_t *v, const char *field)
 {
     if (json_is_string(v)) {
-        if (strlen(json_string_value(v)) != json_string_length(v))
+        if (rp_has_nul(v))
             return rp_fail(p, field, "must not contain a NUL character");
         return smx_strvec_push(&p->r->commands, json_string_value(v)) < 0
                    ? rp_fail(p, field, "out of memory") : 0;
@@ -125,7 +140,7 @@ static int rp_commands(rp *p, json_t *v, const char *field)
     json_array_foreach(v, i, c) {
         if (!json_is_string(c))
             return rp_fail(p, field, "item %zu must be a string, not %s", i, rp_type(c));
-        if (strlen(json_string_value(c)) != json_string_length(c))
+        if (rp_has_nul(c))
             return rp_fail(p, field, "item %zu must not contain a NUL character", i);
         if (smx_strvec_push(&p->r->commands, json_string_value(c)) < 0)
             return rp_fail(p, field, "out of memory");
@@ -136,39 +151,34 @@ static int rp_commands(rp *p, json_t *v, const char *field)
 static int rp_connection(rp *p, json_t *ca)
 {
     req_spec *r = p->r;
+    p->section = "connection_args";
     if (json_object_get(ca, "credential_ref"))
-        return rp_fail(p, "connection_args.credential_ref", "Vault credentials are not "
+        return rp_fail(p, "credential_ref", "Vault credentials are not "
                        "supported: give username with password, key_filename or pkey");
     long port = 0, pport = 0;
     char *policy = NULL;
     int rc = 0;
-    if (rp_string(p, ca, "host", "connection_args.host", &r->host) < 0 ||
-        rp_int(p, ca, "port", "connection_args.port", 1, 65535, &port) < 0 ||
-        rp_string(p, ca, "username", "connection_args.username", &r->username) < 0 ||
-        rp_string(p, ca, "password", "connection_args.password", &r->password) < 0 ||
-        rp_string(p, ca, "key_filename", "connection_args.key_filename", &r->key_filename) < 0 ||
-        rp_string(p, ca, "pkey", "connection_args.pkey", &r->pkey) < 0 ||
-        rp_string(p, ca, "passphrase", "connection_args.passphrase", &r->passphrase) < 0 ||
-        rp_seconds(p, ca, "timeout", "connection_args.timeout", &r->timeout_ms) < 0 ||
-        rp_seconds(p, ca, "banner_timeout", "connection_args.banner_timeout",
-                   &r->banner_timeout_ms) < 0 ||
-        rp_seconds(p, ca, "auth_timeout", "connection_args.auth_timeout",
-                   &r->auth_timeout_ms) < 0 ||
-        rp_string(p, ca, "host_key_policy", "connection_args.host_key_policy", &policy) < 0 ||
-        rp_bool(p, ca, "look_for_keys", "connection_args.look_for_keys", &r->look_for_keys) < 0 ||
-        rp_bool(p, ca, "allow_agent", "connection_args.allow_agent", &r->allow_agent) < 0 ||
-        rp_bool(p, ca, "compress", "connection_args.compress", &r->compress) < 0 ||
-        rp_string(p, ca, "proxy_host", "connection_args.proxy_host", &r->proxy_host) < 0 ||
-        rp_int(p, ca, "proxy_port", "connection_args.proxy_port", 1, 65535, &pport) < 0 ||
-        rp_string(p, ca, "proxy_username", "connection_args.proxy_username",
-                  &r->proxy_username) < 0 ||
-        rp_string(p, ca, "proxy_password", "connection_args.proxy_password",
-                  &r->proxy_password) < 0 ||
-        rp_string(p, ca, "proxy_key_filename", "connection_args.proxy_key_filename",
-                  &r->proxy_key_filename) < 0 ||
-        rp_string(p, ca, "proxy_pkey", "connection_args.proxy_pkey", &r->proxy_pkey) < 0 ||
-        rp_string(p, ca, "proxy_passphrase", "connection_args.proxy_passphrase",
-                  &r->proxy_passphrase) < 0)
+    if (rp_string(p, ca, "host", &r->host) < 0 ||
+        rp_int(p, ca, "port", 1, 65535, &port) < 0 ||
+        rp_string(p, ca, "username", &r->username) < 0 ||
+        rp_string(p, ca, "password", &r->password) < 0 ||
+        rp_string(p, ca, "key_filename", &r->key_filename) < 0 ||
+        rp_string(p, ca, "pkey", &r->pkey) < 0 ||
+        rp_string(p, ca, "passphrase", &r->passphrase) < 0 ||
+        rp_seconds(p, ca, "timeout", &r->timeout_ms) < 0 ||
+        rp_seconds(p, ca, "banner_timeout", &r->banner_timeout_ms) < 0 ||
+        rp_seconds(p, ca, "auth_timeout", &r->auth_timeout_ms) < 0 ||
+        rp_string(p, ca, "host_key_policy", &policy) < 0 ||
+        rp_bool(p, ca, "look_for_keys", &r->look_for_keys) < 0 ||
+        rp_bool(p, ca, "allow_agent", &r->allow_agent) < 0 ||
+        rp_bool(p, ca, "compress", &r->compress) < 0 ||
+        rp_string(p, ca, "proxy_host", &r->proxy_host) < 0 ||
+        rp_int(p, ca, "proxy_port", 1, 65535, &pport) < 0 ||
+        rp_string(p, ca, "proxy_username", &r->proxy_username) < 0 ||
+        rp_string(p, ca, "proxy_password", &r->proxy_password) < 0 ||
+        rp_string(p, ca, "proxy_key_filename", &r->proxy_key_filename) < 0 ||
+        rp_string(p, ca, "proxy_pkey", &r->proxy_pkey) < 0 ||
+        rp_string(p, ca, "proxy_passphrase", &r->proxy_passphrase) < 0)
         rc = -1;
     r->port = (int)port;
     r->proxy_port = (int)pport;
@@ -180,23 +190,23 @@ static int rp_connection(rp *p, json_t *ca)
         else if (strcmp(policy, "warning") == 0)
             r->host_key_policy = REQ_HK_WARNING;
         else
-            rc = rp_fail(p, "connection_args.host_key_policy",
+            rc = rp_fail(p, "host_key_policy",
                          "must be \"auto_add\", \"reject\" or \"warning\"");
     }
     free(policy);
     if (rc == 0 && (!r->host || !r->host[0]))
-        rc = rp_fail(p, "connection_args.host", "missing (the server to connect to)");
+        rc = rp_fail(p, "host", "missing (the server to connect to)");
     /* A host that would read as an ssh option, a target list or a URL is not a host name. */
     if (rc == 0 && (r->host[0] == '-' || strpbrk(r->host, ",@ \t\r\n/[]")))
-        rc = rp_fail(p, "connection_args.host", "is not a host name or address");
+        rc = rp_fail(p, "host", "is not a host name or address");
     if (rc == 0 && r->username && (!r->username[0] || strpbrk(r->username, "@:, \t\r\n")))
-        rc = rp_fail(p, "connection_args.username", "is not a user name");
+        rc = rp_fail(p, "username", "is not a user name");
     if (rc == 0 && r->proxy_host && (!r->proxy_host[0] || r->proxy_host[0] == '-' ||
                                      strpbrk(r->proxy_host, ",@ \t\r\n/[]")))
-        rc = rp_fail(p, "connection_args.proxy_host", "is not a host name or address");
+        rc = rp_fail(p, "proxy_host", "is not a host name or address");
     if (rc == 0 && r->proxy_username &&
         (!r->proxy_username[0] || strpbrk(r->proxy_username, "@:, \t\r\n")))
-        rc = rp_fail(p, "connection_args.proxy_username", "is not a user name");
+        rc = rp_fail(p, "proxy_username", "is not a user name");
     return rc;
 }
 
@@ -206,16 +216,16 @@ static int rp_environment(rp *p, json_t *envobj)
     json_t *v;
     json_object_foreach(envobj, k, v) {
         if (!k[0] || strchr(k, '=') || strpbrk(k, " \t\r\n"))
-            return rp_fail(p, "driver_args.environment", "a name is not a variable name");
-        if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
-            return rp_fail(p, "driver_args.environment", "values must be strings");
+            return rp_fail(p, "environment", "a name is not a variable name");
+        if (!json_is_string(v) || rp_has_nul(v))
+            return rp_fail(p, "environment", "values must be strings");
         size_t n = strlen(k) + json_string_length(v) + 2;
         char *kv = malloc(n);
         if (!kv)
-            return rp_fail(p, "driver_args.environment", "out of memory");
+            return rp_fail(p, "environment", "out of memory");
         snprintf(kv, n, "%s=%s", k, json_string_value(v));
         if (smx_strvec_push_owned(&p->r->env, kv) < 0)
-            return rp_fail(p, "driver_args.environment", "out of memory");
+            return rp_fail(p, "environment", "out of memory");
     }
     return 0;
 }
@@ -226,32 +236,29 @@ static int rp_transfer(rp *p, json_t *ft)
     char *op = NULL;
     long chunk = 0;
     int rc = 0;
-    if (rp_string(p, ft, "operation", "driver_args.file_transfer.operation", &op) < 0 ||
-        rp_string(p, ft, "local_path", "driver_args.file_transfer.local_path",
-                  &r->local_path) < 0 ||
-        rp_string(p, ft, "remote_path", "driver_args.file_transfer.remote_path",
-                  &r->remote_path) < 0 ||
-        rp_bool(p, ft, "resume", "driver_args.file_transfer.resume", &r->resume) < 0 ||
-        rp_int(p, ft, "chunk_size", "driver_args.file_transfer.chunk_size", 1, 1 << 20,
+    if (rp_string(p, ft, "operation", &op) < 0 ||
+        rp_string(p, ft, "local_path", &r->local_path) < 0 ||
+        rp_string(p, ft, "remote_path", &r->remote_path) < 0 ||
+        rp_bool(p, ft, "resume", &r->resume) < 0 ||
+        rp_int(p, ft, "chunk_size", 1, 1 << 20,
                &chunk) < 0 ||
-        rp_seconds(p, ft, "timeout", "driver_args.file_transfer.timeout",
-                   &r->transfer_timeout_ms) < 0)
+        rp_seconds(p, ft, "timeout", &r->transfer_timeout_ms) < 0)
         rc = -1;
     r->chunk_size = (size_t)chunk;
     if (rc == 0 && !op)
-        rc = rp_fail(p, "driver_args.file_transfer.operation", "missing (upload or download)");
+        rc = rp_fail(p, "operation", "missing (upload or download)");
     else if (rc == 0 && strcmp(op, "upload") == 0)
         r->op = REQ_OP_UPLOAD;
     else if (rc == 0 && strcmp(op, "download") == 0)
         r->op = REQ_OP_DOWNLOAD;
     else if (rc == 0)
-        rc = rp_fail(p, "driver_args.file_transfer.operation",
+        rc = rp_fail(p, "operation",
                      "unknown operation (upload or download)");
     free(op);
     if (rc == 0 && (!r->local_path || !r->local_path[0]))
-        rc = rp_fail(p, "driver_args.file_transfer.local_path", "missing");
+        rc = rp_fail(p, "local_path", "missing");
     if (rc == 0 && (!r->remote_path || !r->remote_path[0]))
-        rc = rp_fail(p, "driver_args.file_transfer.remote_path", "missing");
+        rc = rp_fail(p, "remote_path", "missing");
     return rc;
 }
 
@@ -259,24 +266,27 @@ static int rp_driver_args(rp *p, json_t *da)
 {
     req_spec *r = p->r;
     json_t *envobj = NULL, *ft = NULL;
-    if (rp_bool(p, da, "sudo", "driver_args.sudo", &r->sudo) < 0 ||
-        rp_string(p, da, "sudo_password", "driver_args.sudo_password", &r->sudo_password) < 0 ||
-        rp_seconds(p, da, "timeout", "driver_args.timeout", &r->cmd_timeout_ms) < 0 ||
-        rp_object(p, da, "environment", "driver_args.environment", &envobj) < 0 ||
-        rp_bool(p, da, "get_pty", "driver_args.get_pty", &r->get_pty) < 0 ||
-        rp_object(p, da, "file_transfer", "driver_args.file_transfer", &ft) < 0)
+    p->section = "driver_args";
+    if (rp_bool(p, da, "sudo", &r->sudo) < 0 ||
+        rp_string(p, da, "sudo_password", &r->sudo_password) < 0 ||
+        rp_seconds(p, da, "timeout", &r->cmd_timeout_ms) < 0 ||
+        rp_object(p, da, "environment", &envobj) < 0 ||
+        rp_bool(p, da, "get_pty", &r->get_pty) < 0 ||
+        rp_object(p, da, "file_transfer", &ft) < 0)
         return -1;
     if (envobj && rp_environment(p, envobj) < 0)
         return -1;
     int marker = r->commands.n == 1 && strcmp(r->commands.v[0], FILE_TRANSFER) == 0;
     if (ft && r->op == REQ_OP_CONFIG)
-        return rp_fail(p, "driver_args.file_transfer", "only with command, not config");
+        return rp_fail(p, "file_transfer", "only with command, not config");
     if (ft && !marker)
-        return rp_fail(p, "driver_args.file_transfer", "needs command [\"" FILE_TRANSFER "\"]");
-    if (ft)
+        return rp_fail(p, "file_transfer", "needs command [\"" FILE_TRANSFER "\"]");
+    if (ft) {
+        p->section = "driver_args.file_transfer";
         return rp_transfer(p, ft);
+    }
     if (smx_strvec_contains(&r->commands, FILE_TRANSFER))
-        return rp_fail(p, "driver_args.file_transfer", "missing (command is "
+        return rp_fail(p, "file_transfer", "missing (command is "
                        "[\"" FILE_TRANSFER "\"])");
     if (r->op == REQ_OP_COMMAND)
         r->sudo = 0;   /* NetPulse: sudo applies to config only */
@@ -309,29 +319,25 @@ static int rp_request(rp *p, json_t *top)
     req_spec *r = p->r;
     if (!json_is_object(top))
         return rp_fail(p, "request", "must be a JSON object, not %s", rp_type(top));
-    json_t *id = json_object_get(top, "id");
-    if (id && !json_is_null(id)) {
+    json_t *id = rp_get(top, "id");
+    if (id) {
         if (!json_is_string(id) && !json_is_integer(id))
             return rp_fail(p, "id", "must be a string or an integer");
         if (!(r->id = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY)))
             return rp_fail(p, "id", "out of memory");
     }
-    json_t *driver = json_object_get(top, "driver");
-    if (driver && !json_is_null(driver) &&
-        (!json_is_string(driver) || strcmp(json_string_value(driver), "paramiko") != 0))
+    json_t *driver = rp_get(top, "driver");
+    if (driver && (!json_is_string(driver) || strcmp(json_string_value(driver), "paramiko") != 0))
         return rp_fail(p, "driver", "only \"paramiko\" requests are taken");
     json_t *ca = NULL, *da = NULL;
-    if (rp_object(p, top, "connection_args", "connection_args", &ca) < 0)
+    if (rp_object(p, top, "connection_args", &ca) < 0)
         return -1;
     if (!ca)
         return rp_fail(p, "connection_args", "missing");
     if (rp_connection(p, ca) < 0)
         return -1;
-    json_t *cmd = json_object_get(top, "command"), *cfg = json_object_get(top, "config");
-    if (cmd && json_is_null(cmd))
-        cmd = NULL;
-    if (cfg && json_is_null(cfg))
-        cfg = NULL;
+    p->section = NULL;
+    json_t *cmd = rp_get(top, "command"), *cfg = rp_get(top, "config");
     if (cmd && cfg)
         return rp_fail(p, "command", "give command or config, not both");
     if (!cmd && !cfg)
@@ -339,10 +345,11 @@ static int rp_request(rp *p, json_t *top)
     r->op = cfg ? REQ_OP_CONFIG : REQ_OP_COMMAND;
     if (rp_commands(p, cfg ? cfg : cmd, cfg ? "config" : "command") < 0)
         return -1;
-    if (rp_object(p, top, "driver_args", "driver_args", &da) < 0)
+    if (rp_object(p, top, "driver_args", &da) < 0)
         return -1;
-    if (rp_driver_args(p, da ? da : json_object_get(top, "driver_args")) < 0)
+    if (rp_driver_args(p, da) < 0)
         return -1;
+    p->section = NULL;
     return rp_keys(p, ca);
 }
 
@@ -352,7 +359,7 @@ int req_parse(const char *text, size_t len, size_t lineno, req_spec *out, char *
     memset(out, 0, sizeof *out);
     out->line = lineno;
     out->look_for_keys = 1;
-    rp p = {out, msg, msgsize};
+    rp p = {out, msg, msgsize, NULL};
     json_error_t jerr;
     json_t *top = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     int rc;
