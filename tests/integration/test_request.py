@@ -18,6 +18,7 @@ from common import *  # noqa: F403
 WD = KEYS = SSHD = JUMP = CFG = KH = None
 USER = None         # a TestUser (root) whose password logs in, or None
 SECRETS = []
+SANITIZER = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error: ")
 
 
 def setup():
@@ -53,11 +54,19 @@ def conn(**kw):
     return {k: v for k, v in base.items() if v is not None}
 
 
-def request(lines, *args, timeout=90):
+def run_request(text, *args, cfg=None, timeout=90):
+    """sshmux request -F cfg with text on stdin; a sanitizer report (ASan build) fails."""
+    r = fixture.run_sshmux(["request", "-F", cfg or CFG] + list(args), input=text,
+                           timeout=timeout)
+    check(not SANITIZER.search(r.stderr), f"sanitizer report:\n{r.stderr[-4000:]}")
+    return r
+
+
+def request(lines, *args, cfg=None, timeout=90):
     """Runs sshmux request with `lines` (dicts, or raw strings) on stdin -> (rc, rows by line,
     the process). Checks one result per non-blank line and no secret in any output byte."""
     text = "".join((l if isinstance(l, str) else json.dumps(l)) + "\n" for l in lines)
-    r = fixture.run_sshmux(["request", "-F", CFG] + list(args), input=text, timeout=timeout)
+    r = run_request(text, *args, cfg=cfg, timeout=timeout)
     rows = fixture.json_lines(r.stdout)
     check_eq(len(rows), sum(1 for l in lines if (l if isinstance(l, str) else "x").strip()),
              f"one result per request\n{r.stdout[-3000:]}\n{r.stderr[-2000:]}")
@@ -108,15 +117,12 @@ def test_host_key_policies():
                   "    GlobalKnownHostsFile /dev/null\n")
     reqs = [{"connection_args": conn(host_key_policy="reject"), "command": "true"},
             {"connection_args": conn(host_key_policy="warning"), "command": "true"}]
-    r = fixture.run_sshmux(["request", "-F", cfg], input="".join(json.dumps(q) + "\n"
-                                                                 for q in reqs))
-    rows = {row["line"]: row for row in fixture.json_lines(r.stdout)}
+    rows = request(reqs, cfg=cfg)[1]
     check_eq(rows[1]["error"]["stage"], "hostkey")
     ok(rows[2])
     check_eq(open(empty).read(), "", "warning accepts the key without recording it")
-    r = fixture.run_sshmux(["request", "-F", cfg], input=json.dumps(
-        {"connection_args": conn(host_key_policy="auto_add"), "command": "true"}) + "\n")
-    ok(fixture.json_lines(r.stdout)[0])
+    ok(request([{"connection_args": conn(host_key_policy="auto_add"), "command": "true"}],
+               cfg=cfg)[1][1])
     check_in(f"[127.0.0.1]:{SSHD.port}", open(empty).read(), "auto_add records the key")
 
 
@@ -244,10 +250,9 @@ def test_200_requests_20_hosts_share_connections():
     reqs = [{"connection_args": conn(port=servers[i % 20].port, host_key_policy="reject",
                                      username=user),
              "command": f"echo {i}"} for i in range(200)]
-    r = fixture.run_sshmux(["request", "-F", cfg], input="".join(json.dumps(q) + "\n"
-                                                                 for q in reqs), timeout=90)
-    rows = fixture.json_lines(r.stdout)
-    check_eq((r.returncode, len(rows)), (0, 200), r.stderr[-2000:])
+    rc, by_line, r = request(reqs, cfg=cfg)
+    rows = list(by_line.values())
+    check_eq((rc, len(rows)), (0, 200), r.stderr[-2000:])
     for row in rows:
         check_eq(ok(row)["results"][0]["output"], f"{row['line'] - 1}\n")
     check_eq(len({row["connection"]["id"] for row in rows}), 20, "one connection per host")
