@@ -256,10 +256,8 @@ static int rq_overrides(const req_spec *s, const char *pkey_label, smx_overrides
     rc |= rq_push_opt(&ov->options, "Compression", s->compress ? "yes" : "no");
     if (!s->allow_agent)
         rc |= rq_push_opt(&ov->options, "IdentityAgent", "none");
-    if (!s->look_for_keys) {
-        rc |= rq_push_opt(&ov->options, "IdentitiesOnly", "yes");
+    if (!s->look_for_keys)   /* no default keys; the agent is allow_agent's to say */
         rc |= rq_push_opt(&ov->options, "IdentityFile", "none");
-    }
     if (s->proxy_host) {
         char jump[600];
         rq_proxy_jump(s, jump, sizeof jump);

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 
 from common import *  # noqa: F403
 
@@ -54,19 +55,19 @@ def conn(**kw):
     return {k: v for k, v in base.items() if v is not None}
 
 
-def run_request(text, *args, cfg=None, timeout=90):
+def run_request(text, *args, cfg=None, env=None, timeout=90):
     """sshmux request -F cfg with text on stdin; a sanitizer report (ASan build) fails."""
-    r = fixture.run_sshmux(["request", "-F", cfg or CFG] + list(args), input=text,
+    r = fixture.run_sshmux(["request", "-F", cfg or CFG] + list(args), input=text, env=env,
                            timeout=timeout)
     check(not SANITIZER.search(r.stderr), f"sanitizer report:\n{r.stderr[-4000:]}")
     return r
 
 
-def request(lines, *args, cfg=None, timeout=90):
+def request(lines, *args, cfg=None, env=None, timeout=90):
     """Runs sshmux request with `lines` (dicts, or raw strings) on stdin -> (rc, rows by line,
     the process). Checks one result per non-blank line and no secret in any output byte."""
     text = "".join((l if isinstance(l, str) else json.dumps(l)) + "\n" for l in lines)
-    r = run_request(text, *args, cfg=cfg, timeout=timeout)
+    r = run_request(text, *args, cfg=cfg, env=env, timeout=timeout)
     rows = fixture.json_lines(r.stdout)
     check_eq(len(rows), sum(1 for l in lines if (l if isinstance(l, str) else "x").strip()),
              f"one result per request\n{r.stdout[-3000:]}\n{r.stderr[-2000:]}")
@@ -172,7 +173,7 @@ def test_password_and_proxy():
         {"connection_args": conn(proxy_host="127.0.0.1", proxy_port=JUMP.port,
                                  proxy_username=JUMP.user, proxy_key_filename=KEYS.ecdsa),
          "command": "echo via-jump-file"},
-    ])[1]
+    ], "-vv")[1]   # the session and auth traces too must not show a secret
     check_eq(ok(rows[1])["results"][0]["output"], USER.name + "\n")
     check_eq(rows[1]["auth_method"], "password")
     for line, out in ((2, "via-jump\n"), (3, "via-jump-key\n"), (4, "via-jump-file\n")):
@@ -239,6 +240,58 @@ def test_upload_download_resume():
     check_eq((rc, rows[1]["error"]["stage"]), (1, "sftp"))
 
 
+def logins(sshd):
+    return len(re.findall(r"Accepted publickey", sshd.log_text()))
+
+
+def test_look_for_keys_agent_and_a_failing_link():
+    # a server that takes only the ECDSA key: which request gets in shows which keys were tried
+    only = fixture.Sshd(WD, KEYS, authorized=[KEYS.ecdsa_pub])
+    shutil.copy(KEYS.ecdsa, os.path.join(WD.ssh_dir, "id_ecdsa"))
+    os.chmod(os.path.join(WD.ssh_dir, "id_ecdsa"), 0o600)
+    sock = os.path.join(WD.path, "agent.sock")
+    fixture.spawn(["ssh-agent", "-D", "-a", sock])
+    fixture.wait_until(lambda: os.path.exists(sock), 10, "ssh-agent socket")
+    subprocess.run(["ssh-add", "-q", KEYS.ecdsa], env={**os.environ, "SSH_AUTH_SOCK": sock},
+                   check=True, capture_output=True, timeout=20)
+    try:
+        c = lambda **kw: conn(port=only.port, **kw)   # noqa: E731
+        rc, rows, _ = request([
+            {"connection_args": c(key_filename=None, look_for_keys=True), "command": "echo 1"},
+            {"connection_args": c(key_filename=None), "command": "echo 2"},
+            {"connection_args": c(look_for_keys=True), "command": "echo 3"},
+            {"connection_args": c(key_filename=None, allow_agent=True), "command": "echo 5"},
+        ] + [{"connection_args": c(), "command": f"echo {i}"} for i in (6, 7, 8)],
+            env={"SSH_AUTH_SOCK": sock})
+    finally:
+        os.unlink(os.path.join(WD.ssh_dir, "id_ecdsa"))
+    check_eq(rc, 1)
+    check_eq(ok(rows[1])["results"][0]["output"], "1\n", "look_for_keys: ~/.ssh/id_ecdsa")
+    check_eq(rows[2]["error"]["stage"], "auth", "look_for_keys false: no default key")
+    check_eq(ok(rows[3])["results"][0]["output"], "3\n", "the default key after the given one")
+    check_eq(ok(rows[4])["results"][0]["output"], "5\n", "allow_agent: the agent's key")
+    # three requests on one link whose authentication fails: one attempt, three results
+    failed = [rows[i] for i in (5, 6, 7)]
+    check_eq({r["connection"]["id"] for r in failed}.__len__(), 1, "one connection")
+    for r in failed:
+        check_eq((r["ok"], r["error"]["stage"], r["results"]), (False, "auth", []))
+    check_eq(logins(only), 3)
+
+
+def test_connection_lost_mid_link():
+    # the first request kills its own connection (its sshd session process); the ones queued
+    # behind it on that link end with the connection's error, and a later request opens anew
+    rc, rows, _ = request([
+        {"connection_args": conn(), "command": "kill -9 $PPID; sleep 5"},
+        {"connection_args": conn(), "command": "echo queued"},
+    ])
+    check_eq(rc, 1)
+    check_eq(rows[1]["error"]["stage"], "exec")
+    check_eq(rows[2]["connection"]["id"], rows[1]["connection"]["id"])
+    check_eq(rows[2]["ok"], False)
+    check(rows[2]["error"] is not None and rows[2]["results"] == [], str(rows[2]))
+
+
 def test_200_requests_20_hosts_share_connections():
     servers = [SSHD] + [fixture.Sshd(WD, KEYS) for _ in range(19)]
     kh = WD.file("known_hosts_20")
@@ -264,5 +317,6 @@ def test_200_requests_20_hosts_share_connections():
 if __name__ == "__main__":
     fixture.main([setup, test_commands_key_file_pkey_passphrase, test_host_key_policies,
                   test_malformed_lines_named, test_password_and_proxy,
+                  test_look_for_keys_agent_and_a_failing_link, test_connection_lost_mid_link,
                   test_sudo_config_env_pty_timeout, test_upload_download_resume,
                   test_200_requests_20_hosts_share_connections])
