@@ -228,6 +228,9 @@ static int rq_push_opt(smx_strvec *v, const char *key, const char *value)
     return smx_strvec_push(v, line);
 }
 
+/* StrictHostKeyChecking for each host_key_policy. */
+static const char *const rq_hostkey_policy[] = {"accept-new", "yes", "no"};
+
 /* "[user@]host[:port]" for ProxyJump (IPv6 in brackets). */
 static void rq_proxy_jump(const req_spec *s, char *out, size_t size)
 {
@@ -244,12 +247,12 @@ static int rq_overrides(const req_spec *s, const char *pkey_label, smx_overrides
 {
     static const char *const defaults[] = {"~/.ssh/id_rsa", "~/.ssh/id_ecdsa",
                                            "~/.ssh/id_ed25519", NULL};
-    static const char *const policy[] = {"accept-new", "yes", "no"};
     char num[32];
     memset(ov, 0, sizeof *ov);
     ov->user = s->username;
     ov->port = s->port;
-    int rc = rq_push_opt(&ov->options, "StrictHostKeyChecking", policy[s->host_key_policy]);
+    int rc = rq_push_opt(&ov->options, "StrictHostKeyChecking",
+                         rq_hostkey_policy[s->host_key_policy]);
     int ms = s->timeout_ms > s->banner_timeout_ms ? s->timeout_ms : s->banner_timeout_ms;
     snprintf(num, sizeof num, "%d", ms ? (ms + 999) / 1000 : 30);
     rc |= rq_push_opt(&ov->options, "ConnectTimeout", num);
@@ -324,9 +327,13 @@ static rq_engine *rq_engine_for(rq_run *run, const rq *q, const smx_engine_opts 
     if (rc == 0 && s->proxy_password && !(re->proxy_password = strdup(s->proxy_password)))
         rc = SMX_ENOMEM;
     jo.password = re->proxy_password;
+    if (rc == 0 && s->proxy_host)   /* the jump host is checked as the request says */
+        rc = rq_push_opt(&jo.options, "StrictHostKeyChecking",
+                         rq_hostkey_policy[s->host_key_policy]);
     if (rc == 0)
         rc = smx_engine_set_jump_overrides(re->e, &jo);
     smx_strvec_free(&jo.identityfiles);
+    smx_strvec_free(&jo.options);
     if (rc < 0) {
         snprintf(msg, msgsize, "proxy key: %.480s", rc == SMX_ENOMEM ? "out of memory" : err.msg);
         return NULL;

@@ -294,16 +294,20 @@ static int rp_driver_args(rp *p, json_t *da)
 }
 
 /* The keys that group requests: one connection per distinct connection_args; one engine per
- * distinct jump host credentials and auth timeout (engine-wide settings in the library). */
+ * distinct jump host credentials, auth timeout and host key policy (engine-wide settings in the
+ * library: the policy is the jump host's too). */
 static int rp_keys(rp *p, json_t *ca)
 {
     req_spec *r = p->r;
     r->conn_key = json_dumps(ca, JSON_COMPACT | JSON_SORT_KEYS);
     json_t *ek = json_object();
     static const char *const proxy[] = {"proxy_username", "proxy_password", "proxy_key_filename",
-                                        "proxy_pkey", "proxy_passphrase", "auth_timeout"};
+                                        "proxy_pkey", "proxy_passphrase", "auth_timeout",
+                                        "host_key_policy"};
     for (size_t i = 0; ek && i < sizeof proxy / sizeof *proxy; i++) {
         json_t *v = json_object_get(ca, proxy[i]);
+        if (strcmp(proxy[i], "host_key_policy") == 0 && !r->proxy_host)
+            continue;   /* without a jump host it is the target's alone */
         if (v)
             json_object_set(ek, proxy[i], v);
     }

@@ -79,6 +79,7 @@ void smx_engine_free(smx_engine *e)
     smx_resolver_free(e->resolver);
     smx_ctx_close(&e->ctx);
     smx_strvec_free(&e->jump_ov.identityfiles);
+    smx_strvec_free(&e->jump_ov.options);
     smx_engine_free_overrides(e);
     smx_config_free(e->owned_config);
     free(e);

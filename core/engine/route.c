@@ -20,6 +20,9 @@ int smx_engine_set_jump_overrides(smx_engine *e, const smx_jump_overrides *jo)
     for (size_t i = 0; i < jo->identityfiles.n; i++)
         if (smx_strvec_push(&e->jump_ov.identityfiles, jo->identityfiles.v[i]) < 0)
             return SMX_ENOMEM;
+    for (size_t i = 0; i < jo->options.n; i++)
+        if (smx_strvec_push(&e->jump_ov.options, jo->options.v[i]) < 0)
+            return SMX_ENOMEM;
     return 0;
 }
 
@@ -66,8 +69,10 @@ static int route_resolve_hop(smx_engine *e, const smx_jumphop *hops, size_t i, s
     smx_overrides ov = {0};
     ov.user = hops[i].user ? hops[i].user : (i == 0 ? e->jump_ov.user : NULL);
     ov.port = hops[i].port;
-    if (i == 0)
+    if (i == 0) {
         ov.identityfiles = e->jump_ov.identityfiles;
+        ov.options = e->jump_ov.options;
+    }
     int rc = smx_config_resolve(e->config, hops[i].host, &ov, out, err);
     if (rc < 0 || i == 0)
         return rc;   /* the first hop keeps its own ProxyJump/ProxyCommand, as ssh does */

@@ -384,14 +384,17 @@ void smx_engine_set_config(smx_engine *e, const smx_config *cfg);
 int smx_engine_set_overrides(smx_engine *e, const smx_overrides *ov, smx_err *err);
 
 /* Credentials for the first jump hop, beyond what ssh_config says: a user, key files (or labels
- * of smx_engine_add_key_content) and a password. */
+ * of smx_engine_add_key_content) and a password; and ssh_config lines for it, read before the
+ * files as -o lines are (e.g. its StrictHostKeyChecking). */
 typedef struct smx_jump_overrides {
     const char *user;
     smx_strvec identityfiles;
     const char *password;
+    smx_strvec options;
 } smx_jump_overrides;
 
-/* Copies identityfiles; user and password are borrowed (they must outlive the engine). */
+/* Copies identityfiles and options; user and password are borrowed (they must outlive the
+ * engine). */
 int smx_engine_set_jump_overrides(smx_engine *e, const smx_jump_overrides *jo);
 
 /* ---- credentials ------------------------------------------------------------------------ */

@@ -122,9 +122,19 @@ def test_host_key_policies():
     check_eq(rows[1]["error"]["stage"], "hostkey")
     ok(rows[2])
     check_eq(open(empty).read(), "", "warning accepts the key without recording it")
-    ok(request([{"connection_args": conn(host_key_policy="auto_add"), "command": "true"}],
-               cfg=cfg)[1][1])
+    # through a jump host: the policy is the jump host's too
+    via = conn(proxy_host="127.0.0.1", proxy_port=JUMP.port, proxy_username=JUMP.user,
+               proxy_key_filename=KEYS.ed25519)
+    rows = request([{"connection_args": {**via, "host_key_policy": "reject"}, "command": "true"},
+                    {"connection_args": {**via, "host_key_policy": "warning"},
+                     "command": "true"}], cfg=cfg)[1]
+    check_eq((rows[1]["error"]["stage"], rows[1]["error"].get("hop")), ("hostkey", 1))
+    ok(rows[2])
+    check_eq(open(empty).read(), "", "warning records nothing")
+    ok(request([{"connection_args": conn(host_key_policy="auto_add"), "command": "true"},
+                {"connection_args": via, "command": "true"}], cfg=cfg)[1][2])
     check_in(f"[127.0.0.1]:{SSHD.port}", open(empty).read(), "auto_add records the key")
+    check_in(f"[127.0.0.1]:{JUMP.port}", open(empty).read(), "... and the jump host's")
 
 
 def test_malformed_lines_named():
