@@ -4,7 +4,7 @@ policies, compression, agent off, timeouts, a proxy through a second sshd as jum
 own user, key and password), malformed lines (bad JSON, a missing host, a wrong type, an unknown
 operation, credential_ref) answered with an error result naming line and field while the others
 run, sudo through `config`, environment, get_pty, a command timeout, an SFTP upload and download
-checked by sha256 (and resumed), and 200 requests over 20 sshds sharing one connection per host
+checked by sha256 (and resumed), SIGINT canceling running and queued requests, and 200 requests over 20 sshds sharing one connection per host
 (counted in the sshd logs). No secret appears in any byte sshmux writes. Password, proxy password
 and sudo parts need root (users, PAM) and are skipped otherwise."""
 import hashlib
@@ -12,7 +12,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 
 from common import *  # noqa: F403
 
@@ -302,6 +304,29 @@ def test_connection_lost_mid_link():
     check(rows[2]["error"] is not None and rows[2]["results"] == [], str(rows[2]))
 
 
+def test_sigint_cancels_running_and_queued():
+    # SIGINT: the running commands get TERM (KILL after the grace), the one queued behind them on
+    # the link is reported canceled too; every request still gets its line; exit 130
+    reqs = [{"connection_args": conn(), "command": "sleep 30"},
+            {"connection_args": conn(), "command": "echo queued"},
+            {"connection_args": conn(port=JUMP.port), "command": "sleep 30"}]
+    p = fixture.spawn([fixture.sshmux_bin(), "request", "-F", CFG], stdin=subprocess.PIPE)
+    p.stdin.write("".join(json.dumps(q) + "\n" for q in reqs))
+    p.stdin.close()
+    p.stdin = None
+    fixture.wait_until(lambda: SSHD.count_established_connections() >= 1 and
+                       JUMP.count_established_connections() >= 1, 10, "both connected")
+    time.sleep(0.3)   # the commands started
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=20)
+    check_eq(p.returncode, 130, err)
+    check(not SANITIZER.search(err), err)
+    rows = {r["line"]: r for r in fixture.json_lines(out)}
+    check_eq(sorted(rows), [1, 2, 3])
+    for r in rows.values():
+        check_eq((r["ok"], r["error"]["message"]), (False, "canceled (SIGINT)"))
+
+
 def test_200_requests_20_hosts_share_connections():
     servers = [SSHD] + [fixture.Sshd(WD, KEYS) for _ in range(19)]
     kh = WD.file("known_hosts_20")
@@ -328,5 +353,6 @@ if __name__ == "__main__":
     fixture.main([setup, test_commands_key_file_pkey_passphrase, test_host_key_policies,
                   test_malformed_lines_named, test_password_and_proxy,
                   test_look_for_keys_agent_and_a_failing_link, test_connection_lost_mid_link,
+                  test_sigint_cancels_running_and_queued,
                   test_sudo_config_env_pty_timeout, test_upload_download_resume,
                   test_200_requests_20_hosts_share_connections])
