@@ -31,16 +31,16 @@ static void exec_run_on_exec_done(void *ud)
 void smx_exec_run_init(smx_exec_run *run, const smx_exec_opts *x, const smx_exec_callbacks *cb,
                        smx_result *r, void (*finished)(smx_exec_run *run), void *ud)
 {
-    memset(run, 0, sizeof *run);
-    run->x = x;
-    run->cb = cb;
-    run->result = r;
-    run->finished = finished;
-    run->ud = ud;
-    run->xev.line = cb->on_line ? exec_run_on_line : NULL;
-    run->xev.done = exec_run_on_exec_done;
-    run->xev.ud = run;
-    run->stepping = x->ncommands > 0 || x->sudo;
+    *run = (smx_exec_run){
+        .x = x,
+        .cb = cb,
+        .result = r,
+        .finished = finished,
+        .ud = ud,
+        .xev = {.line = cb->on_line ? exec_run_on_line : NULL, .done = exec_run_on_exec_done,
+                .ud = run},
+        .stepping = x->ncommands > 0 || x->sudo,
+    };
 }
 
 void smx_exec_run_free(smx_exec_run *run)
