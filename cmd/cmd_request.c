@@ -1,10 +1,14 @@
 /* sshmux request: NetPulse-shaped JSON requests (one per line, request_parse.c), run concurrently
- * with one result line each, in completion order.
+ * with one result line each, in completion order. Lines are taken as they arrive (a pipe or a
+ * terminal is read on the loop), so a caller may keep the input open and feed requests while
+ * reading results; a regular file is read whole.
  *
  * Each request becomes what ssh would be told: connection_args as command-line options (-l, -p,
  * -i, -o ...) over ssh_config, the proxy as a ProxyJump hop. Commands run on links (smx_link):
  * requests whose connection_args are equal share one connection, their commands run in turn on
- * it. A file transfer gets its own connection (an SFTP copy job). The jump host's credentials are
+ * it. A link with nothing to do is kept for RQ_LINGER_MS while the input is open (a request
+ * arriving meanwhile reuses it), then released; at the input's end at once. A file transfer gets
+ * its own connection (an SFTP copy job). The jump host's credentials are
  * engine-wide in the library, so requests with different proxy credentials (or auth_timeout)
  * run on separate engines on the same loop. */
 #include <errno.h>
@@ -13,6 +17,7 @@
 #include <jansson.h>
 #include <malloc.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,21 +27,30 @@
 #include "request_parse.h"
 
 #define RQ_INPUT_MAX (256u << 20)
+#define RQ_LINE_MAX (64u << 20)
+#define RQ_LINGER_MS 2000
+
+typedef struct rq_run rq_run;
 
 typedef struct rq_engine {
+    struct rq_engine *next;
     char *key;                    /* request_parse's engine_key (holds secrets: wiped) */
     smx_engine *e;
     char *proxy_password;         /* borrowed by the engine: wiped after it is freed */
 } rq_engine;
 
+/* The requests of one connection_args on one smx_link. */
 typedef struct rq_link {
-    const char *conn_key;         /* the first request's */
-    smx_link *link;
+    struct rq_link *next;         /* the run's links */
+    rq_run *run;
+    char *conn_key;               /* request_parse's conn_key (holds secrets: wiped) */
+    smx_link *link;               /* NULL once released */
+    uv_timer_t linger;            /* idle: released when it fires */
     int id;                       /* "connection": numbered from 1 in the run */
     int seq;                      /* results reported on it so far */
+    int pending;                  /* requests queued on it and not reported yet */
+    int retired;                  /* takes no more requests (its connection is gone, or going) */
 } rq_link;
-
-typedef struct rq_run rq_run;
 
 typedef struct rq {
     req_spec spec;
@@ -50,18 +64,26 @@ typedef struct rq {
 } rq;
 
 struct rq_run {
-    rq *reqs;
-    size_t n;
     rq_engine *engines;
-    size_t nengines;
     rq_link *links;
-    size_t nlinks;
     int next_conn_id;
     int failed;
     int verbose;
     smx_config *cfg;
+    smx_engine_opts eo;
+    uv_loop_t *loop;
     uv_signal_t sig[2];
     int caught;
+    /* The input: a stream read on the loop, or a file read whole. */
+    union {
+        uv_pipe_t pipe;
+        uv_tty_t tty;
+    } in;
+    int reading;                  /* in is open */
+    int eof;                      /* no more requests will come */
+    char *buf;                    /* bytes of lines not complete yet (wiped as they go) */
+    size_t len, cap;
+    size_t lineno;
 };
 
 /* jansson's strings (a parsed request's passwords and keys) are zeroed before they are freed. */
@@ -172,13 +194,78 @@ static void rq_fail(rq_run *run, const rq *q, size_t line, enum smx_stage stage,
     rq_print(run, q, line, &r, stage == SMX_STAGE_NONE ? msg : NULL);
 }
 
+static void rq_free(rq *q)
+{
+    smx_copy_free(q->copy);
+    smx_strvec_free(&q->sources);
+    req_spec_free(&q->spec);
+    free(q);
+}
+
+/* ---- links ---------------------------------------------------------------------------------- */
+
+static void rq_link_closed(uv_handle_t *h)
+{
+    rq_link *l = h->data;
+    rq_link **pp = &l->run->links;
+    while (*pp != l)
+        pp = &(*pp)->next;
+    *pp = l->next;
+    smx_str_wipe_free(l->conn_key);
+    free(l);
+}
+
+/* No more requests on it: the connection closes once its last one is done. Only when nothing is
+ * pending on it (requests point at it until they are reported). */
+static void rq_link_retire(rq_link *l)
+{
+    l->retired = 1;
+    if (!l->link)
+        return;
+    smx_link_release(l->link);
+    l->link = NULL;
+    uv_timer_stop(&l->linger);
+    uv_close((uv_handle_t *)&l->linger, rq_link_closed);
+}
+
+static void rq_link_linger_over(uv_timer_t *t)
+{
+    rq_link *l = t->data;
+    if (l->pending == 0)
+        rq_link_retire(l);
+}
+
+/* Its last request was reported: kept a while for more, unless no more can come. */
+static void rq_link_idle(rq_link *l)
+{
+    if (l->run->eof || l->retired || smx_link_closed(l->link))
+        rq_link_retire(l);
+    else
+        uv_timer_start(&l->linger, rq_link_linger_over, RQ_LINGER_MS, 0);
+}
+
+/* The input ended (or the run was interrupted): idle links go now, busy ones when idle. */
+static void rq_links_input_over(rq_run *run)
+{
+    run->eof = 1;
+    for (rq_link *l = run->links, *next; l; l = next) {
+        next = l->next;
+        if (l->pending == 0)
+            rq_link_retire(l);
+    }
+}
+
 static void rq_on_done(void *ud, smx_result *r)
 {
     rq *q = ud;
-    if (q->link)
-        q->link->seq++;
+    rq_link *l = q->link;
+    if (l)
+        l->seq++;
     rq_print(q->run, q, q->spec.line, r, NULL);
     smx_result_destroy(r);
+    rq_free(q);
+    if (l && --l->pending == 0)
+        rq_link_idle(l);
 }
 
 /* ---- input -------------------------------------------------------------------------------- */
@@ -290,23 +377,26 @@ static void rq_warn(void *ud, const char *host, const char *msg)
 }
 
 /* The engine for requests with this jump host's credentials (made on first use). */
-static rq_engine *rq_engine_for(rq_run *run, const rq *q, const smx_engine_opts *base,
-                                uv_loop_t *loop, char *msg, size_t msgsize)
+static rq_engine *rq_engine_for(rq_run *run, const rq *q, char *msg, size_t msgsize)
 {
-    for (size_t i = 0; i < run->nengines; i++)
-        if (strcmp(run->engines[i].key, q->spec.engine_key) == 0)
-            return &run->engines[i];
-    rq_engine *re = &run->engines[run->nengines];
-    memset(re, 0, sizeof *re);
-    smx_engine_opts o = *base;
+    for (rq_engine *re = run->engines; re; re = re->next)
+        if (strcmp(re->key, q->spec.engine_key) == 0)
+            return re;
+    rq_engine *re = calloc(1, sizeof *re);
+    smx_engine_opts o = run->eo;
     if (q->spec.auth_timeout_ms)
         o.auth_timeout_ms = q->spec.auth_timeout_ms;
-    if (smx_engine_new(&re->e, loop, &o) < 0 || !(re->key = strdup(q->spec.engine_key))) {
-        smx_engine_free(re->e);
+    if (!re || smx_engine_new(&re->e, run->loop, &o) < 0 ||
+        !(re->key = strdup(q->spec.engine_key))) {
+        if (re)
+            smx_engine_free(re->e);
+        free(re);
         snprintf(msg, msgsize, "out of memory");
         return NULL;
     }
-    run->nengines++;
+    re->next = run->engines;
+    run->engines = re;
+    smx_engine_start(re->e);   /* what is queued on it from now on starts at once */
     smx_engine_set_config(re->e, run->cfg);
     smx_engine_use_agent(re->e, getenv("SSH_AUTH_SOCK") != NULL);
     const req_spec *s = &q->spec;
@@ -427,48 +517,63 @@ static int rq_queue_exec(rq_run *run, rq *q, rq_engine *re, smx_hostcfg *hc, cha
     q->x.kill_grace_ms = 2000;
     q->x.capture = 1;
     q->x.max_output = 8u << 20;
-    rq_link *l = NULL;
-    for (size_t i = 0; i < run->nlinks && !l; i++)
-        if (strcmp(run->links[i].conn_key, s->conn_key) == 0)
-            l = &run->links[i];
+    rq_link *l = run->links;
+    while (l && (l->retired || strcmp(l->conn_key, s->conn_key) != 0))
+        l = l->next;
+    if (l && smx_link_closed(l->link)) {   /* its connection is gone: a new one for this */
+        if (l->pending == 0)
+            rq_link_retire(l);
+        l->retired = 1;
+        l = NULL;
+    }
     if (l) {
         smx_hostcfg_destroy(hc);   /* the link has the same settings */
+        uv_timer_stop(&l->linger);
     } else {
-        l = &run->links[run->nlinks];
-        memset(l, 0, sizeof *l);
-        if (smx_engine_add_link(re->e, s->host, hc, s->password, &l->link) < 0) {
+        l = calloc(1, sizeof *l);
+        if (!l || !(l->conn_key = strdup(s->conn_key)) ||
+            smx_engine_add_link(re->e, s->host, hc, s->password, &l->link) < 0) {
             snprintf(msg, msgsize, "out of memory");
             smx_hostcfg_destroy(hc);
+            if (l)
+                smx_str_wipe_free(l->conn_key);
+            free(l);
             return -1;
         }
-        l->conn_key = s->conn_key;
+        l->run = run;
         l->id = ++run->next_conn_id;
-        run->nlinks++;
+        uv_timer_init(run->loop, &l->linger);
+        l->linger.data = l;
+        l->next = run->links;
+        run->links = l;
     }
     q->link = l;
     q->conn_id = l->id;
+    l->pending++;
+    /* on_done may run before this returns (the connection is gone): it frees q */
     if (smx_link_exec(l->link, &q->x, &q->cb) < 0) {
         q->link = NULL;
+        if (--l->pending == 0)
+            rq_link_idle(l);
         snprintf(msg, msgsize, "out of memory");
         return -1;
     }
     return 0;
 }
 
-static void rq_queue(rq_run *run, rq *q, const smx_engine_opts *eo, uv_loop_t *loop)
+/* Queues the request (q is the engine's callbacks' from then on), or reports why not and frees
+ * it. */
+static void rq_queue(rq_run *run, rq *q)
 {
     char msg[SMX_MSG_MAX] = "";
     q->run = run;
     q->cb.on_done = rq_on_done;
     q->cb.ud = q;
-    rq_engine *re = rq_engine_for(run, q, eo, loop, msg, sizeof msg);
-    if (!re) {
-        rq_fail(run, q, q->spec.line, SMX_STAGE_AUTH, SMX_EAUTH, msg);
-        return;
-    }
+    rq_engine *re = rq_engine_for(run, q, msg, sizeof msg);
     smx_hostcfg *hc = NULL;
-    if (rq_prepare(run, q, re, &hc, msg, sizeof msg) < 0) {
+    if (!re || rq_prepare(run, q, re, &hc, msg, sizeof msg) < 0) {
         rq_fail(run, q, q->spec.line, SMX_STAGE_AUTH, SMX_EAUTH, msg);
+        rq_free(q);
         return;
     }
     int transfer = q->spec.op == REQ_OP_UPLOAD || q->spec.op == REQ_OP_DOWNLOAD;
@@ -479,7 +584,134 @@ static void rq_queue(rq_run *run, rq *q, const smx_engine_opts *eo, uv_loop_t *l
             smx_hostcfg_destroy(hc);
         rq_fail(run, q, q->spec.line, transfer ? SMX_STAGE_SFTP : SMX_STAGE_EXEC, SMX_EINVAL,
                 msg);
+        rq_free(q);
     }
+}
+
+/* ---- input ------------------------------------------------------------------------------------ */
+
+/* One line (the buffer it is in is wiped by the caller): a malformed one is reported at once. */
+static void rq_line(rq_run *run, const char *text, size_t len)
+{
+    run->lineno++;
+    size_t k = 0;
+    while (k < len && (text[k] == ' ' || text[k] == '\t' || text[k] == '\r'))
+        k++;
+    if (k == len)
+        return;
+    char msg[SMX_MSG_MAX];
+    rq *q = calloc(1, sizeof *q);
+    if (!q) {
+        rq_fail(run, NULL, run->lineno, SMX_STAGE_NONE, SMX_ENOMEM, "out of memory");
+        return;
+    }
+    if (req_parse(text, len, run->lineno, &q->spec, msg, sizeof msg) < 0) {
+        rq_fail(run, NULL, run->lineno, SMX_STAGE_NONE, SMX_EINVAL, msg);
+        free(q);
+        return;
+    }
+    rq_queue(run, q);
+}
+
+/* The complete lines of run->buf; with `last`, the rest too. What was taken is wiped. */
+static void rq_take_lines(rq_run *run, int last)
+{
+    size_t start = 0;
+    if (!run->buf)
+        return;
+    for (char *nl; (nl = memchr(run->buf + start, '\n', run->len - start));) {
+        rq_line(run, run->buf + start, (size_t)(nl - (run->buf + start)));
+        start = (size_t)(nl - run->buf) + 1;
+    }
+    if (last && start < run->len) {
+        rq_line(run, run->buf + start, run->len - start);
+        start = run->len;
+    }
+    memmove(run->buf, run->buf + start, run->len - start);
+    memset(run->buf + (run->len - start), 0, start);
+    run->len -= start;
+}
+
+static void rq_input_closed(uv_handle_t *h)
+{
+}
+
+/* No more input: the rest is the last line; idle links go. */
+static void rq_input_end(rq_run *run)
+{
+    if (run->reading) {
+        run->reading = 0;
+        uv_read_stop((uv_stream_t *)&run->in);
+        uv_close((uv_handle_t *)&run->in, rq_input_closed);
+        rq_take_lines(run, 1);
+    }
+    rq_links_input_over(run);
+}
+
+/* Room for the next read at the end of the line buffer, which grows by copying (the old one
+ * wiped: no realloc leaves a copy of a request behind). */
+static void rq_alloc(uv_handle_t *h, size_t want, uv_buf_t *out)
+{
+    rq_run *run = h->data;
+    *out = uv_buf_init(NULL, 0);
+    if (run->cap - run->len < 65536) {
+        size_t cap = run->cap ? run->cap * 2 : 1 << 17;
+        char *bigger = cap <= RQ_LINE_MAX ? calloc(1, cap) : NULL;
+        if (!bigger)
+            return;   /* UV_ENOBUFS: a line longer than RQ_LINE_MAX ends the input */
+        if (run->buf)
+            memcpy(bigger, run->buf, run->len);
+        smx_wipe_free(run->buf, run->cap);
+        run->buf = bigger;
+        run->cap = cap;
+    }
+    *out = uv_buf_init(run->buf + run->len, (unsigned)(run->cap - run->len));
+}
+
+static void rq_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    rq_run *run = s->data;
+    if (nread > 0) {
+        run->len += (size_t)nread;
+        rq_take_lines(run, 0);
+    } else if (nread < 0) {
+        if (nread != UV_EOF)
+            fprintf(stderr, "sshmux request: reading the requests: %s\n",
+                    uv_strerror((int)nread));
+        rq_input_end(run);
+    }
+}
+
+/* A pipe, socket or terminal is read on the loop, as lines come; anything else (a regular file,
+ * /dev/null) whole, now. 0, or -1 (message printed). */
+static int rq_open_input(rq_run *run, const char *path)
+{
+    int fd = strcmp(path, "-") == 0 ? 0 : -1;
+    struct stat st;
+    if (fd == 0 && fstat(0, &st) == 0 && !S_ISREG(st.st_mode)) {
+        int rc = isatty(0) ? uv_tty_init(run->loop, &run->in.tty, 0, 1)
+                           : uv_pipe_init(run->loop, &run->in.pipe, 0);
+        if (rc == 0 && !isatty(0) && (rc = uv_pipe_open(&run->in.pipe, 0)) < 0)
+            uv_close((uv_handle_t *)&run->in, NULL);
+        if (rc == 0) {
+            run->in.pipe.data = run;
+            run->reading = 1;
+            uv_read_start((uv_stream_t *)&run->in, rq_alloc, rq_read);
+            return 0;
+        }
+    }
+    size_t len = 0;
+    char *buf = fd == 0 ? rq_read_fd(0, &len) : smx_secret_read_file(path, RQ_INPUT_MAX, &len);
+    if (!buf) {
+        fprintf(stderr, "sshmux request: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    run->buf = buf;
+    run->len = len;
+    run->cap = len + 1;
+    rq_take_lines(run, 1);
+    rq_links_input_over(run);
+    return 0;
 }
 
 /* ---- the command ------------------------------------------------------------------------------ */
@@ -490,9 +722,9 @@ static void rq_on_signal(uv_signal_t *h, int signum)
     if (run->caught++ == 0)
         fprintf(stderr, "sshmux: %s: canceling the requests\n",
                 signum == SIGINT ? "interrupted" : "terminated");
-    for (size_t i = 0; i < run->nengines; i++)
-        smx_engine_cancel(run->engines[i].e, signum == SIGINT ? "canceled (SIGINT)"
-                                                               : "canceled (SIGTERM)");
+    rq_input_end(run);   /* lines not read yet are not taken */
+    for (rq_engine *re = run->engines; re; re = re->next)
+        smx_engine_cancel(re->e, signum == SIGINT ? "canceled (SIGINT)" : "canceled (SIGTERM)");
 }
 
 static void rq_usage(FILE *f)
@@ -502,48 +734,26 @@ static void rq_usage(FILE *f)
           f);
 }
 
-/* Splits buf into lines and parses each; malformed ones are reported at once. */
-static size_t rq_parse_all(rq_run *run, char *buf, size_t len)
-{
-    size_t n = 0, lineno = 0;
-    for (char *p = buf; p < buf + len;) {
-        char *nl = memchr(p, '\n', (size_t)(buf + len - p));
-        size_t l = nl ? (size_t)(nl - p) : (size_t)(buf + len - p);
-        lineno++;
-        size_t k = 0;
-        while (k < l && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r'))
-            k++;
-        if (k < l) {
-            char msg[SMX_MSG_MAX];
-            if (req_parse(p, l, lineno, &run->reqs[n].spec, msg, sizeof msg) == 0)
-                n++;
-            else
-                rq_fail(run, NULL, lineno, SMX_STAGE_NONE, SMX_EINVAL, msg);
-        }
-        p += l + 1;
-    }
-    return n;
-}
-
 int cmd_request(int argc, char **argv)
 {
+    rq_run run;
+    memset(&run, 0, sizeof run);
     const char *config = NULL;
-    smx_engine_opts eo;
-    smx_engine_opts_default(&eo);
-    int verbose = 0, opt;
+    smx_engine_opts_default(&run.eo);
+    int opt;
     static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
     optind = 1;
     while ((opt = getopt_long(argc, argv, "+F:f:vh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'F': config = optarg; break;
         case 'f':
-            eo.fanout = atoi(optarg);
-            if (eo.fanout < 1) {
+            run.eo.fanout = atoi(optarg);
+            if (run.eo.fanout < 1) {
                 fprintf(stderr, "sshmux request: -f: a fanout of at least 1\n");
                 return EXIT_USAGE;
             }
             break;
-        case 'v': verbose++; break;
+        case 'v': run.verbose++; break;
         case 'h': rq_usage(stdout); return 0;
         default: rq_usage(stderr); return EXIT_USAGE;
         }
@@ -554,80 +764,43 @@ int cmd_request(int argc, char **argv)
     }
     const char *path = optind < argc ? argv[optind] : "-";
     json_set_alloc_funcs(malloc, rq_wiping_free);
-    size_t len = 0;
-    char *buf = strcmp(path, "-") == 0 ? rq_read_fd(0, &len)
-                                       : smx_secret_read_file(path, RQ_INPUT_MAX, &len);
-    if (!buf) {
-        fprintf(stderr, "sshmux request: %s: %s\n", path, strerror(errno));
-        return EXIT_USAGE;
-    }
-    rq_run run;
-    memset(&run, 0, sizeof run);
-    run.verbose = verbose;
     smx_err err = {{0}};
-    size_t maxreq = 1;
-    for (size_t i = 0; i < len; i++)
-        maxreq += buf[i] == '\n';
-    run.reqs = calloc(maxreq, sizeof *run.reqs);
-    run.engines = calloc(maxreq, sizeof *run.engines);
-    run.links = calloc(maxreq, sizeof *run.links);
-    if (!run.reqs || !run.engines || !run.links) {
-        fprintf(stderr, "sshmux request: out of memory\n");
-        smx_wipe_free(buf, len + 1);
-        free(run.reqs);
-        free(run.engines);
-        free(run.links);
-        return EXIT_UNREACHABLE;
-    }
     if (smx_config_load(&run.cfg, config, &err) < 0) {
         fprintf(stderr, "sshmux request: %s\n", err.msg);
-        smx_wipe_free(buf, len + 1);
-        free(run.reqs);
-        free(run.engines);
-        free(run.links);
         return EXIT_USAGE;
     }
     const smx_strvec *warnings = smx_config_warnings(run.cfg);
-    for (size_t i = 0; verbose && i < warnings->n; i++)
+    for (size_t i = 0; run.verbose && i < warnings->n; i++)
         fprintf(stderr, "sshmux: %s: %s\n", config ? config : "ssh_config", warnings->v[i]);
-    run.n = rq_parse_all(&run, buf, len);
-    smx_wipe_free(buf, len + 1);   /* the requests' text, secrets and all */
-
-    eo.warn = rq_warn;
-    eo.ud = &run;
-    eo.verbose = verbose;
-    uv_loop_t *loop = uv_default_loop();
-    for (size_t i = 0; i < run.n; i++)
-        rq_queue(&run, &run.reqs[i], &eo, loop);
-    for (size_t i = 0; i < run.nlinks; i++)
-        smx_link_release(run.links[i].link);
+    run.eo.warn = rq_warn;
+    run.eo.ud = &run;
+    run.eo.verbose = run.verbose;
+    run.loop = uv_default_loop();
     for (int i = 0; i < 2; i++) {
-        uv_signal_init(loop, &run.sig[i]);
+        uv_signal_init(run.loop, &run.sig[i]);
         run.sig[i].data = &run;
         uv_signal_start(&run.sig[i], rq_on_signal, i == 0 ? SIGINT : SIGTERM);
         uv_unref((uv_handle_t *)&run.sig[i]);
     }
-    for (size_t i = 0; i < run.nengines; i++)
-        smx_engine_start(run.engines[i].e);
-    uv_run(loop, UV_RUN_DEFAULT);
+    int rc = rq_open_input(&run, path);
+    if (rc == 0)
+        uv_run(run.loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&run.sig[0], NULL);
     uv_close((uv_handle_t *)&run.sig[1], NULL);
-    for (size_t i = 0; i < run.nengines; i++) {
-        smx_engine_free(run.engines[i].e);
-        smx_str_wipe_free(run.engines[i].proxy_password);
-        smx_str_wipe_free(run.engines[i].key);
+    while (run.engines) {
+        rq_engine *re = run.engines;
+        run.engines = re->next;
+        smx_engine_free(re->e);
+        smx_str_wipe_free(re->proxy_password);
+        smx_str_wipe_free(re->key);
+        free(re);
     }
-    uv_run(loop, UV_RUN_NOWAIT);   /* let closed handles finish */
-    uv_loop_close(loop);
-    for (size_t i = 0; i < run.n; i++) {
-        smx_copy_free(run.reqs[i].copy);
-        smx_strvec_free(&run.reqs[i].sources);
-        req_spec_free(&run.reqs[i].spec);
-    }
+    uv_run(run.loop, UV_RUN_NOWAIT);   /* let closed handles finish */
+    uv_loop_close(run.loop);
+    smx_wipe_free(run.buf, run.cap);
     smx_config_free(run.cfg);
-    free(run.reqs);
-    free(run.engines);
-    free(run.links);
+    if (rc < 0)
+        return EXIT_USAGE;
     if (run.caught)
         return 130;
     return run.failed ? 1 : 0;

@@ -288,6 +288,11 @@ int smx_link_exec(smx_link *l, const smx_exec_opts *x, const smx_exec_callbacks 
     return 0;
 }
 
+int smx_link_closed(const smx_link *l)
+{
+    return l->closed || l->canceled || (l->conn && l->conn->ended);
+}
+
 void smx_link_release(smx_link *l)
 {
     if (!l || l->released)

@@ -590,6 +590,9 @@ int smx_engine_add_link(smx_engine *e, const char *target, smx_hostcfg *hc, cons
  * once the connection is gone (it failed, or the run was canceled) gets the connection's error:
  * its on_done may run before this returns. 0, SMX_EINVAL (already released) or SMX_ENOMEM. */
 int smx_link_exec(smx_link *l, const smx_exec_opts *x, const smx_exec_callbacks *cb);
+/* 1 once the link's connection is gone (it failed, was lost, closed or canceled): items added
+ * from now on only get its error, so a caller with more work for the host opens a new link. */
+int smx_link_closed(const smx_link *l);
 /* No more items: the connection closes once the queued ones are done. The one close path of a
  * link; l is not to be used after it. Release every link before smx_engine_free. */
 void smx_link_release(smx_link *l);

@@ -4,13 +4,16 @@ policies, compression, agent off, timeouts, a proxy through a second sshd as jum
 own user, key and password), malformed lines (bad JSON, a missing host, a wrong type, an unknown
 operation, credential_ref) answered with an error result naming line and field while the others
 run, sudo through `config`, environment, get_pty, a command timeout, an SFTP upload and download
-checked by sha256 (and resumed), SIGINT canceling running and queued requests, and 200 requests over 20 sshds sharing one connection per host
-(counted in the sshd logs). No secret appears in any byte sshmux writes. Password, proxy password
+checked by sha256 (and resumed), SIGINT canceling running and queued requests, requests streamed
+on an open stdin (each result as it completes, the connection kept a while for the next), a
+request file, and 200 requests over 20 sshds sharing one connection per host (counted in the sshd
+logs). No secret appears in any byte sshmux writes. Password, proxy password
 and sudo parts need root (users, PAM) and are skipped otherwise."""
 import hashlib
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -327,6 +330,60 @@ def test_sigint_cancels_running_and_queued():
         check_eq((r["ok"], r["error"]["message"]), (False, "canceled (SIGINT)"))
 
 
+def read_line(p, timeout=15):
+    """One result line from a running sshmux request (binary, unbuffered pipes)."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while not buf.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([p.stdout], [], [], left)[0]:
+            raise Failure(f"no result line within {timeout}s (have {buf!r})")
+        chunk = os.read(p.stdout.fileno(), 1)
+        if not chunk:
+            raise Failure(f"sshmux request ended: {p.wait(5)} {p.stderr.read()!r}")
+        buf += chunk
+    return json.loads(buf)
+
+
+def test_streaming_input_and_linger():
+    # a caller that keeps stdin open gets each result as its request completes; a request that
+    # comes while the connection lingers (2 s) reuses it, a later one opens a new one
+    p = fixture.spawn([fixture.sshmux_bin(), "request", "-F", CFG], stdin=subprocess.PIPE,
+                      text=False, bufsize=0)
+    send = lambda q: p.stdin.write(json.dumps(q).encode() + b"\n")   # noqa: E731
+    send({"connection_args": conn(), "command": "echo one", "id": "one"})
+    first = read_line(p)
+    send({"connection_args": conn(), "command": "echo two", "id": "two"})
+    second = read_line(p)
+    time.sleep(3)
+    send({"connection_args": conn(), "command": "echo three", "id": "three"})
+    third = read_line(p)
+    p.stdin.close()
+    check_eq(p.wait(15), 0)
+    err = p.stderr.read().decode(errors="replace")
+    check(not SANITIZER.search(err), err)
+    check_eq([r["id"] for r in (first, second, third)], ["one", "two", "three"])
+    check_eq([r["results"][0]["output"] for r in (first, second, third)],
+             ["one\n", "two\n", "three\n"])
+    check_eq((second["connection"], third["connection"]["reused"]),
+             ({"id": first["connection"]["id"], "reused": True}, False))
+    check(third["connection"]["id"] != first["connection"]["id"], "a new connection")
+
+
+def test_request_file_argument():
+    path = WD.file("requests.jsonl", "".join(json.dumps(q) + "\n" for q in [
+        {"connection_args": conn(), "command": "echo from-file"},
+        {"connection_args": conn(), "command": "echo again"}]) + "{broken")
+    r = run_request(None, path)
+    rows = {row["line"]: row for row in fixture.json_lines(r.stdout)}
+    check_eq(r.returncode, 1, r.stderr)
+    check_eq(ok(rows[1])["results"][0]["output"], "from-file\n")
+    check_eq(ok(rows[2])["connection"], {"id": rows[1]["connection"]["id"], "reused": True})
+    check_eq(rows[3]["error"]["stage"], "request", "the last line, without a newline")
+    r = fixture.run_sshmux(["request", os.path.join(WD.path, "missing.jsonl")])
+    check_eq(r.returncode, 2)
+
+
 def test_200_requests_20_hosts_share_connections():
     servers = [SSHD] + [fixture.Sshd(WD, KEYS) for _ in range(19)]
     kh = WD.file("known_hosts_20")
@@ -353,6 +410,7 @@ if __name__ == "__main__":
     fixture.main([setup, test_commands_key_file_pkey_passphrase, test_host_key_policies,
                   test_malformed_lines_named, test_password_and_proxy,
                   test_look_for_keys_agent_and_a_failing_link, test_connection_lost_mid_link,
-                  test_sigint_cancels_running_and_queued,
+                  test_sigint_cancels_running_and_queued, test_streaming_input_and_linger,
+                  test_request_file_argument,
                   test_sudo_config_env_pty_timeout, test_upload_download_resume,
                   test_200_requests_20_hosts_share_connections])
