@@ -69,6 +69,7 @@ struct rq_run {
     int next_conn_id;
     int failed;
     int verbose;
+    int parallel;                 /* --parallel: requests at once per connection */
     smx_config *cfg;
     smx_engine_opts eo;
     uv_loop_t *loop;
@@ -542,6 +543,7 @@ static int rq_queue_exec(rq_run *run, rq *q, rq_engine *re, smx_hostcfg *hc, cha
         }
         l->run = run;
         l->id = ++run->next_conn_id;
+        smx_link_set_parallel(l->link, run->parallel);
         uv_timer_init(run->loop, &l->linger);
         l->linger.data = l;
         l->next = run->links;
@@ -729,8 +731,9 @@ static void rq_on_signal(uv_signal_t *h, int signum)
 
 static void rq_usage(FILE *f)
 {
-    fputs("usage: sshmux request [-F SSH_CONFIG] [-f FANOUT] [-v] [FILE|-]\n"
-          "  one NetPulse request (JSON) per line, from FILE or stdin; one result line each\n",
+    fputs("usage: sshmux request [-F SSH_CONFIG] [-f FANOUT] [--parallel N] [-v] [FILE|-]\n"
+          "  one NetPulse request (JSON) per line, from FILE or stdin; one result line each\n"
+          "  --parallel N   requests at once on one shared connection (default 1: in order)\n",
           f);
 }
 
@@ -738,10 +741,13 @@ int cmd_request(int argc, char **argv)
 {
     rq_run run;
     memset(&run, 0, sizeof run);
+    run.parallel = 1;
     const char *config = NULL;
     smx_engine_opts_default(&run.eo);
     int opt;
-    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
+                                             {"parallel", required_argument, NULL, 'P'},
+                                             {0, 0, 0, 0}};
     optind = 1;
     while ((opt = getopt_long(argc, argv, "+F:f:vh", longopts, NULL)) != -1) {
         switch (opt) {
@@ -750,6 +756,14 @@ int cmd_request(int argc, char **argv)
             run.eo.fanout = atoi(optarg);
             if (run.eo.fanout < 1) {
                 fprintf(stderr, "sshmux request: -f: a fanout of at least 1\n");
+                return EXIT_USAGE;
+            }
+            break;
+        case 'P':
+            run.parallel = atoi(optarg);
+            if (run.parallel < 1 || run.parallel > SMX_LINK_PARALLEL_MAX) {
+                fprintf(stderr, "sshmux request: --parallel: from 1 to %d\n",
+                        SMX_LINK_PARALLEL_MAX);
                 return EXIT_USAGE;
             }
             break;

@@ -30,7 +30,7 @@ void cli_usage(FILE *f)
 "  download [-w HOSTS | TARGET] REMOTE... LOCALDIR   from every host: LOCALDIR/<host>/...\n"
 "  run-script [-w HOSTS | TARGET] SCRIPT [ARGS...]   upload SCRIPT, run it, remove it\n"
 "  expect -w HOSTS|TARGET --send TEXT [--expect RE]...   steps typed into a PTY shell\n"
-"  request [-F CFG] [-f N] [FILE|-]   NetPulse JSON requests, one per line; a result line each\n"
+"  request [-F CFG] [-f N] [--parallel N] [FILE|-]   NetPulse JSON lines, a result line each\n"
 "  version                          print the version\n"
 "\n"
 "targets:\n"

@@ -3,6 +3,9 @@
  * needs when many of them go to the same host: one handshake and one authentication, not one per
  * request.
  *
+ * Items start in the order added, one at a time unless smx_link_set_parallel allows more (each
+ * on a channel of its own).
+ *
  * Lifetime: the job is over (its fanout slot given back) once its connection is closed and no
  * item is running or waiting; the struct is freed once that is so AND the caller released it
  * (smx_link_release), never from inside a callback of one of its items. Items added after the
@@ -14,7 +17,7 @@
 #include "engine_internal.h"
 
 typedef struct link_item {
-    smx_list node;                  /* the link's waiting list */
+    smx_list node;                  /* the link's waiting list, then its running one */
     smx_link *link;
     smx_exec_run run;
     uint64_t t0;                    /* when it started on the connection */
@@ -28,7 +31,8 @@ struct smx_link {
     smx_result *result;             /* the connection's: phases, banner, its error */
     smx_conn *conn;                 /* NULL before the start and once closed */
     smx_list items;                 /* waiting, in order */
-    link_item *cur;                 /* running on the connection */
+    smx_list running;               /* started on the connection */
+    int nrunning, parallel;
     int ready, closed, job_done, released, canceled;
     int depth;                      /* inside item callbacks: not to be freed there */
     char cancel_why[128];
@@ -50,7 +54,7 @@ static void link_free(smx_link *l)
  * caller released it too. */
 static void link_maybe_done(smx_link *l)
 {
-    if (l->depth > 0 || !l->closed || l->cur || !smx_list_empty(&l->items))
+    if (l->depth > 0 || !l->closed || l->nrunning || !smx_list_empty(&l->items))
         return;
     if (!l->job_done) {
         l->job_done = 1;
@@ -120,30 +124,39 @@ static void link_run_finished(smx_exec_run *run)
 {
     link_item *it = run->ud;
     smx_link *l = it->link;
-    l->cur = NULL;
+    smx_list_remove(&it->node);
+    l->nrunning--;
     link_item_finish(l, it);
     link_next(l);
     link_maybe_done(l);
 }
 
-/* Starts the next waiting item when the connection is ready and free; fails the waiting ones
- * when it is gone; closes it when released (or canceled) and idle. */
+static int link_gone(const smx_link *l)
+{
+    return l->closed || (l->conn && l->conn->ended);
+}
+
+/* Starts waiting items while the connection is ready and has room; fails the waiting ones when
+ * it is gone; closes it when released (or canceled) and idle. */
 static void link_next(smx_link *l)
 {
-    int gone = l->closed || (l->conn && l->conn->ended);
-    while (!l->cur && l->ready && !gone && !l->canceled && !smx_list_empty(&l->items)) {
+    while (l->nrunning < l->parallel && l->ready && !link_gone(l) && !l->canceled &&
+           !smx_list_empty(&l->items)) {
         link_item *it = smx_list_entry(l->items.next, link_item, node);
         smx_list_remove(&it->node);
-        l->cur = it;
+        smx_list_append(&l->running, &it->node);
+        l->nrunning++;
         it->t0 = uv_hrtime();
         if (smx_exec_run_start(&it->run, l->conn) == 0)
-            return;
-        l->cur = NULL;
+            continue;   /* it is the run's now: it may even be over already */
+        smx_list_remove(&it->node);
+        l->nrunning--;
         smx_result_set_error(it->run.result, SMX_STAGE_EXEC, SMX_ENOMEM, "out of memory");
         link_item_finish(l, it);
     }
-    if (l->cur)
+    if (l->nrunning)
         return;
+    int gone = link_gone(l);
     if (gone || l->canceled)
         link_fail_waiting(l, l->canceled ? SMX_STAGE_EXEC : SMX_STAGE_CONNECT,
                           l->canceled ? SMX_ECANCELED : SMX_ECLOSED,
@@ -201,9 +214,12 @@ static void link_cancel(smx_job *base, const char *why)
     if (!l->canceled)
         snprintf(l->cancel_why, sizeof l->cancel_why, "%s", why);
     l->canceled = 1;
-    if (l->cur) {
-        smx_exec_run_cancel(&l->cur->run, why);
-        return;   /* its end closes the connection (link_next) */
+    if (l->nrunning) {
+        for (smx_list *n = l->running.next, *next; n != &l->running; n = next) {
+            next = n->next;
+            smx_exec_run_cancel(&smx_list_entry(n, link_item, node)->run, why);
+        }
+        return;   /* their end closes the connection (link_next) */
     }
     if (l->conn && !l->conn->ended && !l->ready)
         smx_session_fail(&l->conn->session, smx_engine_stage_of(l->conn), SMX_ECANCELED, "%s",
@@ -261,6 +277,8 @@ int smx_engine_add_link(smx_engine *e, const char *target, smx_hostcfg *hc, cons
     l->hc = hc;
     l->result = r;
     smx_list_init(&l->items);
+    smx_list_init(&l->running);
+    l->parallel = 1;
     *out = l;
     smx_engine_queue_job(e, &l->base);
     return 0;
@@ -286,6 +304,15 @@ int smx_link_exec(smx_link *l, const smx_exec_opts *x, const smx_exec_callbacks 
     l->depth--;
     link_maybe_done(l);
     return 0;
+}
+
+void smx_link_set_parallel(smx_link *l, int n)
+{
+    l->parallel = n < 1 ? 1 : n > SMX_LINK_PARALLEL_MAX ? SMX_LINK_PARALLEL_MAX : n;
+    l->depth++;
+    link_next(l);
+    l->depth--;
+    link_maybe_done(l);
 }
 
 int smx_link_closed(const smx_link *l)

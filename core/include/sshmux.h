@@ -577,8 +577,9 @@ void smx_expect_script_free(smx_expect_script *s);
  * own result and callbacks (as smx_engine_add_exec's, but sharing the connection's setup: its
  * result carries the connection's timing, attempts, banner and algorithms, and the connection's
  * error when it could not be set up or was lost). The link is a job: it connects when it takes a
- * fanout slot. Items run in the order added; an item that fails does not stop the next ones
- * while the connection lasts. A link is the caller's until smx_link_release: after that the
+ * fanout slot. Items start in the order added, one after another (or up to
+ * smx_link_set_parallel's number at once, each on a channel of its own); an item that fails does
+ * not stop the next ones while the connection lasts. A link is the caller's until smx_link_release: after that the
  * engine frees it once its items are done and its connection closed. */
 typedef struct smx_link smx_link;
 
@@ -590,6 +591,11 @@ int smx_engine_add_link(smx_engine *e, const char *target, smx_hostcfg *hc, cons
  * once the connection is gone (it failed, or the run was canceled) gets the connection's error:
  * its on_done may run before this returns. 0, SMX_EINVAL (already released) or SMX_ENOMEM. */
 int smx_link_exec(smx_link *l, const smx_exec_opts *x, const smx_exec_callbacks *cb);
+/* How many items may run at once (default 1: each after the previous one ended), 1 to
+ * SMX_LINK_PARALLEL_MAX. More than the server's MaxSessions (OpenSSH: 10) fail as refused
+ * channels. */
+#define SMX_LINK_PARALLEL_MAX 64
+void smx_link_set_parallel(smx_link *l, int n);
 /* 1 once the link's connection is gone (it failed, was lost, closed or canceled): items added
  * from now on only get its error, so a caller with more work for the host opens a new link. */
 int smx_link_closed(const smx_link *l);

@@ -6,7 +6,7 @@ operation, credential_ref) answered with an error result naming line and field w
 run, sudo through `config`, environment, get_pty, a command timeout, an SFTP upload and download
 checked by sha256 (and resumed), SIGINT canceling running and queued requests, requests streamed
 on an open stdin (each result as it completes, the connection kept a while for the next), a
-request file, and 200 requests over 20 sshds sharing one connection per host (counted in the sshd
+request file, line order on a shared connection (or --parallel), and 200 requests over 20 sshds sharing one connection per host (counted in the sshd
 logs). No secret appears in any byte sshmux writes. Password, proxy password
 and sudo parts need root (users, PAM) and are skipped otherwise."""
 import hashlib
@@ -384,6 +384,25 @@ def test_request_file_argument():
     check_eq(r.returncode, 2)
 
 
+def test_order_and_parallel_on_one_connection():
+    # by default requests sharing a connection run in line order (NetPulse's fifo): a slow first
+    # one holds the others; with --parallel they run beside it on channels of their own
+    reqs = [{"connection_args": conn(), "command": "sleep 1.5; echo slow"}] + \
+           [{"connection_args": conn(), "command": f"echo fast{i}"} for i in (2, 3)]
+    for args, order in (((), [1, 2, 3]), (("--parallel", "3"), None)):
+        t0 = time.monotonic()
+        rc, rows, r = request(reqs, *args)
+        took = time.monotonic() - t0
+        got = [json.loads(l)["line"] for l in r.stdout.splitlines() if l.strip()]
+        check_eq(rc, 0)
+        check_eq(len({row["connection"]["id"] for row in rows.values()}), 1)
+        if order:
+            check_eq(got, order, "in line order")
+        else:
+            check_eq(got[-1], 1, f"the fast ones finished first: {got}")
+            check(took < 4, f"took {took:.1f}s")
+
+
 def test_200_requests_20_hosts_share_connections():
     servers = [SSHD] + [fixture.Sshd(WD, KEYS) for _ in range(19)]
     kh = WD.file("known_hosts_20")
@@ -411,6 +430,6 @@ if __name__ == "__main__":
                   test_malformed_lines_named, test_password_and_proxy,
                   test_look_for_keys_agent_and_a_failing_link, test_connection_lost_mid_link,
                   test_sigint_cancels_running_and_queued, test_streaming_input_and_linger,
-                  test_request_file_argument,
+                  test_request_file_argument, test_order_and_parallel_on_one_connection,
                   test_sudo_config_env_pty_timeout, test_upload_download_resume,
                   test_200_requests_20_hosts_share_connections])
