@@ -8,11 +8,10 @@
  * requests whose connection_args are equal share one connection, their commands run in turn on
  * it. A link with nothing to do is kept for RQ_LINGER_MS while the input is open (a request
  * arriving meanwhile reuses it), then released; at the input's end at once. A file transfer gets
- * its own connection (an SFTP copy job). The jump host's credentials are
- * engine-wide in the library, so requests with different proxy credentials (or auth_timeout)
- * run on separate engines on the same loop. */
+ * its own connection (an SFTP copy job). The jump host's credentials are engine-wide in the
+ * library, so requests with different proxy credentials (or auth_timeout, or with a proxy a
+ * different host_key_policy) run on separate engines on the same loop. */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <malloc.h>
@@ -100,37 +99,32 @@ static const char *rq_op_name(enum req_op op)
     return names[op];
 }
 
-static json_t *rq_buf_json(const smx_buf *b)
-{
-    json_t *j = b->data ? json_stringn(b->data, b->len) : json_string("");
-    return j ? j : json_string("");   /* not UTF-8: the sshmux record carries it escaped */
-}
-
-/* NetPulse's per-command view: output, error (stderr) and exit_status of each command run. */
-static json_t *rq_netpulse_results(const rq *q, const smx_result *r)
+/* NetPulse's per-command view, taken from the sshmux record rec (the library's one rendering of
+ * the output, non-UTF-8 bytes included): command, output, error (its stderr) and exit_status of
+ * each command run; for a transfer, what moved. */
+static json_t *rq_netpulse_results(const rq *q, json_t *rec)
 {
     json_t *a = json_array();
     if (q->spec.op == REQ_OP_UPLOAD || q->spec.op == REQ_OP_DOWNLOAD) {
-        json_t *t = json_pack("{s:s, s:s, s:s, s:b}", "operation", rq_op_name(q->spec.op),
+        json_t *t = json_pack("{s:s, s:s, s:s, s:O}", "operation", rq_op_name(q->spec.op),
                               "local_path", q->spec.local_path, "remote_path",
-                              q->spec.remote_path, "ok", r->ok);
-        if (t && r->nfiles) {
-            json_object_set_new(t, "bytes", json_integer((json_int_t)r->files[0].bytes));
-            json_object_set_new(t, "resumed_from",
-                                json_integer((json_int_t)r->files[0].resumed_from));
+                              q->spec.remote_path, "ok", json_object_get(rec, "ok"));
+        json_t *file = json_array_get(json_object_get(rec, "files"), 0);
+        if (t && file) {
+            json_object_set(t, "bytes", json_object_get(file, "bytes"));
+            json_object_set(t, "resumed_from", json_object_get(file, "resumed_from"));
         }
         json_array_append_new(a, t);
         return a;
     }
-    for (size_t i = 0; i < r->nsteps; i++) {
-        const smx_step_result *st = &r->steps[i];
-        json_t *o = json_object();
-        json_object_set_new(o, "command", json_string(st->command ? st->command : ""));
-        json_object_set_new(o, "output", rq_buf_json(&st->out));
-        json_object_set_new(o, "error", rq_buf_json(&st->err));
-        json_object_set_new(o, "exit_status",
-                            st->exit_code >= 0 ? json_integer(st->exit_code) : json_null());
-        json_array_append_new(a, o);
+    size_t i;
+    json_t *st;
+    json_array_foreach(json_object_get(rec, "steps"), i, st) {
+        json_array_append_new(a, json_pack("{s:O, s:O, s:O, s:O}", "command",
+                                           json_object_get(st, "command"), "output",
+                                           json_object_get(st, "stdout"), "error",
+                                           json_object_get(st, "stderr"), "exit_status",
+                                           json_object_get(st, "exit_code")));
     }
     return a;
 }
@@ -151,18 +145,18 @@ static void rq_print(rq_run *run, const rq *q, size_t line, const smx_result *r,
     char *s = smx_result_json(r);
     json_t *rec = s ? json_loads(s, 0, NULL) : NULL;
     free(s);
-    if (rec) {
-        json_object_update(out, rec);
-        json_decref(rec);
-    }
+    if (!rec)
+        rec = json_pack("{s:b}", "ok", 0);   /* out of memory: still one line */
+    json_object_update(out, rec);
     if (malformed)   /* the line itself: stage "request" */
         json_object_set_new(out, "error", json_pack("{s:s, s:s}", "stage", "request",
                                                     "message", malformed));
     if (q) {
-        json_object_set_new(out, "results", rq_netpulse_results(q, r));
+        json_object_set_new(out, "results", rq_netpulse_results(q, rec));
         json_object_set_new(out, "connection", json_pack("{s:i, s:b}", "id", q->conn_id,
                                                          "reused", q->link && q->link->seq > 1));
     }
+    json_decref(rec);
     char *text = json_dumps(out, JSON_COMPACT | JSON_REAL_PRECISION(6));
     json_decref(out);
     if (text) {

@@ -100,6 +100,7 @@ def test_commands_key_file_pkey_passphrase():
          "command": "echo enc"},
         {"connection_args": conn(key_filename=enc2, passphrase="wrong one"),
          "command": "echo enc"},
+        {"connection_args": conn(), "command": "printf 'a\\377b'"},
     ])
     check_eq(rc, 1, "a failed request makes the exit status 1")
     a = ok(rows[1])
@@ -114,6 +115,8 @@ def test_commands_key_file_pkey_passphrase():
     ok(rows[3])
     check_eq(rows[3]["results"][0]["output"], "enc\n")
     check_eq(rows[4]["error"]["stage"], "auth")
+    # output that is not UTF-8: NetPulse's view carries what the sshmux record does, not nothing
+    check_eq(ok(rows[5])["results"][0]["output"], "a?b")
     check_in(enc2, rows[4]["error"]["message"])
 
 
