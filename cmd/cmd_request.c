@@ -16,7 +16,6 @@
 #include <jansson.h>
 #include <malloc.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -679,15 +678,15 @@ static void rq_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 }
 
 /* A pipe, socket or terminal is read on the loop, as lines come; anything else (a regular file,
- * /dev/null) whole, now. 0, or -1 (message printed). */
+ * /dev/null: nothing the loop can poll) whole, now. 0, or -1 (message printed). */
 static int rq_open_input(rq_run *run, const char *path)
 {
     int fd = strcmp(path, "-") == 0 ? 0 : -1;
-    struct stat st;
-    if (fd == 0 && fstat(0, &st) == 0 && !S_ISREG(st.st_mode)) {
-        int rc = isatty(0) ? uv_tty_init(run->loop, &run->in.tty, 0, 1)
-                           : uv_pipe_init(run->loop, &run->in.pipe, 0);
-        if (rc == 0 && !isatty(0) && (rc = uv_pipe_open(&run->in.pipe, 0)) < 0)
+    uv_handle_type kind = fd == 0 ? uv_guess_handle(0) : UV_FILE;
+    if (kind == UV_TTY || kind == UV_NAMED_PIPE || kind == UV_TCP) {
+        int rc = kind == UV_TTY ? uv_tty_init(run->loop, &run->in.tty, 0, 1)
+                                : uv_pipe_init(run->loop, &run->in.pipe, 0);
+        if (rc == 0 && kind != UV_TTY && (rc = uv_pipe_open(&run->in.pipe, 0)) < 0)
             uv_close((uv_handle_t *)&run->in, NULL);
         if (rc == 0) {
             run->in.pipe.data = run;

@@ -385,6 +385,9 @@ def test_request_file_argument():
     check_eq(rows[3]["error"]["stage"], "request", "the last line, without a newline")
     r = fixture.run_sshmux(["request", os.path.join(WD.path, "missing.jsonl")])
     check_eq(r.returncode, 2)
+    # stdin /dev/null (nothing the loop can poll: read whole): no requests, no lines, status 0
+    r = run_request(None)
+    check_eq((r.returncode, r.stdout), (0, ""), r.stderr)
 
 
 def test_order_and_parallel_on_one_connection():
