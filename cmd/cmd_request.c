@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <malloc.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -722,6 +723,17 @@ static void rq_on_signal(uv_signal_t *h, int signum)
         smx_engine_cancel(re->e, signum == SIGINT ? "canceled (SIGINT)" : "canceled (SIGTERM)");
 }
 
+/* Each connection holds a socket (and libssh's dup of it): the soft descriptor limit goes as far
+ * as the hard one allows, as for exec. */
+static void rq_raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 static void rq_usage(FILE *f)
 {
     fputs("usage: sshmux request [-F SSH_CONFIG] [-f FANOUT] [--parallel N] [-v] [FILE|-]\n"
@@ -771,6 +783,7 @@ int cmd_request(int argc, char **argv)
     }
     const char *path = optind < argc ? argv[optind] : "-";
     json_set_alloc_funcs(malloc, rq_wiping_free);
+    rq_raise_fd_limit();
     smx_err err = {{0}};
     if (smx_config_load(&run.cfg, config, &err) < 0) {
         fprintf(stderr, "sshmux request: %s\n", err.msg);
