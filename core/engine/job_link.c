@@ -1,5 +1,5 @@
 /* The link job: one host's connection on which exec items (each an smx_exec_run, as the exec
- * job's) run one after another, each with its own result and callbacks. What a run of requests
+ * job's) run, each with its own result and callbacks. What a run of requests
  * needs when many of them go to the same host: one handshake and one authentication, not one per
  * request.
  *
