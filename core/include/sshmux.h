@@ -573,6 +573,7 @@ int smx_expect_script_add_json(smx_expect_script *s, const char *line, size_t le
 /* Every line of a file; an error names "path:line". */
 int smx_expect_script_load(smx_expect_script *s, const char *path, smx_err *err);
 void smx_expect_script_free(smx_expect_script *s);
+
 /* A link: one connection to one host on which exec items run one after another, each with its
  * own result and callbacks (as smx_engine_add_exec's, but sharing the connection's setup: its
  * result carries the connection's timing, attempts, banner and algorithms, and the connection's
