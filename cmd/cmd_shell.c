@@ -20,6 +20,8 @@
 
 #define SHELL_READ_SIZE 4096
 #define SHELL_INPUT_HIGH (1u << 20)   /* input queued towards the hosts before we stop reading */
+#define SHELL_OUTPUT_HIGH (1u << 20)  /* output queued for stdout/stderr before the hosts pause */
+#define SHELL_OUTPUT_LOW (256u << 10)
 #define SHELL_NO_ESCAPE (-1)
 
 typedef struct shell_ui shell_ui;
@@ -33,6 +35,7 @@ typedef struct shell_host {
 /* Writes to stdout/stderr without blocking the loop: a terminal or pipe through libuv (copies
  * queued while the other side is slow), a file with write(2). */
 typedef struct shell_out {
+    shell_ui *ui;
     int fd;
     uv_stream_t *stream;          /* NULL: a file */
     union {
@@ -61,6 +64,7 @@ struct shell_ui {
     uv_timer_t resume_timer;      /* re-checks the input queue while reading is paused */
     uv_signal_t sigwinch, sigterm, sighup;
     shell_out out, err;
+    int output_paused;            /* the hosts' output waits (a slow reader of our stdout) */
     /* escapes */
     int escape_char;              /* SHELL_NO_ESCAPE: none */
     int at_line_start, saw_escape;
@@ -76,8 +80,10 @@ static void shell_restore_terminal(void)
     uv_tty_reset_mode();
 }
 
-static void shell_out_init(shell_out *o, uv_loop_t *loop, int fd)
+static void shell_out_init(shell_out *o, shell_ui *ui, int fd)
 {
+    uv_loop_t *loop = ui->loop;
+    o->ui = ui;
     o->fd = fd;
     o->stream = NULL;
     switch (uv_guess_handle(fd)) {
@@ -99,9 +105,31 @@ static void shell_out_init(shell_out *o, uv_loop_t *loop, int fd)
     }
 }
 
+/* What the hosts send is held at them (their SSH windows fill, they stop) while more than
+ * SHELL_OUTPUT_HIGH waits for our stdout or stderr, so a slow reader keeps memory bounded. */
+static void shell_pause_output(shell_ui *ui, int paused)
+{
+    if (ui->output_paused == paused)
+        return;
+    ui->output_paused = paused;
+    for (size_t i = 0; i < ui->nhosts; i++)
+        if (ui->hosts[i].s)
+            smx_shell_pause_output(ui->hosts[i].s, paused);
+}
+
+static size_t shell_out_queued(const shell_out *o)
+{
+    return o->stream ? o->stream->write_queue_size : 0;
+}
+
 static void shell_on_out_written(uv_write_t *req, int status)
 {
+    shell_out *o = req->data;
     free(req);
+    shell_ui *ui = o->ui;
+    if (ui->output_paused && shell_out_queued(&ui->out) < SHELL_OUTPUT_LOW &&
+        shell_out_queued(&ui->err) < SHELL_OUTPUT_LOW)
+        shell_pause_output(ui, 0);
 }
 
 static void shell_out_write(shell_out *o, const char *p, size_t n)
@@ -134,8 +162,11 @@ static void shell_out_write(shell_out *o, const char *p, size_t n)
     char *copy = (char *)(req + 1);
     memcpy(copy, p, n);
     uv_buf_t b = uv_buf_init(copy, (unsigned)n);
+    req->data = o;
     if (uv_write(req, o->stream, &b, 1, shell_on_out_written) < 0)
         free(req);
+    else if (shell_out_queued(o) > SHELL_OUTPUT_HIGH)
+        shell_pause_output(o->ui, 1);
 }
 
 static void shell_out_close(shell_out *o)
@@ -653,8 +684,8 @@ static int shell_run(shell_ui *ui, const char *command)
         if (!ui->bcast)
             return EXIT_UNREACHABLE;
     }
-    shell_out_init(&ui->out, ui->loop, 1);
-    shell_out_init(&ui->err, ui->loop, 2);
+    shell_out_init(&ui->out, ui, 1);
+    shell_out_init(&ui->err, ui, 2);
     shell_open_input(ui);
     if (c->x.pty && stdin_tty && ui->in_stream && !c->broadcast) {
         int cols = 0, rows = 0;

@@ -49,6 +49,7 @@ struct smx_exec {
     int eof_wanted, eof_sent;
     int win_cols, win_rows, win_due;
     int started_told;
+    int out_paused, out_held;       /* smx_exec_pause_output; data left in libssh meanwhile */
 };
 
 #define EXEC_INPUT_MAX ((size_t)64 << 20)   /* queued input past this is refused (ENOMEM) */
@@ -129,12 +130,11 @@ static void exec_deliver_filtered(void *ud, const char *p, size_t n)
         exec_release_err(x);
 }
 
-static int exec_on_data(smx_chan *c, void *data, uint32_t len, int is_stderr)
+static void exec_take(smx_exec *x, const char *data, size_t len, int is_stderr)
 {
-    smx_exec *x = c->data;
     if (!x->wrapped) {
         exec_deliver(x, is_stderr, data, len);
-        return (int)len;   /* always consume: unread data would keep the window shut */
+        return;
     }
     /* sudo's prompt: on stderr, or on the PTY (stdout) when there is one. */
     x->cur_stderr = is_stderr;
@@ -144,9 +144,55 @@ static int exec_on_data(smx_chan *c, void *data, uint32_t len, int is_stderr)
         exec_release_err(x);   /* asked for a password: it has no tty problem */
     if (prompts) {
         x->sudo_prompts += prompts;
-        smx_chan_mark(c);   /* answered from after_poll: no writes inside libssh */
+        smx_chan_mark(&x->chan);   /* answered from after_poll: no writes inside libssh */
     }
+}
+
+/* Output is taken as it comes (unread data would keep the window shut), unless the owner paused
+ * it: then it stays in libssh, our window to the server closes behind it, and the server stops
+ * sending: memory stays bounded by the window. */
+static int exec_on_data(smx_chan *c, void *data, uint32_t len, int is_stderr)
+{
+    smx_exec *x = c->data;
+    if (x->out_paused || x->out_held) {
+        x->out_held = 1;   /* also while draining: read in order by exec_drain_held */
+        return 0;
+    }
+    exec_take(x, data, len, is_stderr);
     return (int)len;
+}
+
+/* Delivers what was held, until it is all read or the owner pauses again (force: at the end,
+ * whatever the owner said: output is never lost). out_held is cleared only by a round that read
+ * nothing: a read may pull new packets into libssh, which the data callback leaves there. */
+static void exec_drain_held(smx_exec *x, int force)
+{
+    if (!x->out_held || !x->chan.ch || x->chan.state != SMX_CHAN_OPEN)
+        return;
+    enum { CHUNK = 64 * 1024 };
+    char *buf = malloc(CHUNK);
+    while (buf && (force || !x->out_paused)) {
+        int got = 0;
+        for (int is_stderr = 0; is_stderr < 2; is_stderr++) {
+            int n = ssh_channel_read_nonblocking(x->chan.ch, buf, CHUNK, is_stderr);
+            if (n > 0) {
+                exec_take(x, buf, (size_t)n, is_stderr);
+                got = 1;
+            }
+        }
+        if (!got) {
+            x->out_held = 0;
+            break;
+        }
+    }
+    free(buf);
+}
+
+void smx_exec_pause_output(smx_exec *x, int paused)
+{
+    x->out_paused = paused;
+    if (!paused && x->out_held)
+        smx_chan_mark(&x->chan);   /* drained from after_poll */
 }
 
 /* The first prompt gets the password; another one means it was wrong (sudo says "Sorry, try
@@ -364,6 +410,7 @@ static void exec_finish(smx_exec *x)
     x->result->t.exec = smx_ms_since(x->t_start);
     x->st = EXEC_DONE;
     uv_timer_stop(&x->timer);
+    exec_drain_held(x, 1);
     for (int i = 0; x->wrapped && i < 2; i++) {
         x->cur_stderr = i;
         smx_sudo_filter_flush(&x->sudo_out[i], exec_deliver_filtered, x);
@@ -419,6 +466,8 @@ static void exec_chan_after_poll(smx_chan *c)
         x->started_told = 1;
         x->ev->started(x->ev->ud);
     }
+    if (x->out_held && !x->out_paused)
+        exec_drain_held(x, 0);
     if (x->wrapped)
         exec_answer_sudo(x);
     exec_send_input(x);

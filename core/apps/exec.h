@@ -48,6 +48,10 @@ int smx_exec_write(smx_exec *x, const void *p, size_t n);
 size_t smx_exec_pending(const smx_exec *x);
 /* EOF to stdin once the queued input is sent. */
 void smx_exec_send_eof(smx_exec *x);
+/* Output back-pressure: while paused, output waits in the SSH library and the server stops
+ * sending once our window is full; resumed, what waited is delivered first. Whatever is left
+ * when the command ends is delivered then. */
+void smx_exec_pause_output(smx_exec *x, int paused);
 /* The terminal's new size (window-change), sent once the command runs. */
 void smx_exec_window_change(smx_exec *x, int cols, int rows);
 

@@ -191,6 +191,7 @@ struct smx_shell {
     const smx_shell_callbacks *scb;
     smx_buf early;
     int early_eof, early_cols, early_rows;
+    int out_paused;                 /* smx_shell_pause_output, kept for an exec not started yet */
 };
 
 static void exec_job_release(exec_job *job)
@@ -243,6 +244,8 @@ static void exec_job_hand_early_input(exec_job *job)
     memset(&job->early, 0, sizeof job->early);
     if (job->early_cols > 0)
         smx_exec_window_change(x, job->early_cols, job->early_rows);
+    if (job->out_paused)
+        smx_exec_pause_output(x, 1);
     if (job->early_eof)
         smx_exec_send_eof(x);
 }
@@ -291,6 +294,13 @@ void smx_shell_send_eof(smx_shell *s)
         smx_exec_send_eof(s->run.exec);
     else
         s->early_eof = 1;
+}
+
+void smx_shell_pause_output(smx_shell *s, int paused)
+{
+    s->out_paused = paused;
+    if (s->run.exec)
+        smx_exec_pause_output(s->run.exec, paused);
 }
 
 void smx_shell_resize(smx_shell *s, int cols, int rows)

@@ -509,6 +509,10 @@ int smx_shell_write(smx_shell *s, const void *p, size_t n);
 size_t smx_shell_pending(const smx_shell *s);
 /* EOF on the shell's input, once what was written went. */
 void smx_shell_send_eof(smx_shell *s);
+/* Output back-pressure (a reader that cannot keep up): while paused, on_data is not called and
+ * the server stops sending once the SSH window is full; resumed, what waited comes first. What
+ * is left when the session ends is delivered then: output is never dropped. */
+void smx_shell_pause_output(smx_shell *s, int paused);
 /* The local terminal's size changed (SIGWINCH): sent as a window-change. */
 void smx_shell_resize(smx_shell *s, int cols, int rows);
 /* Ends the session now, as ssh's `~.`: the connection is closed; the result says `why`. */

@@ -246,6 +246,34 @@ def test_command_without_pty_and_with_t():
     t.check_restored()
 
 
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_slow_reader_bounds_memory_and_loses_nothing():
+    """200 MB of output to a stdout nobody reads for 3 s: the host is held back (sshmux's memory
+    stays far below what was sent), then every byte arrives."""
+    total = 200_000_000
+    p = fixture.spawn([fixture.sshmux_bin(), "shell", "-F", F.cfg, "h0001",
+                       f"head -c {total} /dev/zero"], workdir=F.wd, text=False, bufsize=0)
+    time.sleep(3)
+    rss = rss_kib(p.pid)
+    check(p.poll() is None, "still running while its output is not read")
+    check(rss < 100 * 1024, f"sshmux holds {rss} KiB while its reader is stalled")
+    got = 0
+    while True:
+        chunk = p.stdout.read(1 << 20)
+        if not chunk:
+            break
+        got += len(chunk)
+    check_eq(p.wait(timeout=60), 0)
+    check_eq(got, total, "every byte of the output arrived")
+
+
 def test_stdin_not_a_terminal():
     r = F.run("h0001", sub="shell", input="echo piped-$((1+1))\nexit 7\n")
     check_eq(r.returncode, 7, f"the shell read stdin to its exit: {r.stderr}")
@@ -286,5 +314,5 @@ if __name__ == "__main__":
           test_escape_dot_closes_the_connection, test_escape_help_list_and_literal_tilde,
           test_other_escape_character, test_connection_killed_restores_the_terminal,
           test_connection_frozen_ends_by_keepalive, test_sigterm_restores_the_terminal, test_command_without_pty_and_with_t,
-          test_stdin_not_a_terminal, test_through_a_jump_host, test_many_hosts_need_broadcast,
+          test_slow_reader_bounds_memory_and_loses_nothing, test_stdin_not_a_terminal, test_through_a_jump_host, test_many_hosts_need_broadcast,
           test_broadcast_types_once_into_every_host, test_unreachable_host_is_255])
