@@ -293,16 +293,6 @@ def test_transfers_and_command_share_one_connection():
         check_eq(len(rows[i]["files"]), 1)
 
 
-def wait_size(path, at_least, timeout=60):
-    """Polls finely (loopback moves hundreds of MiB/s) until path holds at_least bytes."""
-    def big_enough():
-        try:
-            return os.path.getsize(path) >= at_least
-        except OSError:
-            return False
-    fixture.wait_until(big_enough, timeout, f"{path} to reach {at_least} bytes", interval=0.003)
-
-
 def test_connection_killed_under_a_transfer():
     # a host's connection dies mid-upload (its sshd processes frozen, then killed): that request
     # fails with stage sftp, the command queued behind it on the link gets the loss, and a
@@ -321,7 +311,7 @@ def test_connection_killed_under_a_transfer():
     send = lambda q: p.stdin.write(json.dumps(q).encode() + b"\n")   # noqa: E731
     send({**transfer("upload", src, remote, args=c), "id": "upload"})
     send({"connection_args": c, "command": "echo queued", "id": "queued"})
-    wait_size(remote + PARTIAL, 1)
+    faults.wait_size(remote + PARTIAL, 1)
     faults.stop_connections(lone)
     check(os.path.getsize(remote + PARTIAL) < size, "the upload already ended")
     faults.kill_connections(lone)
