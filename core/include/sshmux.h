@@ -592,7 +592,7 @@ int smx_engine_add_link(smx_engine *e, const char *target, smx_hostcfg *hc, cons
  * once the connection is gone (it failed, or the run was canceled) gets the connection's error:
  * its on_done may run before this returns. 0, SMX_EINVAL (already released) or SMX_ENOMEM. */
 int smx_link_exec(smx_link *l, const smx_exec_opts *x, const smx_exec_callbacks *cb);
-typedef struct smx_copy smx_copy;   /* smx_copy_new, below */
+struct smx_copy;   /* smx_copy: smx_copy_new, below */
 /* Queues a copy item on the link: copy's transfer to the link's host (what smx_engine_add_copy
  * does on a connection of its own: uploads, downloads, run-script), on an SFTP channel of the
  * link's connection, in turn with the other items. copy and cb are borrowed until its on_done,
@@ -601,7 +601,7 @@ typedef struct smx_copy smx_copy;   /* smx_copy_new, below */
  * When it is lost mid-copy, the item ends with that loss (the file in flight failed, stage
  * sftp) once its channel is closed, and every later item gets the link's error. Added once the
  * connection is gone: as smx_link_exec. 0, SMX_EINVAL (already released) or SMX_ENOMEM. */
-int smx_link_copy(smx_link *l, smx_copy *copy, const smx_exec_callbacks *cb);
+int smx_link_copy(smx_link *l, struct smx_copy *copy, const smx_exec_callbacks *cb);
 /* How many items may run at once (default 1: each after the previous one ended), 1 to
  * SMX_LINK_PARALLEL_MAX. More than the server's MaxSessions (OpenSSH: 10) fail as refused
  * channels. */
