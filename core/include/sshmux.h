@@ -574,8 +574,9 @@ int smx_expect_script_add_json(smx_expect_script *s, const char *line, size_t le
 int smx_expect_script_load(smx_expect_script *s, const char *path, smx_err *err);
 void smx_expect_script_free(smx_expect_script *s);
 
-/* A link: one connection to one host on which exec items run one after another, each with its
- * own result and callbacks (as smx_engine_add_exec's, but sharing the connection's setup: its
+/* A link: one connection to one host on which exec items and copy items run one after another,
+ * each with its own result and callbacks (as smx_engine_add_exec's and smx_engine_add_copy's,
+ * but sharing the connection's setup: its
  * result carries the connection's timing, attempts, banner and algorithms, and the connection's
  * error when it could not be set up or was lost). The link is a job: it connects when it takes a
  * fanout slot. Items start in the order added, one after another (or up to
