@@ -6,7 +6,8 @@ operation, credential_ref) answered with an error result naming line and field w
 run, sudo through `config`, environment, get_pty, a command timeout, an SFTP upload and download
 checked by sha256 (and resumed), an upload, a command and a download sharing one connection (one
 login, in line order), a connection killed under a file transfer (that request fails with stage
-sftp, the one queued behind it gets the loss, a later one connects anew), SIGINT canceling running and queued requests, requests streamed
+sftp, the one queued behind it gets the loss, a later one connects anew), SIGINT during a
+transfer on a link (no partial file left), SIGINT canceling running and queued requests, requests streamed
 on an open stdin (each result as it completes, the connection kept a while for the next), a
 request file, line order on a shared connection (or --parallel), and 200 requests over 20 sshds sharing one connection per host (counted in the sshd
 logs). No secret appears in any byte sshmux writes. Password, proxy password
@@ -333,6 +334,42 @@ def test_connection_killed_under_a_transfer():
     check(not os.path.exists(remote), "the lost upload was completed")
 
 
+def test_sigint_during_a_transfer_on_a_link():
+    # SIGINT while an upload runs on a link (the server frozen mid-file, so it cannot have
+    # finished): the upload cleans up (no partial file left) and reports canceled, the command
+    # queued behind it too; exit 130, no sanitizer report
+    lone = fixture.Sshd(WD, KEYS)
+    lone.write_known_hosts(KH, append=True)
+    size = 64 * MiB
+    src = os.path.join(WD.path, "big-sigint.bin")
+    with open(src, "wb") as f:
+        f.truncate(size)
+    remote = os.path.join(WD.path, "big-sigint-remote.bin")
+    c = conn(port=lone.port)
+    reqs = [transfer("upload", src, remote, args=c),
+            {"connection_args": c, "command": "echo queued"}]
+    p = fixture.spawn([fixture.sshmux_bin(), "request", "-F", CFG], stdin=subprocess.PIPE)
+    p.stdin.write("".join(json.dumps(q) + "\n" for q in reqs))
+    p.stdin.close()
+    p.stdin = None
+    faults.wait_size(remote + PARTIAL, 1)
+    faults.stop_connections(lone)
+    check(os.path.getsize(remote + PARTIAL) < size, "the upload already ended")
+    p.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    faults.resume_connections(lone)   # the cleanup reaches the server
+    out, err = p.communicate(timeout=30)
+    check_eq(p.returncode, 130, err)
+    check(not SANITIZER.search(err), err)
+    rows = {r["line"]: r for r in fixture.json_lines(out)}
+    check_eq(sorted(rows), [1, 2])
+    for r in rows.values():
+        check_eq((r["ok"], r["error"]["message"]), (False, "canceled (SIGINT)"), str(r))
+    check_eq(rows[1]["error"]["stage"], "sftp")
+    check(not os.path.exists(remote + PARTIAL) and not os.path.exists(remote),
+          "the canceled upload left a file")
+
+
 def test_look_for_keys_agent_and_a_failing_link():
     # a server that takes only the ECDSA key: which request gets in shows which keys were tried
     only = fixture.Sshd(WD, KEYS, authorized=[KEYS.ecdsa_pub])
@@ -511,4 +548,5 @@ if __name__ == "__main__":
                   test_sudo_config_env_pty_timeout, test_upload_download_resume,
                   test_transfers_and_command_share_one_connection,
                   test_connection_killed_under_a_transfer,
+                  test_sigint_during_a_transfer_on_a_link,
                   test_200_requests_20_hosts_share_connections])
