@@ -294,27 +294,40 @@ def test_transfers_and_command_share_one_connection():
         check_eq(len(rows[i]["files"]), 1)
 
 
+BIG = 64 * MiB
+
+
+def big_upload(name):
+    """An sshd of its own (its connection can be frozen or killed alone), its connection_args,
+    a BIG local file (sparse: made at once) and where it goes."""
+    lone = fixture.Sshd(WD, KEYS)
+    lone.write_known_hosts(KH, append=True)
+    src = os.path.join(WD.path, f"big-{name}.bin")
+    with open(src, "wb") as f:
+        f.truncate(BIG)
+    return lone, conn(port=lone.port), src, os.path.join(WD.path, f"big-{name}-remote.bin")
+
+
+def freeze_mid_file(sshd, remote):
+    """Once the upload to remote has begun, freezes sshd's connections where they are and checks
+    the file is not whole yet."""
+    faults.wait_size(remote + PARTIAL, 1)
+    faults.stop_connections(sshd)
+    check(os.path.getsize(remote + PARTIAL) < BIG, "the upload already ended")
+
+
 def test_connection_killed_under_a_transfer():
     # a host's connection dies mid-upload (its sshd processes frozen, then killed): that request
     # fails with stage sftp, the command queued behind it on the link gets the loss, and a
     # request after that connects anew and runs; sshmux neither hangs nor reports a sanitizer
     # error
-    lone = fixture.Sshd(WD, KEYS)
-    lone.write_known_hosts(KH, append=True)
-    size = 64 * MiB
-    src = os.path.join(WD.path, "big.bin")
-    with open(src, "wb") as f:
-        f.truncate(size)
-    remote = os.path.join(WD.path, "big-remote.bin")
-    c = conn(port=lone.port)
+    lone, c, src, remote = big_upload("killed")
     p = fixture.spawn([fixture.sshmux_bin(), "request", "-F", CFG], stdin=subprocess.PIPE,
                       text=False, bufsize=0)
     send = lambda q: p.stdin.write(json.dumps(q).encode() + b"\n")   # noqa: E731
     send({**transfer("upload", src, remote, args=c), "id": "upload"})
     send({"connection_args": c, "command": "echo queued", "id": "queued"})
-    faults.wait_size(remote + PARTIAL, 1)
-    faults.stop_connections(lone)
-    check(os.path.getsize(remote + PARTIAL) < size, "the upload already ended")
+    freeze_mid_file(lone, remote)
     faults.kill_connections(lone)
     rows = {r["id"]: r for r in (read_line(p, 30), read_line(p, 30))}
     send({"connection_args": c, "command": "echo fresh", "id": "fresh"})
@@ -338,23 +351,14 @@ def test_sigint_during_a_transfer_on_a_link():
     # SIGINT while an upload runs on a link (the server frozen mid-file, so it cannot have
     # finished): the upload cleans up (no partial file left) and reports canceled, the command
     # queued behind it too; exit 130, no sanitizer report
-    lone = fixture.Sshd(WD, KEYS)
-    lone.write_known_hosts(KH, append=True)
-    size = 64 * MiB
-    src = os.path.join(WD.path, "big-sigint.bin")
-    with open(src, "wb") as f:
-        f.truncate(size)
-    remote = os.path.join(WD.path, "big-sigint-remote.bin")
-    c = conn(port=lone.port)
+    lone, c, src, remote = big_upload("sigint")
     reqs = [transfer("upload", src, remote, args=c),
             {"connection_args": c, "command": "echo queued"}]
     p = fixture.spawn([fixture.sshmux_bin(), "request", "-F", CFG], stdin=subprocess.PIPE)
     p.stdin.write("".join(json.dumps(q) + "\n" for q in reqs))
     p.stdin.close()
     p.stdin = None
-    faults.wait_size(remote + PARTIAL, 1)
-    faults.stop_connections(lone)
-    check(os.path.getsize(remote + PARTIAL) < size, "the upload already ended")
+    freeze_mid_file(lone, remote)
     p.send_signal(signal.SIGINT)
     time.sleep(0.2)
     faults.resume_connections(lone)   # the cleanup reaches the server
