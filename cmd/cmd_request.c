@@ -463,59 +463,6 @@ static int rq_prepare(rq_run *run, rq *q, rq_engine *re, smx_hostcfg **hc, char 
     return 0;
 }
 
-static int rq_queue_on_link(rq_run *run, rq *q, rq_engine *re, smx_hostcfg *hc, char *msg,
-                            size_t msgsize);
-
-/* A file transfer: an SFTP copy of that one file, on the link as a command would be (hc taken
- * over). */
-static int rq_queue_copy(rq_run *run, rq *q, rq_engine *re, smx_hostcfg *hc, char *msg,
-                         size_t msgsize)
-{
-    const req_spec *s = &q->spec;
-    int up = s->op == REQ_OP_UPLOAD;
-    smx_copy_opts o;
-    memset(&o, 0, sizeof o);
-    o.kind = up ? SMX_COPY_UPLOAD : SMX_COPY_DOWNLOAD;
-    if (smx_strvec_push(&q->sources, up ? s->local_path : s->remote_path) < 0) {
-        snprintf(msg, msgsize, "out of memory");
-        smx_hostcfg_destroy(hc);
-        return -1;
-    }
-    o.sources = &q->sources;
-    o.dest = up ? s->remote_path : s->local_path;
-    o.layout = up ? SMX_LAYOUT_FLAT : SMX_LAYOUT_PATH;
-    o.resume = s->resume;
-    o.in_place = s->resume;   /* the destination itself is the partial file to go on with */
-    o.mode = -1;
-    o.block_size = s->chunk_size;
-    o.transfer_timeout_ms = s->transfer_timeout_ms ? s->transfer_timeout_ms : 60000;
-    smx_err err = {{0}};
-    if (smx_copy_new(re->e, &o, &q->copy, &err) < 0) {
-        snprintf(msg, msgsize, "%s", err.msg);
-        smx_hostcfg_destroy(hc);
-        return -1;
-    }
-    return rq_queue_on_link(run, q, re, hc, msg, msgsize);
-}
-
-/* Commands: on the link of requests with the same connection_args (hc taken over). */
-static int rq_queue_exec(rq_run *run, rq *q, rq_engine *re, smx_hostcfg *hc, char *msg,
-                         size_t msgsize)
-{
-    const req_spec *s = &q->spec;
-    q->x.commands = (const char *const *)s->commands.v;
-    q->x.ncommands = s->commands.n;
-    q->x.sudo = s->op == REQ_OP_CONFIG && s->sudo;
-    q->x.sudo_password = q->x.sudo ? s->sudo_password : NULL;
-    q->x.pty = s->get_pty;
-    q->x.env = s->env.n ? &s->env : NULL;
-    q->x.timeout_ms = s->cmd_timeout_ms;
-    q->x.kill_grace_ms = 2000;
-    q->x.capture = 1;
-    q->x.max_output = 8u << 20;
-    return rq_queue_on_link(run, q, re, hc, msg, msgsize);
-}
-
 /* The request (its copy, or else its commands) on the link of requests with the same
  * connection_args, made on first use (hc taken over). */
 static int rq_queue_on_link(rq_run *run, rq *q, rq_engine *re, smx_hostcfg *hc, char *msg,
@@ -566,6 +513,56 @@ static int rq_queue_on_link(rq_run *run, rq *q, rq_engine *re, smx_hostcfg *hc, 
         return -1;
     }
     return 0;
+}
+
+/* A file transfer: an SFTP copy of that one file, on the link as a command would be (hc taken
+ * over). */
+static int rq_queue_copy(rq_run *run, rq *q, rq_engine *re, smx_hostcfg *hc, char *msg,
+                         size_t msgsize)
+{
+    const req_spec *s = &q->spec;
+    int up = s->op == REQ_OP_UPLOAD;
+    smx_copy_opts o;
+    memset(&o, 0, sizeof o);
+    o.kind = up ? SMX_COPY_UPLOAD : SMX_COPY_DOWNLOAD;
+    if (smx_strvec_push(&q->sources, up ? s->local_path : s->remote_path) < 0) {
+        snprintf(msg, msgsize, "out of memory");
+        smx_hostcfg_destroy(hc);
+        return -1;
+    }
+    o.sources = &q->sources;
+    o.dest = up ? s->remote_path : s->local_path;
+    o.layout = up ? SMX_LAYOUT_FLAT : SMX_LAYOUT_PATH;
+    o.resume = s->resume;
+    o.in_place = s->resume;   /* the destination itself is the partial file to go on with */
+    o.mode = -1;
+    o.block_size = s->chunk_size;
+    o.transfer_timeout_ms = s->transfer_timeout_ms ? s->transfer_timeout_ms : 60000;
+    smx_err err = {{0}};
+    if (smx_copy_new(re->e, &o, &q->copy, &err) < 0) {
+        snprintf(msg, msgsize, "%s", err.msg);
+        smx_hostcfg_destroy(hc);
+        return -1;
+    }
+    return rq_queue_on_link(run, q, re, hc, msg, msgsize);
+}
+
+/* Commands: on the link of requests with the same connection_args (hc taken over). */
+static int rq_queue_exec(rq_run *run, rq *q, rq_engine *re, smx_hostcfg *hc, char *msg,
+                         size_t msgsize)
+{
+    const req_spec *s = &q->spec;
+    q->x.commands = (const char *const *)s->commands.v;
+    q->x.ncommands = s->commands.n;
+    q->x.sudo = s->op == REQ_OP_CONFIG && s->sudo;
+    q->x.sudo_password = q->x.sudo ? s->sudo_password : NULL;
+    q->x.pty = s->get_pty;
+    q->x.env = s->env.n ? &s->env : NULL;
+    q->x.timeout_ms = s->cmd_timeout_ms;
+    q->x.kill_grace_ms = 2000;
+    q->x.capture = 1;
+    q->x.max_output = 8u << 20;
+    return rq_queue_on_link(run, q, re, hc, msg, msgsize);
 }
 
 /* Queues the request (q is the engine's callbacks' from then on), or reports why not and frees
