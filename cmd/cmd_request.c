@@ -4,11 +4,11 @@
  * reading results; a regular file is read whole.
  *
  * Each request becomes what ssh would be told: connection_args as command-line options (-l, -p,
- * -i, -o ...) over ssh_config, the proxy as a ProxyJump hop. Commands run on links (smx_link):
- * requests whose connection_args are equal share one connection, their commands run in turn on
- * it. A link with nothing to do is kept for RQ_LINGER_MS while the input is open (a request
- * arriving meanwhile reuses it), then released; at the input's end at once. A file transfer gets
- * its own connection (an SFTP copy job). The jump host's credentials are engine-wide in the
+ * -i, -o ...) over ssh_config, the proxy as a ProxyJump hop. Requests run on links (smx_link):
+ * requests whose connection_args are equal share one connection, their commands and file
+ * transfers (an SFTP channel each) run in turn on it. A link with nothing to do is kept for
+ * RQ_LINGER_MS while the input is open (a request arriving meanwhile reuses it), then released;
+ * at the input's end at once. The jump host's credentials are engine-wide in the
  * library, so requests with different proxy credentials (or auth_timeout, or with a proxy a
  * different host_key_policy) run on separate engines on the same loop. */
 #include <errno.h>
@@ -58,7 +58,7 @@ typedef struct rq {
     smx_exec_callbacks cb;
     smx_copy *copy;
     smx_strvec sources;
-    rq_link *link;                /* NULL: its own connection */
+    rq_link *link;                /* NULL until queued on one */
     int conn_id;
 } rq;
 
@@ -463,55 +463,12 @@ static int rq_prepare(rq_run *run, rq *q, rq_engine *re, smx_hostcfg **hc, char 
     return 0;
 }
 
-/* A file transfer: an SFTP copy of that one file, on its own connection. */
-static int rq_queue_copy(rq_run *run, rq *q, rq_engine *re, smx_hostcfg *hc, char *msg,
-                         size_t msgsize)
+/* The request (its copy, or else its commands) on the link of requests with the same
+ * connection_args, made on first use (hc taken over). */
+static int rq_queue_on_link(rq_run *run, rq *q, rq_engine *re, smx_hostcfg *hc, char *msg,
+                            size_t msgsize)
 {
     const req_spec *s = &q->spec;
-    int up = s->op == REQ_OP_UPLOAD;
-    smx_copy_opts o;
-    memset(&o, 0, sizeof o);
-    o.kind = up ? SMX_COPY_UPLOAD : SMX_COPY_DOWNLOAD;
-    if (smx_strvec_push(&q->sources, up ? s->local_path : s->remote_path) < 0) {
-        snprintf(msg, msgsize, "out of memory");
-        return -1;
-    }
-    o.sources = &q->sources;
-    o.dest = up ? s->remote_path : s->local_path;
-    o.layout = up ? SMX_LAYOUT_FLAT : SMX_LAYOUT_PATH;
-    o.resume = s->resume;
-    o.in_place = s->resume;   /* the destination itself is the partial file to go on with */
-    o.mode = -1;
-    o.block_size = s->chunk_size;
-    o.transfer_timeout_ms = s->transfer_timeout_ms ? s->transfer_timeout_ms : 60000;
-    smx_err err = {{0}};
-    if (smx_copy_new(re->e, &o, &q->copy, &err) < 0) {
-        snprintf(msg, msgsize, "%s", err.msg);
-        return -1;
-    }
-    q->conn_id = ++run->next_conn_id;
-    if (smx_engine_add_copy(re->e, s->host, hc, s->password, q->copy, &q->cb) < 0) {
-        snprintf(msg, msgsize, "out of memory");
-        return -1;
-    }
-    return 0;
-}
-
-/* Commands: on the link of requests with the same connection_args (made on first use). */
-static int rq_queue_exec(rq_run *run, rq *q, rq_engine *re, smx_hostcfg *hc, char *msg,
-                         size_t msgsize)
-{
-    const req_spec *s = &q->spec;
-    q->x.commands = (const char *const *)s->commands.v;
-    q->x.ncommands = s->commands.n;
-    q->x.sudo = s->op == REQ_OP_CONFIG && s->sudo;
-    q->x.sudo_password = q->x.sudo ? s->sudo_password : NULL;
-    q->x.pty = s->get_pty;
-    q->x.env = s->env.n ? &s->env : NULL;
-    q->x.timeout_ms = s->cmd_timeout_ms;
-    q->x.kill_grace_ms = 2000;
-    q->x.capture = 1;
-    q->x.max_output = 8u << 20;
     rq_link *l = run->links;
     while (l && (l->retired || strcmp(l->conn_key, s->conn_key) != 0))
         l = l->next;
@@ -547,7 +504,8 @@ static int rq_queue_exec(rq_run *run, rq *q, rq_engine *re, smx_hostcfg *hc, cha
     q->conn_id = l->id;
     l->pending++;
     /* on_done may run before this returns (the connection is gone): it frees q */
-    if (smx_link_exec(l->link, &q->x, &q->cb) < 0) {
+    if ((q->copy ? smx_link_copy(l->link, q->copy, &q->cb)
+                 : smx_link_exec(l->link, &q->x, &q->cb)) < 0) {
         q->link = NULL;
         if (--l->pending == 0)
             rq_link_idle(l);
@@ -555,6 +513,56 @@ static int rq_queue_exec(rq_run *run, rq *q, rq_engine *re, smx_hostcfg *hc, cha
         return -1;
     }
     return 0;
+}
+
+/* A file transfer: an SFTP copy of that one file, on the link as a command would be (hc taken
+ * over). */
+static int rq_queue_copy(rq_run *run, rq *q, rq_engine *re, smx_hostcfg *hc, char *msg,
+                         size_t msgsize)
+{
+    const req_spec *s = &q->spec;
+    int up = s->op == REQ_OP_UPLOAD;
+    smx_copy_opts o;
+    memset(&o, 0, sizeof o);
+    o.kind = up ? SMX_COPY_UPLOAD : SMX_COPY_DOWNLOAD;
+    if (smx_strvec_push(&q->sources, up ? s->local_path : s->remote_path) < 0) {
+        snprintf(msg, msgsize, "out of memory");
+        smx_hostcfg_destroy(hc);
+        return -1;
+    }
+    o.sources = &q->sources;
+    o.dest = up ? s->remote_path : s->local_path;
+    o.layout = up ? SMX_LAYOUT_FLAT : SMX_LAYOUT_PATH;
+    o.resume = s->resume;
+    o.in_place = s->resume;   /* the destination itself is the partial file to go on with */
+    o.mode = -1;
+    o.block_size = s->chunk_size;
+    o.transfer_timeout_ms = s->transfer_timeout_ms ? s->transfer_timeout_ms : 60000;
+    smx_err err = {{0}};
+    if (smx_copy_new(re->e, &o, &q->copy, &err) < 0) {
+        snprintf(msg, msgsize, "%s", err.msg);
+        smx_hostcfg_destroy(hc);
+        return -1;
+    }
+    return rq_queue_on_link(run, q, re, hc, msg, msgsize);
+}
+
+/* Commands: on the link of requests with the same connection_args (hc taken over). */
+static int rq_queue_exec(rq_run *run, rq *q, rq_engine *re, smx_hostcfg *hc, char *msg,
+                         size_t msgsize)
+{
+    const req_spec *s = &q->spec;
+    q->x.commands = (const char *const *)s->commands.v;
+    q->x.ncommands = s->commands.n;
+    q->x.sudo = s->op == REQ_OP_CONFIG && s->sudo;
+    q->x.sudo_password = q->x.sudo ? s->sudo_password : NULL;
+    q->x.pty = s->get_pty;
+    q->x.env = s->env.n ? &s->env : NULL;
+    q->x.timeout_ms = s->cmd_timeout_ms;
+    q->x.kill_grace_ms = 2000;
+    q->x.capture = 1;
+    q->x.max_output = 8u << 20;
+    return rq_queue_on_link(run, q, re, hc, msg, msgsize);
 }
 
 /* Queues the request (q is the engine's callbacks' from then on), or reports why not and frees
@@ -576,8 +584,6 @@ static void rq_queue(rq_run *run, rq *q)
     int rc = transfer ? rq_queue_copy(run, q, re, hc, msg, sizeof msg)
                       : rq_queue_exec(run, q, re, hc, msg, sizeof msg);
     if (rc < 0) {
-        if (transfer)
-            smx_hostcfg_destroy(hc);
         rq_fail(run, q, q->spec.line, transfer ? SMX_STAGE_SFTP : SMX_STAGE_EXEC, SMX_EINVAL,
                 msg);
         rq_free(q);

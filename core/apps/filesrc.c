@@ -10,6 +10,8 @@ struct smx_filecache {
     uv_loop_t *loop;
     size_t budget, held, peak;
     smx_list lru;                 /* unreferenced loaded blocks, least recently used first */
+    size_t sources;               /* not yet freed (a source freed mid-read still counts) */
+    int freeing;                  /* freed while a source finished its reads: free with the last */
 };
 
 enum src_fd_state { SRC_CLOSED, SRC_OPENING, SRC_OPEN, SRC_FAILED };
@@ -42,7 +44,10 @@ smx_filecache *smx_filecache_new(uv_loop_t *loop, size_t bytes)
 
 void smx_filecache_free(smx_filecache *fc)
 {
-    free(fc);
+    if (fc && fc->sources)
+        fc->freeing = 1;   /* a source's read is in flight: its blocks still use the cache */
+    else
+        free(fc);
 }
 
 size_t smx_filecache_peak(const smx_filecache *fc)
@@ -67,6 +72,7 @@ smx_filesrc *smx_filesrc_new(smx_filecache *fc, const char *path, uint64_t size)
         free(s);
         return NULL;
     }
+    fc->sources++;
     return s;
 }
 
@@ -96,9 +102,12 @@ static void src_finish_free(smx_filesrc *s)
         uv_fs_close(NULL, &req, s->fd, NULL);
         uv_fs_req_cleanup(&req);
     }
+    smx_filecache *fc = s->fc;
     free(s->blocks);
     free(s->path);
     free(s);
+    if (--fc->sources == 0 && fc->freeing)
+        free(fc);
 }
 
 void smx_filesrc_free(smx_filesrc *s)

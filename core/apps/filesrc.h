@@ -37,7 +37,8 @@ struct smx_block {
 
 /* bytes = the budget for unreferenced blocks. */
 smx_filecache *smx_filecache_new(uv_loop_t *loop, size_t bytes);
-/* Every source must be freed first. */
+/* Every source must be freed first (smx_filesrc_free); one whose read is still in flight ends on
+ * the loop later, and the cache is freed with the last of them. */
 void smx_filecache_free(smx_filecache *fc);
 size_t smx_filecache_peak(const smx_filecache *fc);   /* most bytes of blocks held at once */
 

@@ -111,4 +111,30 @@ void smx_exec_run_cancel(smx_exec_run *run, const char *why);
 /* Frees what the run holds (not the result). */
 void smx_exec_run_free(smx_exec_run *run);
 
+/* engine/job_copy.c: an smx_copy's transfer to one host (the SFTP channel, its items, the transfer
+ * timer, run-script's exec) on a connection the run does not own. Used by the copy job (its own
+ * connection) and by links (smx_link_copy: copy items in turn with exec items on one). */
+typedef struct smx_copy_run smx_copy_run;
+
+/* copy and cb borrowed, r the owner's (marked as a copy's). finished: the run is over (all its
+ * channels and handles closed), the owner frees it then; never called from inside
+ * smx_copy_run_start. NULL when out of memory. */
+smx_copy_run *smx_copy_run_new(smx_copy *copy, const smx_exec_callbacks *cb, smx_result *r,
+                               void (*finished)(void *ud), void *ud);
+/* Starts it on c (ready, not ended). 0, or SMX_ENOMEM (nothing started; finished is not
+ * called). */
+int smx_copy_run_start(smx_copy_run *run, smx_conn *c);
+/* The owner's connection ended (its `ended` event), or is closed and gone (`closed`): the run
+ * ends what is left of it, and never touches the connection after the latter. */
+void smx_copy_run_conn_ended(smx_copy_run *run);
+void smx_copy_run_conn_closed(smx_copy_run *run);
+/* SIGINT/SIGTERM: the file in flight cleans up within the grace; again: the connection is
+ * failed. */
+void smx_copy_run_cancel(smx_copy_run *run, const char *why);
+/* The result's last touches once the run is over: a connection lost while moving files is a
+ * transfer's failure (stage sftp), the copy's own time, ok. */
+void smx_copy_run_settle(smx_copy_run *run);
+/* Frees a run that is over or never started (not its result). NULL is fine. */
+void smx_copy_run_free(smx_copy_run *run);
+
 #endif

@@ -1,5 +1,6 @@
 /* The link job: one host's connection on which exec items (each an smx_exec_run, as the exec
- * job's) run, each with its own result and callbacks. What a run of requests
+ * job's) and copy items (each an smx_copy_run, as the copy job's) run, each with its own result
+ * and callbacks. What a run of requests
  * needs when many of them go to the same host: one handshake and one authentication, not one per
  * request.
  *
@@ -9,7 +10,9 @@
  * Lifetime: the job is over (its fanout slot given back) once its connection is closed and no
  * item is running or waiting; the struct is freed once that is so AND the caller released it
  * (smx_link_release), never from inside a callback of one of its items. Items added after the
- * connection is gone get its error at once. */
+ * connection is gone get its error at once. The connection is closed only when no item runs: a
+ * copy item's SFTP channel ends before it does; when the connection is lost under a running item
+ * the item ends with the loss (its channels failed first), then the waiting ones get the error. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +22,10 @@
 typedef struct link_item {
     smx_list node;                  /* the link's waiting list, then its running one */
     smx_link *link;
-    smx_exec_run run;
+    smx_result *result;             /* handed to cb->on_done */
+    const smx_exec_callbacks *cb;
+    smx_exec_run run;               /* an exec item's */
+    smx_copy_run *copy;             /* a copy item's (then `run` is unused) */
     uint64_t t0;                    /* when it started on the connection */
 } link_item;
 
@@ -74,7 +80,7 @@ static char *dup_or_null(const char *s)
  * is the setup plus its own time on the connection. */
 static void link_fill_result(const smx_link *l, link_item *it)
 {
-    smx_result *r = it->run.result;
+    smx_result *r = it->result;
     const smx_result *c = l->result;
     r->attempts = c->attempts;
     r->t.resolve = c->t.resolve;
@@ -93,16 +99,26 @@ static void link_fill_result(const smx_link *l, link_item *it)
         r->err_hop = c->err_hop;
     }
     r->ok = r->err_stage == SMX_STAGE_NONE && r->exit_code == 0;
+    if (it->copy)
+        smx_copy_run_settle(it->copy);   /* a copy's own ok and time */
+}
+
+static void link_item_free(link_item *it)
+{
+    if (it->copy)
+        smx_copy_run_free(it->copy);
+    else
+        smx_exec_run_free(&it->run);
+    free(it);
 }
 
 /* Hands the item's result to its caller and frees the item. */
 static void link_item_finish(smx_link *l, link_item *it)
 {
     link_fill_result(l, it);
-    smx_result *r = it->run.result;
-    const smx_exec_callbacks *cb = it->run.cb;
-    smx_exec_run_free(&it->run);
-    free(it);
+    smx_result *r = it->result;
+    const smx_exec_callbacks *cb = it->cb;
+    link_item_free(it);
     l->depth++;
     cb->on_done(cb->ud, r);
     l->depth--;
@@ -115,20 +131,29 @@ static void link_fail_waiting(smx_link *l, enum smx_stage stage, int code, const
         link_item *it = smx_list_entry(l->items.next, link_item, node);
         smx_list_remove(&it->node);
         if (l->result->err_stage == SMX_STAGE_NONE || l->canceled)
-            smx_result_set_error(it->run.result, stage, code, msg);
+            smx_result_set_error(it->result, stage, code, msg);
         link_item_finish(l, it);
     }
 }
 
-static void link_run_finished(smx_exec_run *run)
+static void link_item_over(link_item *it)
 {
-    link_item *it = run->ud;
     smx_link *l = it->link;
     smx_list_remove(&it->node);
     l->nrunning--;
     link_item_finish(l, it);
     link_next(l);
     link_maybe_done(l);
+}
+
+static void link_run_finished(smx_exec_run *run)
+{
+    link_item_over(run->ud);
+}
+
+static void link_copy_finished(void *ud)
+{
+    link_item_over(ud);
 }
 
 static int link_gone(const smx_link *l)
@@ -147,11 +172,14 @@ static void link_next(smx_link *l)
         smx_list_append(&l->running, &it->node);
         l->nrunning++;
         it->t0 = uv_hrtime();
-        if (smx_exec_run_start(&it->run, l->conn) == 0)
+        int rc = it->copy ? smx_copy_run_start(it->copy, l->conn)
+                          : smx_exec_run_start(&it->run, l->conn);
+        if (rc == 0)
             continue;   /* it is the run's now: it may even be over already */
         smx_list_remove(&it->node);
         l->nrunning--;
-        smx_result_set_error(it->run.result, SMX_STAGE_EXEC, SMX_ENOMEM, "out of memory");
+        smx_result_set_error(it->result, it->copy ? SMX_STAGE_SFTP : SMX_STAGE_EXEC, SMX_ENOMEM,
+                             "out of memory");
         link_item_finish(l, it);
     }
     if (l->nrunning)
@@ -173,14 +201,36 @@ static void link_on_ready(smx_conn *c, void *ud)
     link_next(l);
 }
 
+/* Tells the running copy items that the connection ended (closed: is gone). An item may finish
+ * from here: the next one is taken before. */
+static void link_tell_copies(smx_link *l, int closed)
+{
+    l->depth++;
+    for (smx_list *n = l->running.next, *next; n != &l->running; n = next) {
+        next = n->next;
+        link_item *it = smx_list_entry(n, link_item, node);
+        if (!it->copy)
+            continue;
+        if (closed)
+            smx_copy_run_conn_closed(it->copy);
+        else
+            smx_copy_run_conn_ended(it->copy);
+    }
+    l->depth--;
+}
+
 static void link_on_ended(smx_conn *c, void *ud)
 {
-    link_next(ud);   /* the running item was failed first; the waiting ones get its error */
+    smx_link *l = ud;
+    link_tell_copies(l, 0);
+    link_next(l);   /* the running items were failed first; the waiting ones get its error */
+    link_maybe_done(l);
 }
 
 static void link_on_closed(smx_conn *c, void *ud)
 {
     smx_link *l = ud;
+    link_tell_copies(l, 1);
     l->conn = NULL;
     l->closed = 1;
     link_next(l);
@@ -217,7 +267,11 @@ static void link_cancel(smx_job *base, const char *why)
     if (l->nrunning) {
         for (smx_list *n = l->running.next, *next; n != &l->running; n = next) {
             next = n->next;
-            smx_exec_run_cancel(&smx_list_entry(n, link_item, node)->run, why);
+            link_item *it = smx_list_entry(n, link_item, node);
+            if (it->copy)
+                smx_copy_run_cancel(it->copy, why);
+            else
+                smx_exec_run_cancel(&it->run, why);
         }
         return;   /* their end closes the connection (link_next) */
     }
@@ -244,9 +298,8 @@ static void link_free_unstarted(smx_job *base)
     while (!smx_list_empty(&l->items)) {
         link_item *it = smx_list_entry(l->items.next, link_item, node);
         smx_list_remove(&it->node);
-        smx_result_destroy(it->run.result);
-        smx_exec_run_free(&it->run);
-        free(it);
+        smx_result_destroy(it->result);
+        link_item_free(it);
     }
     link_free(l);
 }
@@ -284,25 +337,58 @@ int smx_engine_add_link(smx_engine *e, const char *target, smx_hostcfg *hc, cons
     return 0;
 }
 
-int smx_link_exec(smx_link *l, const smx_exec_opts *x, const smx_exec_callbacks *cb)
+/* A new item with its own result, or NULL (out of memory). */
+static link_item *link_item_new(smx_link *l, const smx_exec_callbacks *cb)
 {
-    if (l->released)
-        return SMX_EINVAL;
     link_item *it = calloc(1, sizeof *it);
     smx_result *r = smx_engine_new_result(l->target, l->hc);
     if (!it || !r) {
         free(it);
         smx_result_destroy(r);
-        return SMX_ENOMEM;
+        return NULL;
     }
     it->link = l;
-    smx_exec_run_init(&it->run, x, cb, r, link_run_finished, it);
+    it->result = r;
+    it->cb = cb;
+    return it;
+}
+
+/* Queues the item and starts what can start. */
+static void link_add(smx_link *l, link_item *it)
+{
     smx_list_init(&it->node);
     smx_list_append(&l->items, &it->node);
     l->depth++;   /* an item failed at once must not free the caller's link under it */
     link_next(l);
     l->depth--;
     link_maybe_done(l);
+}
+
+int smx_link_exec(smx_link *l, const smx_exec_opts *x, const smx_exec_callbacks *cb)
+{
+    if (l->released)
+        return SMX_EINVAL;
+    link_item *it = link_item_new(l, cb);
+    if (!it)
+        return SMX_ENOMEM;
+    smx_exec_run_init(&it->run, x, cb, it->result, link_run_finished, it);
+    link_add(l, it);
+    return 0;
+}
+
+int smx_link_copy(smx_link *l, smx_copy *copy, const smx_exec_callbacks *cb)
+{
+    if (l->released)
+        return SMX_EINVAL;
+    link_item *it = link_item_new(l, cb);
+    if (it && !(it->copy = smx_copy_run_new(copy, cb, it->result, link_copy_finished, it))) {
+        smx_result_destroy(it->result);
+        free(it);
+        it = NULL;
+    }
+    if (!it)
+        return SMX_ENOMEM;
+    link_add(l, it);
     return 0;
 }
 

@@ -578,8 +578,9 @@ int smx_expect_script_add_json(smx_expect_script *s, const char *line, size_t le
 int smx_expect_script_load(smx_expect_script *s, const char *path, smx_err *err);
 void smx_expect_script_free(smx_expect_script *s);
 
-/* A link: one connection to one host on which exec items run one after another, each with its
- * own result and callbacks (as smx_engine_add_exec's, but sharing the connection's setup: its
+/* A link: one connection to one host on which exec items and copy items run one after another,
+ * each with its own result and callbacks (as smx_engine_add_exec's and smx_engine_add_copy's,
+ * but sharing the connection's setup: its
  * result carries the connection's timing, attempts, banner and algorithms, and the connection's
  * error when it could not be set up or was lost). The link is a job: it connects when it takes a
  * fanout slot. Items start in the order added, one after another (or up to
@@ -596,6 +597,16 @@ int smx_engine_add_link(smx_engine *e, const char *target, smx_hostcfg *hc, cons
  * once the connection is gone (it failed, or the run was canceled) gets the connection's error:
  * its on_done may run before this returns. 0, SMX_EINVAL (already released) or SMX_ENOMEM. */
 int smx_link_exec(smx_link *l, const smx_exec_opts *x, const smx_exec_callbacks *cb);
+struct smx_copy;   /* smx_copy: smx_copy_new, below */
+/* Queues a copy item on the link: copy's transfer to the link's host (what smx_engine_add_copy
+ * does on a connection of its own: uploads, downloads, run-script), on an SFTP channel of the
+ * link's connection, in turn with the other items. copy and cb are borrowed until its on_done,
+ * which gets the item's own result: the copy's files and bytes recorded as smx_engine_add_copy
+ * records them, and the connection's phases. The connection is not closed while the item runs.
+ * When it is lost mid-copy, the item ends with that loss (the file in flight failed, stage
+ * sftp) once its channel is closed, and every later item gets the link's error. Added once the
+ * connection is gone: as smx_link_exec. 0, SMX_EINVAL (already released) or SMX_ENOMEM. */
+int smx_link_copy(smx_link *l, struct smx_copy *copy, const smx_exec_callbacks *cb);
 /* How many items may run at once (default 1: each after the previous one ended), 1 to
  * SMX_LINK_PARALLEL_MAX. More than the server's MaxSessions (OpenSSH: 10) fail as refused
  * channels. */

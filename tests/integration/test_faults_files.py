@@ -21,16 +21,6 @@ from test_files import (PARTIAL, FilesFleet, check_failed_row, check_resumed, ma
 MiB = 1 << 20
 
 
-def wait_size(path, at_least, timeout=60):
-    """Poll (finely: loopback moves hundreds of MiB/s) until path holds at_least bytes."""
-    def big_enough():
-        try:
-            return os.path.getsize(path) >= at_least
-        except OSError:
-            return False
-    fixture.wait_until(big_enough, timeout, f"{path} to reach {at_least} bytes", interval=0.003)
-
-
 def freeze_and_kill(w, path, size):
     """SIGSTOP sshmux (its transfer stops where it is), check the partial file is short of
     size, then SIGKILL it; returns the partial's size once sshmux is gone (a write a thread of
@@ -67,7 +57,7 @@ def test_resume_after_kill_upload():
     dst = rd + "/big.bin"
     try:
         w = Watched(["upload", "-F", f.cfg, "--json", "h0001", src, dst], workdir=f.wd)
-        wait_size(dst + PARTIAL, 16 * MiB)
+        faults.wait_size(dst + PARTIAL, 16 * MiB)
         freeze_and_kill(w, dst + PARTIAL, size)
         wait_sessions_gone(f.sshd)   # sftp-server has written what reached it
         have = os.path.getsize(dst + PARTIAL)
@@ -92,7 +82,7 @@ def test_resume_after_kill_download():
     local = ld + "/big.bin"
     try:
         w = Watched(["download", "-F", f.cfg, "--json", "h0001", remote, ld], workdir=f.wd)
-        wait_size(local + PARTIAL, 16 * MiB)
+        faults.wait_size(local + PARTIAL, 16 * MiB)
         have = freeze_and_kill(w, local + PARTIAL, size)
         check(not os.path.exists(local), "the destination appeared before the transfer ended")
         e = check_resumed(f.down("--json", "--resume", "h0001", remote, ld, timeout=120), have,
@@ -174,7 +164,7 @@ def test_host_lost_mid_transfer_others_finish():
     hosts = f.names + ["lost"]
     w = Watched(["upload", "-F", f.cfg, "--json", "-f", str(n + 1), "-w",
                  f"{f.hostlist()},lost", src, rd + "/%h.bin"], workdir=f.wd)
-    wait_size(rd + "/lost.bin" + PARTIAL, 1)
+    faults.wait_size(rd + "/lost.bin" + PARTIAL, 1)
     faults.stop_connections(other)          # freeze it where it is, then crash it
     check(os.path.getsize(rd + "/lost.bin" + PARTIAL) < size, "lost's transfer already ended")
     faults.kill_connections(other)
@@ -199,7 +189,7 @@ def test_lagging_host_gets_every_block():
     src, want, rd = staged(f, "lag", size)
     w = Watched(["upload", "-F", f.cfg, "--json", "-w", f"{f.hostlist()},lag", src,
                  rd + "/%h.bin"], workdir=f.wd)
-    wait_size(rd + "/lag.bin" + PARTIAL, 1)
+    faults.wait_size(rd + "/lag.bin" + PARTIAL, 1)
     faults.stop_connections(other)
     check(os.path.getsize(rd + "/lag.bin" + PARTIAL) < size, "lag's transfer already ended")
     fixture.wait_until(lambda: all(os.path.exists(f"{rd}/{h}.bin") for h in f.names), 60,
@@ -219,7 +209,7 @@ def test_transfer_timeout_frozen_host():
     hosts = f.names + ["frozen"]
     w = Watched(["upload", "-F", f.cfg, "--json", "--transfer-timeout", "2", "-w",
                  f"{f.hostlist()},frozen", src, rd + "/%h.bin"], workdir=f.wd)
-    wait_size(rd + "/frozen.bin" + PARTIAL, 1)
+    faults.wait_size(rd + "/frozen.bin" + PARTIAL, 1)
     faults.stop_connections(other)
     t0 = time.monotonic()
     check(os.path.getsize(rd + "/frozen.bin" + PARTIAL) < size, "frozen's transfer ended")
@@ -242,7 +232,7 @@ def test_progress_line_only_when_forced():
     for forced in (True, False):
         w = Watched(["upload", "-F", f.cfg] + (["--progress"] if forced else []) +
                     ["-w", "h0001", src, rd + "/p.bin"], workdir=f.wd)
-        wait_size(rd + "/p.bin" + PARTIAL, 1)
+        faults.wait_size(rd + "/p.bin" + PARTIAL, 1)
         faults.stop_connections(f.sshd)
         time.sleep(2)
         faults.resume_connections(f.sshd)

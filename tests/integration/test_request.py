@@ -4,7 +4,10 @@ policies, compression, agent off, timeouts, a proxy through a second sshd as jum
 own user, key and password), malformed lines (bad JSON, a missing host, a wrong type, an unknown
 operation, credential_ref) answered with an error result naming line and field while the others
 run, sudo through `config`, environment, get_pty, a command timeout, an SFTP upload and download
-checked by sha256 (and resumed), SIGINT canceling running and queued requests, requests streamed
+checked by sha256 (and resumed), an upload, a command and a download sharing one connection (one
+login, in line order), a connection killed under a file transfer (that request fails with stage
+sftp, the one queued behind it gets the loss, a later one connects anew), SIGINT during a
+transfer on a link (no partial file left), SIGINT canceling running and queued requests, requests streamed
 on an open stdin (each result as it completes, the connection kept a while for the next), a
 request file, line order on a shared connection (or --parallel), and 200 requests over 20 sshds sharing one connection per host (counted in the sshd
 logs). No secret appears in any byte sshmux writes. Password, proxy password
@@ -20,6 +23,10 @@ import subprocess
 import time
 
 from common import *  # noqa: F403
+import faults
+
+MiB = 1 << 20
+PARTIAL = ".sshmux-partial"   # where an upload writes until the file is whole (test_files.py)
 
 WD = KEYS = SSHD = JUMP = CFG = KH = None
 USER = None         # a TestUser (root) whose password logs in, or None
@@ -231,9 +238,10 @@ def sha(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
-def transfer(op, local, remote, **kw):
+def transfer(op, local, remote, args=None, **kw):
+    """A file-transfer request; args: its connection_args (conn() by default)."""
     ft = {"operation": op, "local_path": local, "remote_path": remote, **kw}
-    return {"connection_args": conn(), "command": ["__FILE_TRANSFER__"],
+    return {"connection_args": args or conn(), "command": ["__FILE_TRANSFER__"],
             "driver_args": {"file_transfer": ft}}
 
 
@@ -260,6 +268,110 @@ def test_upload_download_resume():
 
 def logins(sshd):
     return len(re.findall(r"Accepted publickey", sshd.log_text()))
+
+
+def test_transfers_and_command_share_one_connection():
+    # file transfers ride the host's link like commands: the upload, a command reading what was
+    # uploaded and the download back run in line order on one connection, one login
+    src = WD.file("shared.bin")
+    open(src, "wb").write(os.urandom(2 * MiB + 5))
+    remote = os.path.join(WD.path, "shared-remote.bin")
+    back = os.path.join(WD.path, "shared-back.bin")
+    before = logins(SSHD)
+    rc, rows, _ = request([transfer("upload", src, remote),
+                           {"connection_args": conn(), "command": f"sha256sum {remote}"},
+                           transfer("download", back, remote)])
+    check_eq(rc, 0)
+    check_eq(logins(SSHD) - before, 1, "one login for the three requests")
+    check_eq([rows[i]["connection"]["reused"] for i in (1, 2, 3)], [False, True, True])
+    check_eq(len({rows[i]["connection"]["id"] for i in (1, 2, 3)}), 1, "one connection")
+    check_eq(ok(rows[2])["results"][0]["output"].split()[0], sha(src),
+             "the command ran after the upload")
+    check_eq(sha(back), sha(src))
+    for i, op in ((1, "upload"), (3, "download")):
+        res = ok(rows[i])["results"][0]
+        check_eq((res["operation"], res["bytes"]), (op, 2 * MiB + 5))
+        check_eq(len(rows[i]["files"]), 1)
+
+
+BIG = 64 * MiB
+
+
+def big_upload(name):
+    """An sshd of its own (its connection can be frozen or killed alone), its connection_args,
+    a BIG local file (sparse: made at once) and where it goes."""
+    lone = fixture.Sshd(WD, KEYS)
+    lone.write_known_hosts(KH, append=True)
+    src = os.path.join(WD.path, f"big-{name}.bin")
+    with open(src, "wb") as f:
+        f.truncate(BIG)
+    return lone, conn(port=lone.port), src, os.path.join(WD.path, f"big-{name}-remote.bin")
+
+
+def freeze_mid_file(sshd, remote):
+    """Once the upload to remote has begun, freezes sshd's connections where they are and checks
+    the file is not whole yet."""
+    faults.wait_size(remote + PARTIAL, 1)
+    faults.stop_connections(sshd)
+    check(os.path.getsize(remote + PARTIAL) < BIG, "the upload already ended")
+
+
+def test_connection_killed_under_a_transfer():
+    # a host's connection dies mid-upload (its sshd processes frozen, then killed): that request
+    # fails with stage sftp, the command queued behind it on the link gets the loss, and a
+    # request after that connects anew and runs; sshmux neither hangs nor reports a sanitizer
+    # error
+    lone, c, src, remote = big_upload("killed")
+    p = fixture.spawn([fixture.sshmux_bin(), "request", "-F", CFG], stdin=subprocess.PIPE,
+                      text=False, bufsize=0)
+    send = lambda q: p.stdin.write(json.dumps(q).encode() + b"\n")   # noqa: E731
+    send({**transfer("upload", src, remote, args=c), "id": "upload"})
+    send({"connection_args": c, "command": "echo queued", "id": "queued"})
+    freeze_mid_file(lone, remote)
+    faults.kill_connections(lone)
+    rows = {r["id"]: r for r in (read_line(p, 30), read_line(p, 30))}
+    send({"connection_args": c, "command": "echo fresh", "id": "fresh"})
+    fresh = read_line(p, 30)
+    p.stdin.close()
+    check_eq(p.wait(15), 1)
+    err = p.stderr.read().decode(errors="replace")
+    check(not SANITIZER.search(err), err)
+    lost, queued = rows["upload"], rows["queued"]
+    check_eq((lost["ok"], lost["error"]["stage"]), (False, "sftp"), str(lost))
+    check_eq(lost["connection"]["reused"], False)
+    check_eq((queued["ok"], queued["results"]), (False, []), str(queued))
+    check(queued["error"] is not None, str(queued))
+    check_eq(queued["connection"]["id"], lost["connection"]["id"])
+    check_eq(ok(fresh)["results"][0]["output"], "fresh\n")
+    check(fresh["connection"]["id"] != lost["connection"]["id"], "a new connection")
+    check(not os.path.exists(remote), "the lost upload was completed")
+
+
+def test_sigint_during_a_transfer_on_a_link():
+    # SIGINT while an upload runs on a link (the server frozen mid-file, so it cannot have
+    # finished): the upload cleans up (no partial file left) and reports canceled, the command
+    # queued behind it too; exit 130, no sanitizer report
+    lone, c, src, remote = big_upload("sigint")
+    reqs = [transfer("upload", src, remote, args=c),
+            {"connection_args": c, "command": "echo queued"}]
+    p = fixture.spawn([fixture.sshmux_bin(), "request", "-F", CFG], stdin=subprocess.PIPE)
+    p.stdin.write("".join(json.dumps(q) + "\n" for q in reqs))
+    p.stdin.close()
+    p.stdin = None
+    freeze_mid_file(lone, remote)
+    p.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    faults.resume_connections(lone)   # the cleanup reaches the server
+    out, err = p.communicate(timeout=30)
+    check_eq(p.returncode, 130, err)
+    check(not SANITIZER.search(err), err)
+    rows = {r["line"]: r for r in fixture.json_lines(out)}
+    check_eq(sorted(rows), [1, 2])
+    for r in rows.values():
+        check_eq((r["ok"], r["error"]["message"]), (False, "canceled (SIGINT)"), str(r))
+    check_eq(rows[1]["error"]["stage"], "sftp")
+    check(not os.path.exists(remote + PARTIAL) and not os.path.exists(remote),
+          "the canceled upload left a file")
 
 
 def test_look_for_keys_agent_and_a_failing_link():
@@ -438,4 +550,7 @@ if __name__ == "__main__":
                   test_sigint_cancels_running_and_queued, test_streaming_input_and_linger,
                   test_request_file_argument, test_order_and_parallel_on_one_connection,
                   test_sudo_config_env_pty_timeout, test_upload_download_resume,
+                  test_transfers_and_command_share_one_connection,
+                  test_connection_killed_under_a_transfer,
+                  test_sigint_during_a_transfer_on_a_link,
                   test_200_requests_20_hosts_share_connections])

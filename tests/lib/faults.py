@@ -86,3 +86,13 @@ def fd_targets(pid):
             out[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
     return out
 
+
+def wait_size(path, at_least, timeout=60):
+    """Poll (finely: loopback moves hundreds of MiB/s) until path holds at_least bytes: a
+    transfer caught mid-file."""
+    def big_enough():
+        try:
+            return os.path.getsize(path) >= at_least
+        except OSError:
+            return False
+    fixture.wait_until(big_enough, timeout, f"{path} to reach {at_least} bytes", interval=0.003)
