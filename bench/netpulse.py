@@ -132,7 +132,7 @@ def markdown(title, rows, meta, ref):
                  + (f"{c / rc:.2f}x" if c and rc else "-") + " |")
     errs = sorted({(r["tool"], r["notes"]) for r in rows if r["notes"]})
     if errs:
-        L += ["", "Failures and notes (tool: what its checks found):", ""] + \
+        L += ["", "Notes (tool: failures its output checks found; the key exchange sshmux negotiated):", ""] + \
             [f"- {t}: {n}" for t, n in errs]
     return "\n".join(L) + "\n"
 
