@@ -49,7 +49,7 @@ HANDSHAKE = "Accepted publickey for "
 TARGETS = 20
 COMMANDS = ["uname -a", "echo $RANDOM"]
 PROMPT = "sm> "
-KEX = "curve25519-sha256"   # what sshmux and asyncssh pick here; ssh picks sntrup761x25519
+KEX = "curve25519-sha256"   # sshmux's and AsyncSSH's pick here; ssh's is sntrup761x25519
 STEPS = [("uname -n", None), ("echo $((6*7))", "^42$"), ("ls /", None)]
 COLUMNS = ["tool", "rep", "items", "wall_s", "cpu_s", "cpu_user_s", "cpu_sys_s", "peak_mib",
            "handshakes", "ok", "failed", "rc", "timed_out", "notes"]
@@ -293,7 +293,8 @@ def run_requests(args, setup, binaries, cgroups, log, summary):
             "the commands joined by `&&`) open a connection per request, 20 at a time, as "
             "NetPulse's paramiko driver does. ssh's default key exchange here is "
             f"sntrup761x25519-sha512 (costlier); ssh-xargs-samekex pins {KEX}, which sshmux "
-            "(see its kex note) and AsyncSSH 2.10 without liboqs pick by default. A request counts as failed unless both commands "
+            "negotiates (see its kex note) and AsyncSSH 2.10 lists first (after GSS kex, "
+            "unused here). A request counts as failed unless both commands "
             "succeeded and `uname -a` printed this machine's `uname -a`; `echo $RANDOM` prints "
             "an empty line (the login shell is dash, which has no $RANDOM).")
     meta = base_meta(args, summary, cgroups, what, notes)
@@ -402,7 +403,7 @@ def run_expect(args, setup, binaries, cgroups, log, summary):
             + ", then `exit`. sshmux: `sshmux expect -w HOSTS --json` with those steps "
             "(the prompt found as netmiko's find_prompt: 0.3 s of quiet after login, then a "
             "newline); asyncssh: bench/asyncssh_expect.py, create_process with a PTY of the "
-            f"same size, every host at once, the prompt given as a regex (no quiet wait). A "
+            "same size, every host at once, the prompt given as a regex (no quiet wait). A "
             "host counts as failed unless its step outputs, as words, are this machine's "
             "`uname -n`, `42` and the entries of `/`.")
     meta = base_meta(args, summary, cgroups, what, notes)
