@@ -94,6 +94,15 @@ def measure_one(name, argv, env, sshds, check, items, cgroups, scratch, timeout,
     return row
 
 
+def json_rows(text):
+    """The JSON objects of a tool's output lines (other lines skipped)."""
+    for line in text.splitlines():
+        try:
+            yield json.loads(line)
+        except ValueError:
+            continue
+
+
 def write_csv(path, rows):
     with open(path, "w") as f:
         f.write(",".join(COLUMNS) + "\n")
@@ -182,13 +191,8 @@ def request_lines(n, targets, user, key):
 def check_results(res, n, uname):
     """sshmux request's / asyncssh_requests.py's JSON lines: every id once, ok, the first
     command printed `uname -a`, both exited 0."""
-    seen, bad = {}, []
-    for line in res.stdout.splitlines():
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue
-        seen[r.get("id")] = r
+    seen = {r.get("id"): r for r in json_rows(res.stdout)}
+    bad = []
     for i in range(1, n + 1):
         r = seen.get(f"r{i:03d}")
         why = ("no result" if r is None else
@@ -325,14 +329,10 @@ def check_steps(outputs, truth_ls):
     return None
 
 
-def parse_expect(res, hosts, sshmux):
+def parse_expect(res, sshmux):
     """{host: [step outputs]} and {host: error} from either tool's JSON lines."""
     outs, errs = {}, {}
-    for line in res.stdout.splitlines():
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue
+    for r in json_rows(res.stdout):
         h = r.get("host")
         if sshmux:
             outs[h] = [s.get("stdout", "") for s in r.get("steps") or []]
@@ -371,7 +371,7 @@ def run_expect(args, setup, binaries, cgroups, log, summary):
 
     def one(name, rep):
         def check(res):
-            outs, errs = parse_expect(res, hosts, name.startswith("sshmux"))
+            outs, errs = parse_expect(res, name.startswith("sshmux"))
             bad = []
             for h in hosts:
                 why = "no row" if h not in outs else errs.get(h) and f"error {errs[h]}" \
