@@ -160,14 +160,6 @@ def check_burst_echoed(p, port, echo, n, burst):
         s.close()
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def test_stalled_reader_memory_bounded():
     payload = b"x" * (256 * 1024 * 1024)
     source = netserv.Server(netserv.source(payload))
@@ -175,11 +167,11 @@ def test_stalled_reader_memory_bounded():
     asan = os.environ.get("ASAN_OPTIONS", "")
     p, ls = start_forward("-L", f"0:127.0.0.1:{source.port}", "h0001",
                           env={"ASAN_OPTIONS": (asan + ":" if asan else "") + "quarantine_size_mb=1"})
-    base = rss_kib(p.pid)
+    base = fixture.rss_kib(p.pid)
     c = socket.create_connection(("127.0.0.1", tcp_port(ls[0][0])))
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     time.sleep(3)   # nobody reads: sshmux must stop taking data, not buffer 256 MiB
-    grown = rss_kib(p.pid) - base
+    grown = fixture.rss_kib(p.pid) - base
     check(grown < 16 * 1024, f"RSS grew by {grown} KiB with a stalled reader")
     # and the data still flows once the reader reads
     got = 0

@@ -414,11 +414,6 @@ def test_local_destination_by_name_tries_every_address():
     stop_ok(f)
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as fh:
-        return int(re.search(r"^VmRSS:\s+(\d+)", fh.read(), re.M).group(1))
-
-
 def hold(c):
     """A server end that never reads (its receive buffer fills, then the sender stalls)."""
     time.sleep(30)
@@ -436,7 +431,7 @@ def test_stalled_ends_bound_memory():
             "h0001", want=2, env=env)
     from_source = f.row(to=f"127.0.0.1:{source.port}")["port"]
     to_stall = f.row(to=f"127.0.0.1:{stall.port}")["port"]
-    base = rss_kib(f.pid)
+    base = fixture.rss_kib(f.pid)
     c = socket.create_connection(("127.0.0.1", from_source), timeout=30)
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     w = socket.create_connection(("127.0.0.1", to_stall), timeout=30)
@@ -447,7 +442,7 @@ def test_stalled_ends_bound_memory():
             sent += w.send(chunk)
         except BlockingIOError:
             time.sleep(0.01)
-    grown = rss_kib(f.pid) - base
+    grown = fixture.rss_kib(f.pid) - base
     check(grown < 16 * 1024, f"RSS grew by {grown} KiB with stalled ends (pushed {sent} bytes)")
     check(sent < 64 * 1024 * 1024, f"{sent} bytes taken towards a destination that reads nothing")
     got, t_end = 0, time.monotonic() + 30   # and the stalled stream flows once read

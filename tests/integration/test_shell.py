@@ -246,14 +246,6 @@ def test_command_without_pty_and_with_t():
     t.check_restored()
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def test_slow_reader_bounds_memory_and_loses_nothing():
     """200 MB of output to a stdout nobody reads for 3 s: the host is held back (sshmux's memory
     stays far below what was sent), then every byte arrives."""
@@ -261,7 +253,7 @@ def test_slow_reader_bounds_memory_and_loses_nothing():
     p = fixture.spawn([fixture.sshmux_bin(), "shell", "-F", F.cfg, "h0001",
                        f"head -c {total} /dev/zero"], workdir=F.wd, text=False, bufsize=0)
     time.sleep(3)
-    rss = rss_kib(p.pid)
+    rss = fixture.rss_kib(p.pid)
     check(p.poll() is None, "still running while its output is not read")
     check(rss < 100 * 1024, f"sshmux holds {rss} KiB while its reader is stalled")
     got = 0

@@ -72,6 +72,18 @@ def wait_until(pred, timeout, what="condition", interval=0.05):
             raise Failure(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
 
+def rss_kib(pid):
+    """Resident memory of process pid in KiB (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def descendants(pid):
     """All live descendant pids of pid (from /proc), not including pid itself."""
     kids = {}
