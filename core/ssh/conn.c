@@ -413,8 +413,11 @@ void smx_chan_start(smx_chan *ch, smx_conn *c, const smx_chan_ops *ops, void *da
         return;
     }
     smx_list_append(&c->pending, &ch->node);
+    /* Opened from a step of its own, never from this call: a step here could run the channel's
+     * callbacks (its open answered, its first data read) before the caller has even stored
+     * the pointer this returns into (an SFTP client ready inside smx_sftp_start). */
     if (c->ready)
-        smx_session_kick(&c->session);
+        smx_session_defer_step(&c->session);
 }
 
 void smx_chan_adopt(smx_chan *ch, smx_conn *c, ssh_channel sch, const smx_chan_ops *ops,
