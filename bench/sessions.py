@@ -36,16 +36,97 @@ def _flock_waiters(uid):
     return n
 
 
-def one_run(setup, fl, binary, n, hold_s, timeout, log):
+class OpenSshTarget:
+    """Sessions against the fleet's OpenSSH sshd: the command blocks on a lock we hold."""
+    name = "openssh"
+
+    def __init__(self, setup, fl):
+        self.setup, self.fl, self.lf = setup, fl, None
+        self.lock = setup.wd.file("sessions.lock", "", 0o644)
+        self.uid = pwd.getpwnam(fl.user).pw_uid if fl.user else os.geteuid()
+        self.cfg = fl.cfg
+
+    def hostrange(self, n):
+        return self.fl.hostrange(n)
+
+    def command(self):
+        return f"flock -s {self.lock} true"
+
+    def hold(self):
+        self.lf = open(self.lock, "r")
+        fcntl.flock(self.lf, fcntl.LOCK_EX)
+
+    def open_sessions(self):
+        return _flock_waiters(self.uid)
+
+    def connections(self):
+        return self.fl.sshd.count_established_connections()
+
+    def release(self):
+        fcntl.flock(self.lf, fcntl.LOCK_UN)
+        self.lf.close()
+
+
+class AsyncSshTarget:
+    """Sessions against k single-process AsyncSSH servers (bench/asyncssh_sessions.py): host
+    aliases a00001.. spread round-robin over the servers; the command waits in the server
+    until release() (SIGUSR1 to every server)."""
+    name = "asyncssh"
+
+    def __init__(self, setup, n, servers):
+        import asyncssh_sessions
+        self.servers = [asyncssh_sessions.SessionServer(setup.wd, setup.keys)
+                        for _ in range(servers)]
+        d = setup.wd.mkdir("fleet-asyncssh-sessions")
+        kh = os.path.join(d, "known_hosts")
+        with open(kh, "w") as f:
+            f.write("".join(s.known_hosts_line() for s in self.servers))
+        hosts = {f"a{i:05d}": {"Port": self.servers[(i - 1) % servers].port}
+                 for i in range(1, n + 1)}
+        self.cfg = fixture.write_ssh_config(
+            os.path.join(d, "ssh_config"), hosts, identity=setup.keys.ed25519,
+            known_hosts=kh, user="bench", port=self.servers[0].port,
+            extra={"GlobalKnownHostsFile": "/dev/null", "BatchMode": "yes"})
+
+    @staticmethod
+    def hostrange(n):
+        return f"a[00001-{n:05d}]" if n > 1 else "a00001"
+
+    @staticmethod
+    def command():
+        return "wait"
+
+    def hold(self):
+        pass
+
+    def open_sessions(self):
+        return sum(s.open_sessions() for s in self.servers)
+
+    def connections(self):
+        return "n/a"
+
+    def release(self):
+        for s in self.servers:
+            s.release()
+
+    def server_cost(self):
+        """(RSS KiB summed over the servers, CPU seconds summed) right now."""
+        rss = cpu = 0
+        for s in self.servers:
+            rss += rss_kib(s.proc.pid)[0]
+            with open(f"/proc/{s.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return rss, cpu
+
+
+def one_run(setup, target, binary, n, hold_s, timeout, log):
     """Returns dict: n, open (max seen), rss_open_kib (max VmRSS while all open), hwm_kib,
     ok, failed, wall_s, rc."""
-    lock = setup.wd.file("sessions.lock", "", 0o644)
-    uid = pwd.getpwnam(fl.user).pw_uid if fl.user else os.geteuid()
-    lf = open(lock, "r")
-    fcntl.flock(lf, fcntl.LOCK_EX)
-    cmd = [binary, "exec", "-F", fl.cfg, "-f", str(n), "-q", "--json",
+    target.hold()
+    cmd = [binary, "exec", "-F", target.cfg, "-f", str(n), "-q", "--json",
            "--connect-timeout", "120", "--auth-timeout", "120",
-           "-w", fl.hostrange(n), f"flock -s {lock} true"]
+           "-w", target.hostrange(n), target.command()]
     out_path = setup.wd.file(f"sessions-{n}.out")
     t0 = time.monotonic()
     with open(out_path, "wb") as out:
@@ -54,9 +135,10 @@ def one_run(setup, fl, binary, n, hold_s, timeout, log):
     kill = fixture.on_cleanup(lambda: fixture.kill_tree(p.pid, p), f"pid {p.pid}")
     seen, last_change, all_open_at = 0, time.monotonic(), None
     rss_open = hwm = 0
+    server_cost = None
     try:
         while time.monotonic() - t0 < timeout and p.poll() is None:
-            k = _flock_waiters(uid)
+            k = target.open_sessions()
             if k != seen:
                 seen, last_change = max(seen, k), time.monotonic()
             if k >= n or (k and time.monotonic() - last_change > 20):
@@ -67,7 +149,7 @@ def one_run(setup, fl, binary, n, hold_s, timeout, log):
             log(f"sessions: only {seen}/{n} sessions ever open (sshmux "
                 f"{'exited' if p.poll() is not None else 'timed out'})")
         else:
-            est = fl.sshd.count_established_connections()
+            est = target.connections()
             log(f"sessions: {seen}/{n} sessions open after {all_open_at - t0:.1f} s "
                 f"({est} established TCP connections); sampling RSS for {hold_s} s")
             while time.monotonic() - all_open_at < hold_s and p.poll() is None:
@@ -75,9 +157,10 @@ def one_run(setup, fl, binary, n, hold_s, timeout, log):
                 rss_open = max(rss_open, rss)
                 time.sleep(0.1)
             hwm = max(hwm, rss_kib(p.pid)[1])
+            if hasattr(target, "server_cost"):
+                server_cost = target.server_cost()
     finally:
-        fcntl.flock(lf, fcntl.LOCK_UN)
-        lf.close()
+        target.release()
     try:
         p.wait(timeout=max(10, timeout - (time.monotonic() - t0)))
     except subprocess.TimeoutExpired:
@@ -99,10 +182,12 @@ def one_run(setup, fl, binary, n, hold_s, timeout, log):
                 m = (o.get("error") or {}).get("message") or f"exit {o.get('exit_code')}"
                 errors[m] = errors.get(m, 0) + 1
     return dict(n=n, open=seen, rss_open_kib=rss_open, hwm_kib=hwm, ok=ok, failed=failed,
-                wall_s=wall, rc=p.returncode, errors=errors)
+                wall_s=wall, rc=p.returncode, errors=errors,
+                server_cost=server_cost)
 
 
-def run(setup, binaries, n, outdir, log, hold_s=3.0, timeout=300):
+def run(setup, binaries, n, outdir, log, hold_s=3.0, timeout=300, server="openssh",
+        servers=2):
     """Measure every available backend; writes sessions.csv and returns Markdown lines."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = n + 64
@@ -113,12 +198,16 @@ def run(setup, binaries, n, outdir, log, hold_s=3.0, timeout=300):
         except (ValueError, OSError):
             log(f"sessions: RLIMIT_NOFILE hard limit is {hard} < {need}: sshmux cannot hold "
                 f"{n} connections; raise it (ulimit -Hn) or use a smaller --sessions")
-    ms = f"{n + 100}:30:{n + 100}"
-    sshd = fixture.Sshd(setup.wd, setup.keys, max_startups=ms if n > 1900 else None)
-    fl = setup.fleet("sessions", n, sshd=sshd)
-    rows, md = [], [f"## Memory per open session (`--sessions {n}`)", "",
-                    f"sshmux over {n} hosts, fanout {n}; every remote command blocks on a lock "
-                    f"held by the harness, so all sessions are open at once; RSS sampled every "
+    if server == "asyncssh":
+        target = AsyncSshTarget(setup, n, servers)
+    else:
+        ms = f"{n + 100}:30:{n + 100}"
+        sshd = fixture.Sshd(setup.wd, setup.keys, max_startups=ms if n > 1900 else None)
+        target = OpenSshTarget(setup, setup.fleet("sessions", n, sshd=sshd))
+    rows, md = [], [f"## Memory per open session (`--sessions {n} --server {target.name}`)", "",
+                    f"sshmux over {n} hosts ({target.name} server), fanout {n}; every remote "
+                    "command waits until the harness releases it, so all sessions are open at "
+                    "once; RSS sampled every "
                     f"100 ms for {hold_s:.0f} s while they are, VmHWM read at the end. Baseline: "
                     "the same over 1 host. RLIMIT_NOFILE soft/hard: "
                     f"{soft}/{hard}.", "",
@@ -128,17 +217,17 @@ def run(setup, binaries, n, outdir, log, hold_s=3.0, timeout=300):
     for backend, binary in sorted(binaries.items()):
         if not binary:
             continue
-        base = one_run(setup, fl, binary, 1, hold_s, 60, log)
-        big = one_run(setup, fl, binary, n, hold_s, timeout, log)
+        base = one_run(setup, target, binary, 1, hold_s, 60, log)
+        big = one_run(setup, target, binary, n, hold_s, timeout, log)
         per_rss = (big["rss_open_kib"] - base["rss_open_kib"]) / n
         per_hwm = (big["hwm_kib"] - base["hwm_kib"]) / n
-        verdict = "ok (<= 64)" if per_rss <= 64 else "ABOVE 64"
+        verdict = "ok (<= 16)" if per_rss <= 16 else "ABOVE 16"
         if big["open"] < n:
             verdict += f"; only {big['open']} open"
         log(f"sessions: sshmux-{backend}: {per_rss:.1f} KiB/session (RSS), {per_hwm:.1f} (HWM); "
             f"{big['ok']}/{n} ok, errors {big['errors'] or 'none'}")
-        rows.append(dict(tool=f"sshmux-{backend}", hosts=n, open=big["open"], ok=big["ok"],
-                         failed=big["failed"], rss_1_kib=base["rss_open_kib"],
+        rows.append(dict(tool=f"sshmux-{backend}", server=target.name, hosts=n,
+                         open=big["open"], ok=big["ok"], failed=big["failed"], rss_1_kib=base["rss_open_kib"],
                          rss_n_kib=big["rss_open_kib"], hwm_1_kib=base["hwm_kib"],
                          hwm_n_kib=big["hwm_kib"], kib_per_session_rss=round(per_rss, 1),
                          kib_per_session_hwm=round(per_hwm, 1), wall_s=round(big["wall_s"], 2),
@@ -148,8 +237,13 @@ def run(setup, binaries, n, outdir, log, hold_s=3.0, timeout=300):
                   f"{big['hwm_kib']} | **{per_rss:.1f}** | {per_hwm:.1f} | {verdict} |")
         if big["errors"]:
             md.append(f"|  | errors: {big['errors']} |||||||||")
+        if big.get("server_cost"):
+            srss, scpu = big["server_cost"]
+            md.append(f"|  | servers ({len(target.servers)} AsyncSSH processes) with {n} open: "
+                      f"{srss / 1024:.0f} MiB RSS, {scpu:.1f} s CPU so far |||||||||")
     if rows:
-        with open(os.path.join(outdir, "sessions.csv"), "w", newline="") as f:
+        with open(os.path.join(outdir, f"sessions-{target.name}-{n}.csv"), "w",
+                  newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
