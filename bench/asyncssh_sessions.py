@@ -5,9 +5,11 @@ cannot hold 10,000 of them; AsyncSSH serves every connection from one asyncio lo
 request is answered in-process (no /bin/sh per session, which would cost a process each):
 the session waits until the server gets SIGUSR1 (the harness's "release"; sessions started
 after it wait for the next one) or `--hold` seconds
-pass, then writes one line `T <CLOCK_MONOTONIC ns>` and exits 0. The server counts the sessions
-currently waiting in a small status file (`--status`), rewritten every 0.2 s, so the harness can
-see how many are open without guessing from sockets.
+pass, then writes one line `T <CLOCK_MONOTONIC ns>` and exits 0; the command `tick` writes
+such a line every --tick seconds while it waits (for the loop-latency run: CLOCK_MONOTONIC is
+one clock for every process, so the reader of sshmux's output sees how long the line took).
+The server counts the sessions currently waiting in a small status file (`--status`),
+rewritten every 0.2 s, so the harness can see how many are open without guessing from sockets.
 
 Two halves, as tests/lib/asyncsshd.py:
 - the server, run by Debian's /usr/bin/python3 (which has asyncssh); prints `PORT <n>` once
@@ -24,6 +26,7 @@ ASYNCSSH_PYTHON = "/usr/bin/python3"
 # ------------------------------------------------------------------ server (Debian python3)
 def _serve(args):
     import asyncio
+    import random
     import signal
     import time
     import asyncssh
@@ -37,8 +40,28 @@ def _serve(args):
         ev, gen["release"] = gen["release"], asyncio.Event()
         ev.set()
 
+    async def tick(process, ev):
+        """Command `tick`: a line `T <CLOCK_MONOTONIC ns>` every --tick seconds (first one at a
+        random phase, so N sessions spread their lines evenly) until released."""
+        await asyncio.sleep(random.uniform(0, args.tick))
+        while not ev.is_set():
+            process.stdout.write(f"T {time.monotonic_ns()}\n")
+            try:
+                await asyncio.wait_for(ev.wait(), args.tick)
+            except asyncio.TimeoutError:
+                pass
+
     async def session(process):
         waiting[0] += 1
+        if process.command == "tick":
+            try:
+                await asyncio.wait_for(tick(process, gen["release"]), args.hold)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                waiting[0] -= 1
+            process.exit(0)
+            return
         try:
             await asyncio.wait_for(gen["release"].wait(), args.hold)
         except asyncio.TimeoutError:
@@ -79,6 +102,7 @@ def _main():
     ap.add_argument("--authorized-keys", required=True)
     ap.add_argument("--status", required=True)
     ap.add_argument("--hold", type=float, default=90.0)
+    ap.add_argument("--tick", type=float, default=10.0)
     _serve(ap.parse_args())
 
 

@@ -187,14 +187,16 @@ def one_run(setup, target, binary, n, hold_s, timeout, log):
 
 
 def run(setup, binaries, n, outdir, log, hold_s=3.0, timeout=300, server="openssh",
-        servers=2):
+        servers=2, latency_s=20.0):
     """Measure every available backend; writes sessions.csv and returns Markdown lines."""
+    # Two descriptors per session: the TCP socket sshmux watches and the dup libssh owns
+    # (core/ssh/session.c). Root may raise the hard limit too.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = n + 64
-    if hard < need:
+    need = 2 * n + 64
+    if soft < need:
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))
-            soft, hard = need, need
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, need)))
+            soft, hard = need, max(hard, need)
         except (ValueError, OSError):
             log(f"sessions: RLIMIT_NOFILE hard limit is {hard} < {need}: sshmux cannot hold "
                 f"{n} connections; raise it (ulimit -Hn) or use a smaller --sessions")
@@ -241,6 +243,26 @@ def run(setup, binaries, n, outdir, log, hold_s=3.0, timeout=300, server="openss
             srss, scpu = big["server_cost"]
             md.append(f"|  | servers ({len(target.servers)} AsyncSSH processes) with {n} open: "
                       f"{srss / 1024:.0f} MiB RSS, {scpu:.1f} s CPU so far |||||||||")
+    if latency_s and hasattr(target, "servers"):
+        md += ["", f"### Loop latency with {n} sessions open", "",
+               f"Every session's server side writes `T <CLOCK_MONOTONIC ns>` every 10 s (random "
+               "phase); sshmux streams the lines (`host: T <ns>`) and the harness timestamps each "
+               f"on arrival, for {latency_s:.0f} s once all {n} are open: server write -> "
+               "loopback -> sshmux read, decrypt, data callback, stdout write -> harness read "
+               "(an upper bound on data-arrival-to-callback).", "",
+               "| sshmux | open | lines | p50 ms | p99 ms | max ms | RSS KiB |",
+               "|---|---:|---:|---:|---:|---:|---:|"]
+        for backend, binary in sorted(binaries.items()):
+            if not binary:
+                continue
+            lr = latency_run(setup, target, binary, n, latency_s, log, timeout)
+            log(f"sessions: latency sshmux-{backend}: {lr}")
+            md.append(f"| sshmux-{backend} | {lr['open']} | {lr['lines']} | {lr['p50_ms']} | "
+                      f"{lr['p99_ms']} | {lr['max_ms']} | {lr['rss_kib']} |")
+            for r in rows:
+                if r["tool"] == f"sshmux-{backend}":
+                    r.update(lat_lines=lr["lines"], lat_p50_ms=lr["p50_ms"],
+                             lat_p99_ms=lr["p99_ms"], lat_max_ms=lr["max_ms"])
     if rows:
         with open(os.path.join(outdir, f"sessions-{target.name}-{n}.csv"), "w",
                   newline="") as f:
@@ -248,3 +270,103 @@ def run(setup, binaries, n, outdir, log, hold_s=3.0, timeout=300, server="openss
             w.writeheader()
             w.writerows(rows)
     return md
+
+
+def plot(outdir, log):
+    """sessions_rss.png: KiB of RSS per open session against N, one line per sshmux build and
+    server, from every sessions-<server>-<N>.csv in outdir. Returns the path or None."""
+    import glob
+    import shutil
+    gp = shutil.which("gnuplot")
+    series = {}
+    for path in glob.glob(os.path.join(outdir, "sessions-*-*.csv")):
+        with open(path, newline="") as f:
+            for r in csv.DictReader(f):
+                key = f"{r['tool']} vs {r.get('server', 'openssh')}"
+                series.setdefault(key, []).append((int(r["hosts"]),
+                                                   float(r["kib_per_session_rss"])))
+    if not gp or not series:
+        return None
+    data = os.path.join(outdir, "sessions_rss.dat")
+    keys = sorted(series)
+    with open(data, "w") as f:
+        f.write("\n\n\n".join("\n".join(f"{n} {v}" for n, v in sorted(series[k]))
+                              for k in keys) + "\n")
+    ns = sorted({n for k in keys for n, _ in series[k]})
+    png = os.path.join(outdir, "sessions_rss.png")
+    lines = ", ".join(f"'{data}' index {i} using 1:2 with linespoints lw 2 pt 7 title '{k}'"
+                      for i, k in enumerate(keys))
+    script = f"""set terminal pngcairo size 900,560 font 'sans,10'
+set output '{png}'
+set title "sshmux RSS per open session vs N (sessions held open, command waiting)"
+set xlabel 'open sessions (N)'
+set ylabel 'KiB of RSS per session'
+set grid
+set key outside right top
+set logscale x
+set xrange [{ns[0] * 0.8}:{ns[-1] * 1.25}]
+set yrange [0:*]
+set xtics ({', '.join(str(n) for n in ns)})
+plot {lines}, 16 with lines dt 2 lc rgb 'red' title 'target 16 KiB'
+"""
+    r = subprocess.run([gp], input=script, text=True, capture_output=True, timeout=60)
+    if r.returncode != 0:
+        log(f"sessions: gnuplot failed: {r.stderr}")
+        return None
+    return png
+
+
+def latency_run(setup, target, binary, n, seconds, log, timeout=300):
+    """Loop latency with n sessions open (AsyncSshTarget only): every session's server side
+    writes `T <CLOCK_MONOTONIC ns>` every few seconds (command `tick`); sshmux streams
+    `host: T <ns>` lines to our pipe as its callbacks get them, and we read them at once, so
+    now - T is the server's write -> loopback -> sshmux's read, decrypt, callback and write ->
+    our read. An upper bound on the data-arrival-to-callback time, measured only while all n
+    are open. Returns dict: n, open, lines, p50_ms, p99_ms, max_ms, rss_kib, failed."""
+    import threading
+    cmd = [binary, "exec", "-F", target.cfg, "-f", str(n), "-q",
+           "--connect-timeout", "120", "--auth-timeout", "120", "-w", target.hostrange(n), "tick"]
+    p = subprocess.Popen(cmd, env=setup.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+    kill = fixture.on_cleanup(lambda: fixture.kill_tree(p.pid, p), f"pid {p.pid}")
+    lat, measuring = [], [False]
+
+    def reader():
+        for line in p.stdout:
+            now = time.monotonic_ns()
+            parts = line.split()
+            if measuring[0] and len(parts) == 3 and parts[1] == b"T":
+                lat.append((now - int(parts[2])) / 1e6)
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    t0, seen, rss = time.monotonic(), 0, 0
+    while time.monotonic() - t0 < timeout and p.poll() is None:
+        seen = max(seen, target.open_sessions())
+        if seen >= n:
+            break
+        time.sleep(0.25)
+    if seen >= n:
+        log(f"sessions: latency: {n} open after {time.monotonic() - t0:.1f} s; "
+            f"reading ticks for {seconds:.0f} s")
+        measuring[0] = True
+        t1 = time.monotonic()
+        while time.monotonic() - t1 < seconds and p.poll() is None:
+            rss = max(rss, rss_kib(p.pid)[0])
+            time.sleep(0.5)
+        measuring[0] = False
+    else:
+        log(f"sessions: latency: only {seen}/{n} open; no measurement")
+    target.release()
+    try:
+        p.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        log("sessions: latency: sshmux did not finish after the release; killing it")
+    fixture.run_cleanup(kill)
+    th.join(timeout=10)
+    lat.sort()
+
+    def pct(q):
+        return round(lat[min(len(lat) - 1, int(q * len(lat)))], 2) if lat else None
+    return dict(n=n, open=seen, lines=len(lat), p50_ms=pct(0.50), p99_ms=pct(0.99),
+                max_ms=round(lat[-1], 2) if lat else None, rss_kib=rss, rc=p.returncode)
