@@ -94,16 +94,11 @@ def _serve(args):
 
 
 def _main():
-    import argparse
-    import warnings
-    warnings.simplefilter("ignore")   # cryptography's deprecation warnings on import
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--host-key", required=True)
-    ap.add_argument("--authorized-keys", required=True)
-    ap.add_argument("--status", required=True)
-    ap.add_argument("--hold", type=float, default=90.0)
-    ap.add_argument("--tick", type=float, default=10.0)
-    _serve(ap.parse_args())
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "lib"))
+    import asyncsshd
+    _serve(asyncsshd.server_args(("--status", dict(required=True)),
+                                 ("--hold", dict(type=float, default=90.0)),
+                                 ("--tick", dict(type=float, default=10.0))))
 
 
 # ------------------------------------------------------------------ harness side (stdlib)
