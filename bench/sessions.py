@@ -342,14 +342,17 @@ def latency_run(setup, target, binary, n, seconds, log, timeout=300):
 
     th = threading.Thread(target=reader, daemon=True)
     th.start()
-    t0, seen, rss = time.monotonic(), 0, 0
+    t0, seen, rss, last_change, settled = time.monotonic(), 0, 0, time.monotonic(), False
     while time.monotonic() - t0 < timeout and p.poll() is None:
-        seen = max(seen, target.open_sessions())
-        if seen >= n:
+        k = target.open_sessions()
+        if k > seen:
+            seen, last_change = k, time.monotonic()
+        if k >= n or (k and time.monotonic() - last_change > 20):
+            settled = True
             break
         time.sleep(0.25)
-    if seen >= n:
-        log(f"sessions: latency: {n} open after {time.monotonic() - t0:.1f} s; "
+    if settled:
+        log(f"sessions: latency: {seen}/{n} open after {time.monotonic() - t0:.1f} s; "
             f"reading ticks for {seconds:.0f} s")
         measuring[0] = True
         t1 = time.monotonic()
@@ -358,7 +361,7 @@ def latency_run(setup, target, binary, n, seconds, log, timeout=300):
             time.sleep(0.5)
         measuring[0] = False
     else:
-        log(f"sessions: latency: only {seen}/{n} open; no measurement")
+        log(f"sessions: latency: only {seen}/{n} ever open; no measurement")
     target.release()
     try:
         p.wait(timeout=120)
