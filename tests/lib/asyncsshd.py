@@ -76,15 +76,22 @@ def _serve(args):
     asyncio.get_event_loop().run_until_complete(start())
 
 
-def _main():
+def server_args(*extra):
+    """A server half's command line: --host-key, --authorized-keys and extra (flag, kwargs)
+    pairs, parsed. Also quiets cryptography's deprecation warnings (printed on import)."""
     import argparse
     import warnings
-    warnings.simplefilter("ignore")   # cryptography's deprecation warnings on import
+    warnings.simplefilter("ignore")
     ap = argparse.ArgumentParser()
     ap.add_argument("--host-key", required=True)
     ap.add_argument("--authorized-keys", required=True)
-    ap.add_argument("--log", required=True)
-    _serve(ap.parse_args())
+    for flag, kw in extra:
+        ap.add_argument(flag, **kw)
+    return ap.parse_args()
+
+
+def _main():
+    _serve(server_args(("--log", dict(required=True))))
 
 
 # ------------------------------------------------------------------ fixture (test runner)
