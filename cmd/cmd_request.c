@@ -179,7 +179,7 @@ static void rq_fail(rq_run *run, const rq *q, size_t line, enum smx_stage stage,
     r.err_hop = -1;
     r.err_stage = stage;
     r.err_code = code;
-    snprintf(r.err_msg, sizeof r.err_msg, "%s", msg);
+    r.err_msg = (char *)msg;   /* borrowed: r is printed, never freed */
     if (q) {
         r.host = q->spec.host;
         r.target = q->spec.host;

@@ -647,7 +647,7 @@ static int shell_single_status(shell_ui *ui)
         return EXIT_UNREACHABLE;
     }
     if (r->err_stage != SMX_STAGE_NONE) {
-        snprintf(msg, sizeof msg, "sshmux shell: %s: %s\n", r->host, r->err_msg);
+        snprintf(msg, sizeof msg, "sshmux shell: %s: %s\n", r->host, smx_result_error(r));
         shell_say(ui, msg);
     } else if (ui->c->x.pty && isatty(2)) {
         snprintf(msg, sizeof msg, "Connection to %s closed.\r\n", r->host);

@@ -38,7 +38,7 @@ static void test_print_human(const smx_result *r, int passed)
            "total %.1f\n", r->t.resolve, r->t.connect, r->t.handshake, r->t.auth, r->t.exec,
            r->t.total);
     if (r->err_stage != SMX_STAGE_NONE)
-        printf("Error:          %s: %s\n", smx_stage_name(r->err_stage), r->err_msg);
+        printf("Error:          %s: %s\n", smx_stage_name(r->err_stage), smx_result_error(r));
     printf("%s Command execution test %s\n", passed ? "ok" : "FAILED", passed ? "passed" : "failed");
 }
 

@@ -94,7 +94,7 @@ static void output_copy_done(output *o, smx_result *r)
 {
     o->bytes += r->bytes;
     for (size_t i = 0; !o->c->json && !o->c->gather && i < r->nfiles; i++)
-        if (r->files[i].error && strcmp(r->files[i].error, r->err_msg) != 0)
+        if (r->files[i].error && strcmp(r->files[i].error, smx_result_error(r)) != 0)
             fprintf(stderr, "%s: sshmux: sftp: %s\n", r->host, r->files[i].error);
     size_t good = 0;
     for (size_t i = 0; i < r->nfiles; i++)
@@ -179,7 +179,7 @@ static void output_on_done(void *ud, smx_result *r)
     } else if (!o->c->gather) {
         if (r->err_stage != SMX_STAGE_NONE)
             fprintf(stderr, "%s: sshmux: %s: %s\n", r->host, smx_stage_name(r->err_stage),
-                    r->err_msg);
+                    smx_result_error(r));
         else if (r->exit_code > 0 && !o->c->quiet)
             fprintf(stderr, "%s: sshmux: exited with exit code %d\n", r->host, r->exit_code);
         else if (r->exit_signal)
@@ -331,14 +331,15 @@ static void output_failures(output *o)
         size_t m = 0;
         for (size_t j = i; j < o->n; j++) {
             const smx_result *q = o->results[j];
-            if (!done[j] && q->err_stage == r->err_stage && strcmp(q->err_msg, r->err_msg) == 0) {
+            if (!done[j] && q->err_stage == r->err_stage
+                && strcmp(smx_result_error(q), smx_result_error(r)) == 0) {
                 done[j] = 1;
                 members[m++] = o->results[j];
             }
         }
         char *folded = output_fold(members, m);
         fprintf(stderr, "sshmux: %s failed on %s (%zu): %s\n", smx_stage_name(r->err_stage),
-                folded ? folded : r->host, m, r->err_msg);
+                folded ? folded : r->host, m, smx_result_error(r));
         free(folded);
     }
     free(done);

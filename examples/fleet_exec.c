@@ -12,7 +12,7 @@ static void on_done(void *ud, smx_result *r)
     printf("%s: %d\n", r->host, r->exit_code);
     fflush(stdout);
     if (r->err_stage != SMX_STAGE_NONE)
-        fprintf(stderr, "%s: %s: %s\n", r->host, smx_stage_name(r->err_stage), r->err_msg);
+        fprintf(stderr, "%s: %s: %s\n", r->host, smx_stage_name(r->err_stage), smx_result_error(r));
     *(int *)ud |= !r->ok;
     smx_result_destroy(r);   /* each result is ours */
 }

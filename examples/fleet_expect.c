@@ -22,7 +22,7 @@ static void on_done(void *ud, smx_result *r)
     if (r->ok)
         printf("%s: ok\n", r->host);
     else
-        printf("%s: failed: %s: %s\n", r->host, smx_stage_name(r->err_stage), r->err_msg);
+        printf("%s: failed: %s: %s\n", r->host, smx_stage_name(r->err_stage), smx_result_error(r));
     fflush(stdout);
     *(int *)ud |= !r->ok;
     smx_result_destroy(r);   /* each result is ours */

@@ -23,7 +23,7 @@ static void on_done(void *ud, smx_result *r)
 {
     int failed = r->err_stage != SMX_STAGE_NONE && r->err_code != SMX_ECANCELED;
     if (failed)
-        fprintf(stderr, "%s: %s: %s\n", r->host, smx_stage_name(r->err_stage), r->err_msg);
+        fprintf(stderr, "%s: %s: %s\n", r->host, smx_stage_name(r->err_stage), smx_result_error(r));
     *(int *)ud = failed || r->exit_code >= 0 || r->exit_signal ? smx_result_exit_status(r) : 0;
     smx_result_destroy(r);
 }

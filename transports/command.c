@@ -165,8 +165,10 @@ static void cmd_append_tail(const cmd_transport *ct, char *out, size_t room)
 
 static void cmd_describe_exit(cmd_transport *ct, int64_t status, int signo)
 {
-    char *msg = ct->base.errmsg;
-    size_t cap = sizeof ct->base.errmsg;
+    char *msg = smx_transport_errbuf(&ct->base);
+    size_t cap = SMX_MSG_MAX;
+    if (!msg)
+        return;
     const char *more = strlen(ct->command) > CMD_SHOWN ? "..." : "";
     int n;
     if (signo)
@@ -198,6 +200,7 @@ static void cmd_free(cmd_transport *ct)
     cmd_close_fd(&ct->child_fd);
     smx_transport_close_cb cb = ct->close_cb;
     void *data = ct->base.data;
+    smx_transport_free_error(&ct->base);
     free(ct->command);
     free(ct);
     if (cb)
@@ -344,7 +347,7 @@ static void cmd_on_io(smx_fdwatch *w, int status, int events)
 
 static void cmd_fail(cmd_transport *ct, int code, const char *what, int err)
 {
-    snprintf(ct->base.errmsg, sizeof ct->base.errmsg, "%s \"%.*s%s\": %s: %s", CMD_LABEL,
+    smx_transport_set_error(&ct->base, "%s \"%.*s%s\": %s: %s", CMD_LABEL,
              CMD_SHOWN, ct->command, strlen(ct->command) > CMD_SHOWN ? "..." : "", what,
              uv_strerror(err));
     ct->base.error_stage = SMX_STAGE_CONNECT;

@@ -97,12 +97,13 @@ static int jumphost_earlier_cause(const smx_jumphost *jh, const smx_result *r,
                                   const char **msg)
 {
     const smx_transport *t = jh->conn ? jh->conn->session.transport : NULL;
-    if (t && t->error_hop > 0 && t->errmsg[0]) {   /* its own words, not wrapped by ours */
-        *msg = t->errmsg;
+    /* its own words, not wrapped by ours */
+    if (t && t->error_hop > 0 && smx_transport_error(t)[0]) {
+        *msg = smx_transport_error(t);
         return t->error_hop;
     }
     if (r && r->err_hop > 0) {
-        *msg = r->err_msg;
+        *msg = smx_result_error(r);
         return r->err_hop;
     }
     return 0;
@@ -129,7 +130,7 @@ static void jumphost_on_ended(smx_conn *c, void *ud)
     const smx_result *r = &jh->result;
     jh->state = JH_FAILED;
     jh->err_stage = r->err_stage != SMX_STAGE_NONE ? r->err_stage : SMX_STAGE_CONNECT;
-    jh->err_hop = jumphost_loss_text(jh, r, r->err_msg, jh->errmsg, sizeof jh->errmsg);
+    jh->err_hop = jumphost_loss_text(jh, r, smx_result_error(r), jh->errmsg, sizeof jh->errmsg);
     jumphost_notify(jh);
 }
 
@@ -286,7 +287,7 @@ void smx_jumps_free(smx_jumps *j)
 static void jump_copy_failure(jump_tp *tp)
 {
     smx_jumphost *jh = tp->jh;
-    snprintf(tp->base.errmsg, sizeof tp->base.errmsg, "%s", jh->errmsg);
+    smx_transport_set_error(&tp->base, "%s", jh->errmsg);
     tp->base.error_stage = jh->err_stage;
     tp->base.error_hop = jh->err_hop;
 }
@@ -339,12 +340,12 @@ static void jump_report_refusal(jump_tp *tp, const char *err)
     if (busy && (jh->capacity == 0 || jh->open_chans < jh->capacity))
         jh->capacity = jh->open_chans;
     if (busy)
-        snprintf(tp->base.errmsg, sizeof tp->base.errmsg,
-                 "jump host %s (hop %d) refused a channel to %s:%d while carrying %d (%s)",
+        smx_transport_set_error(&tp->base, "jump host %s (hop %d) refused a channel to %s:%d "
+                                "while carrying %d (%s)",
                  name, jh->hop, tp->host, tp->port, jh->open_chans, err ? err : "refused");
     else
-        snprintf(tp->base.errmsg, sizeof tp->base.errmsg,
-                 "jump host %s (hop %d) could not open a channel to %s:%d: %s", name, jh->hop,
+        smx_transport_set_error(&tp->base, "jump host %s (hop %d) could not open a channel to "
+                                "%s:%d: %s", name, jh->hop,
                  tp->host, tp->port, err ? err : "refused");
     tp->base.error_stage = SMX_STAGE_CONNECT;
     tp->base.error_hop = jh->hop;
@@ -367,12 +368,12 @@ static void jump_on_pipe_done(smx_pipe *p, const char *err, void *ud)
     }
     /* The target session sees EOF on its socket and reports it itself; a session still in its
      * handshake takes the transport's word for why. */
-    if (err && !tp->base.errmsg[0]) {
+    if (err && !smx_transport_error(&tp->base)[0]) {
         if (tp->jh->state == JH_FAILED)   /* the jump host has said why (and which hop) */
             jump_copy_failure(tp);
-        else
+        else if (smx_transport_errbuf(&tp->base))
             tp->base.error_hop = jumphost_loss_text(tp->jh, NULL, err, tp->base.errmsg,
-                                                    sizeof tp->base.errmsg);
+                                                    SMX_MSG_MAX);
     }
 }
 
@@ -386,7 +387,7 @@ static int jump_connect(smx_transport *t, smx_transport_cb cb)
     }
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0) {
-        snprintf(t->errmsg, sizeof t->errmsg, "socketpair: %s", strerror(errno));
+        smx_transport_set_error(t, "socketpair: %s", strerror(errno));
         t->error_stage = SMX_STAGE_CONNECT;
         return errno == EMFILE || errno == ENFILE ? SMX_EMFILE : SMX_ECONNECT;
     }
@@ -395,7 +396,7 @@ static int jump_connect(smx_transport *t, smx_transport_cb cb)
         free(stream);
         close(sv[0]);
         close(sv[1]);
-        snprintf(t->errmsg, sizeof t->errmsg, "cannot set up the jump channel's socket");
+        smx_transport_set_error(t, "cannot set up the jump channel's socket");
         t->error_stage = SMX_STAGE_CONNECT;
         return SMX_ECONNECT;
     }
@@ -420,6 +421,7 @@ static void jump_finish_close(jump_tp *tp)
     void *data = tp->base.data;
     if (tp->base.fd >= 0 && !tp->base.watch.active)
         close(tp->base.fd);
+    smx_transport_free_error(&tp->base);
     free(tp->host);
     free(tp);
     jumphost_release(jh);

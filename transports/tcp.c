@@ -49,7 +49,7 @@ static void tcp_on_resolved(smx_resolve_req *req, int status, const struct addri
 {
     tcp_transport *tt = req->data;
     if (status < 0 || !ai) {
-        snprintf(tt->base.errmsg, sizeof tt->base.errmsg, "could not resolve \"%s\": %s",
+        smx_transport_set_error(&tt->base, "could not resolve \"%s\": %s",
                  tt->host, status < 0 ? uv_strerror(status) : "no address");
         tcp_fail(tt, SMX_ERESOLVE, SMX_STAGE_RESOLVE);
         return;
@@ -72,7 +72,7 @@ static int tcp_prepare(smx_transport *t, smx_transport_cb cb)
     tt->req.data = tt;
     int rc = smx_resolve(tt->resolver, &tt->req, tt->host, tcp_on_resolved);
     if (rc < 0) {
-        snprintf(t->errmsg, sizeof t->errmsg, "could not resolve \"%s\": %s", tt->host,
+        smx_transport_set_error(t, "could not resolve \"%s\": %s", tt->host,
                  uv_strerror(rc));
         t->error_stage = SMX_STAGE_RESOLVE;
         return SMX_ERESOLVE;
@@ -88,6 +88,7 @@ static void tcp_free(tcp_transport *tt)
         close(tt->base.fd);
     smx_transport_close_cb cb = tt->close_cb;
     void *data = tt->base.data;
+    smx_transport_free_error(&tt->base);
     free(tt->host);
     free(tt);
     if (cb)
@@ -180,15 +181,14 @@ static void tcp_try_next(tcp_transport *tt)
         if (rc == 0)
             return;
         if (rc == SMX_EMFILE) {
-            snprintf(tt->base.errmsg, sizeof tt->base.errmsg,
-                     "out of file descriptors connecting to %s (raise ulimit -n or lower -f)",
-                     tt->base.peer);
+            smx_transport_set_error(&tt->base, "out of file descriptors connecting to %s "
+                                    "(raise ulimit -n or lower -f)", tt->base.peer);
             tcp_fail(tt, SMX_EMFILE, SMX_STAGE_CONNECT);
             return;
         }
     }
-    snprintf(tt->base.errmsg, sizeof tt->base.errmsg, "connect to %s: %s", tt->base.peer,
-             strerror(tt->last_errno ? tt->last_errno : ECONNREFUSED));
+    smx_transport_set_error(&tt->base, "connect to %s: %s", tt->base.peer,
+                            strerror(tt->last_errno ? tt->last_errno : ECONNREFUSED));
     tcp_fail(tt, SMX_ECONNECT, SMX_STAGE_CONNECT);
 }
 

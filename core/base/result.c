@@ -76,6 +76,7 @@ void smx_result_free(smx_result *r)
     free(r->cipher);
     free(r->hostkey);
     free(r->auth_method);
+    free(r->err_msg);
     for (size_t i = 0; i < r->nfiles; i++) {
         free(r->files[i].local);
         free(r->files[i].remote);
@@ -97,14 +98,22 @@ void smx_result_set_error(smx_result *r, enum smx_stage stage, int code, const c
         return;   /* the first failure is the cause; later ones are consequences */
     r->err_stage = stage;
     r->err_code = code;
-    snprintf(r->err_msg, sizeof r->err_msg, "%s", msg);
+    /* Allocated only on failure: a buffer in every result was half a KiB per open session. */
+    free(r->err_msg);
+    r->err_msg = strdup(msg ? msg : "");
+}
+
+const char *smx_result_error(const smx_result *r)
+{
+    return r->err_msg ? r->err_msg : "";
 }
 
 void smx_result_clear_error(smx_result *r)
 {
     r->err_stage = SMX_STAGE_NONE;
     r->err_code = 0;
-    r->err_msg[0] = '\0';
+    free(r->err_msg);
+    r->err_msg = NULL;
 }
 
 static json_t *json_str_or_null(const char *s)
@@ -201,7 +210,7 @@ json_t *smx_result_to_json(const smx_result *r)
     if (r->err_stage != SMX_STAGE_NONE) {
         json_t *e = json_object();
         json_object_set_new(e, "stage", json_string(smx_stage_name(r->err_stage)));
-        json_object_set_new(e, "message", json_string(r->err_msg));
+        json_object_set_new(e, "message", json_string(smx_result_error(r)));
         if (r->err_hop >= 0)
             json_object_set_new(e, "hop", json_integer(r->err_hop));
         json_object_set_new(o, "error", e);

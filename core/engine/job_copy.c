@@ -530,7 +530,7 @@ static void copy_on_timer(uv_timer_t *t)
     uv_timer_stop(t);
     if (run->conn && !run->conn->ended)
         smx_session_fail(&run->conn->session, SMX_STAGE_SFTP, SMX_ETIMEDOUT, "%s",
-                         run->result->err_msg);
+                         smx_result_error(run->result));
 }
 
 void smx_copy_run_cancel(copy_run *run, const char *why)

@@ -171,7 +171,8 @@ typedef struct smx_result {
     int truncated;             /* the capture reached max_output */
     enum smx_stage err_stage;  /* SMX_STAGE_NONE if no error */
     int err_code;              /* SMX_* */
-    char err_msg[SMX_MSG_MAX];
+    char *err_msg;             /* why, when err_stage is set (owned); read it with
+                                * smx_result_error, which never returns NULL */
     int err_hop;               /* jump hop index that failed, -1 for the target itself */
     int attempts;
     int timed_out;             /* the command ran past smx_exec_opts.timeout_ms */
@@ -188,6 +189,8 @@ typedef struct smx_result {
 
 /* Frees a result handed over by an on_done callback, and everything in it. NULL is a no-op. */
 void smx_result_destroy(smx_result *r);
+/* Why the host failed, "" when it did not (never NULL; owned by r). */
+const char *smx_result_error(const smx_result *r);
 /* The record as one line of compact JSON (what `sshmux exec --json` prints), without a newline:
  * malloc'd, the caller's (free). NULL when out of memory. */
 char *smx_result_json(const smx_result *r);

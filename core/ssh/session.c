@@ -391,7 +391,7 @@ static int session_create_ssh(smx_session *s)
         rc |= ssh_options_set(s->ssh, SSH_OPTIONS_IDENTITY_AGENT, agent);
     if (rc != 0) {
         /* The message names the algorithm lists: that is what libssh rejects here. */
-        snprintf(s->transport->errmsg, sizeof s->transport->errmsg, "bad option: %s",
+        smx_transport_set_error(s->transport, "bad option: %s",
                  ssh_get_error(s->ssh));
         return SMX_EINVAL;
     }
@@ -408,8 +408,9 @@ static void session_on_socket_error(smx_session *s, int status)
 {
     switch (s->state) {
     case SMX_SESSION_HANDSHAKE:
-        if (s->transport->errmsg[0]) {   /* the transport knows why (a ProxyCommand exited) */
-            smx_session_fail(s, SMX_STAGE_CONNECT, SMX_ECONNECT, "%s", s->transport->errmsg);
+        if (smx_transport_error(s->transport)[0]) {   /* the transport knows why (ProxyCommand) */
+            smx_session_fail(s, SMX_STAGE_CONNECT, SMX_ECONNECT, "%s",
+                             smx_transport_error(s->transport));
             return;
         }
         if (s->result->attempts <= s->ctx->opts.retries) {
@@ -456,24 +457,24 @@ static void session_transport_failed(smx_session *s, smx_transport *t, int statu
 {
     if (status == SMX_EBUSY && s->result->attempts <= s->ctx->opts.retries) {
         /* The jump connection is full; the next attempt gets another one (transports/jump.c). */
-        smx_session_trace(s, "%s; retrying", t->errmsg);
+        smx_session_trace(s, "%s; retrying", smx_transport_error(t));
         session_backoff(s, SMX_GATE_NEUTRAL);
         return;
     }
     session_take_hop(s, t);
     smx_session_fail(s, t->error_stage ? t->error_stage : SMX_STAGE_CONNECT, status, "%s",
-                     t->errmsg);
+                     smx_transport_error(t));
 }
 
 void smx_session_fail_lost(smx_session *s, const char *during)
 {
     smx_transport *t = s->transport;
-    if (t && t->errmsg[0]) {
+    if (t && smx_transport_error(t)[0]) {
         /* The transport knows more than libssh's "Socket error": a jump hop that went away, a
          * ProxyCommand that exited. */
         session_take_hop(s, t);
         smx_session_fail(s, SMX_STAGE_EXEC, SMX_ECLOSED, "connection lost%s: %s", during,
-                         t->errmsg);
+                         smx_transport_error(t));
         return;
     }
     smx_session_fail(s, SMX_STAGE_EXEC, SMX_ECLOSED, "connection lost%s: %s", during,
@@ -491,7 +492,7 @@ static void session_on_connected(smx_transport *t, int status)
     int rc = session_create_ssh(s);
     if (rc < 0) {
         smx_session_fail(s, SMX_STAGE_CONNECT, rc, "%s",
-                         rc == SMX_EINVAL ? t->errmsg : smx_strerror(rc));
+                         rc == SMX_EINVAL ? smx_transport_error(t) : smx_strerror(rc));
         return;
     }
     t->watch.cb = session_on_io;
@@ -548,7 +549,7 @@ static void session_begin_attempt(smx_session *s)
     session_arm(s, (uint64_t)session_connect_timeout_ms(s));
     int rc = smx_transport_prepare(s->transport, session_on_prepared);
     if (rc < 0)
-        smx_session_fail(s, s->transport->error_stage, rc, "%s", s->transport->errmsg);
+        smx_session_fail(s, s->transport->error_stage, rc, "%s", smx_transport_error(s->transport));
 }
 
 void smx_session_start(smx_session *s)
@@ -618,8 +619,9 @@ static void session_step_handshake(smx_session *s)
     if (rc == SSH_AGAIN)
         return;
     if (rc != SSH_OK) {
-        if (s->transport->errmsg[0]) {   /* the transport knows why (a ProxyCommand exited) */
-            smx_session_fail(s, SMX_STAGE_CONNECT, SMX_ECONNECT, "%s", s->transport->errmsg);
+        const char *why = smx_transport_error(s->transport);
+        if (why[0]) {   /* the transport knows why (a ProxyCommand exited) */
+            smx_session_fail(s, SMX_STAGE_CONNECT, SMX_ECONNECT, "%s", why);
             return;
         }
         if (session_is_early_drop(s) && s->result->attempts <= s->ctx->opts.retries) {

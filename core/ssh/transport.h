@@ -18,7 +18,7 @@
 #include "fdwatch.h"
 
 typedef struct smx_transport smx_transport;
-/* status: 0 or a negative SMX_* code; on failure t->errmsg says why. */
+/* status: 0 or a negative SMX_* code; on failure smx_transport_error(t) says why. */
 typedef void (*smx_transport_cb)(smx_transport *t, int status);
 typedef void (*smx_transport_close_cb)(void *data);   /* gets t->data; t is gone */
 
@@ -41,10 +41,18 @@ struct smx_transport {
     smx_fdwatch watch;         /* valid once connected (watch.active) */
     char gate_key[128];        /* set by prepare */
     char peer[128];            /* "addr:port" we connected to, for messages */
-    char errmsg[SMX_MSG_MAX];
+    char *errmsg;              /* NULL until it fails: see smx_transport_set_error */
     int error_stage;           /* enum smx_stage value of where it failed (core/base/result.h) */
     int error_hop;             /* 1-based jump hop that failed, 0 for none (set by jump transports) */
 };
+
+/* Why it failed, in SMX_MSG_MAX bytes allocated on first use (NULL only when out of memory).
+ * Each implementation frees it with smx_transport_free_error when it frees itself. */
+char *smx_transport_errbuf(smx_transport *t);
+void smx_transport_set_error(smx_transport *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+const char *smx_transport_error(const smx_transport *t);   /* "" when none */
+void smx_transport_free_error(smx_transport *t);
 
 static inline int smx_transport_prepare(smx_transport *t, smx_transport_cb cb)
 {

@@ -508,17 +508,15 @@ def test_order_and_parallel_on_one_connection():
     reqs = [{"connection_args": conn(), "command": "sleep 1.5; echo slow"}] + \
            [{"connection_args": conn(), "command": f"echo fast{i}"} for i in (2, 3)]
     for args, order in (((), [1, 2, 3]), (("--parallel", "3"), None)):
-        t0 = time.monotonic()
         rc, rows, r = request(reqs, *args)
-        took = time.monotonic() - t0
         got = [json.loads(l)["line"] for l in r.stdout.splitlines() if l.strip()]
         check_eq(rc, 0)
         check_eq(len({row["connection"]["id"] for row in rows.values()}), 1)
         if order:
             check_eq(got, order, "in line order")
         else:
+            # the order is the proof (a wall-time bound failed under ASan on a loaded machine)
             check_eq(got[-1], 1, f"the fast ones finished first: {got}")
-            check(took < 4, f"took {took:.1f}s")
 
 
 def test_200_requests_20_hosts_share_connections():

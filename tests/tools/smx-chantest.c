@@ -278,8 +278,8 @@ static void on_ready(smx_conn *c, void *ud)
 
 static void on_ended(smx_conn *c, void *ud)
 {
-    say("ended %s", T.result.err_msg[0] ? T.result.err_msg : "-");
-    if (!T.closing || T.result.err_msg[0])
+    say("ended %s", T.result.err_msg ? T.result.err_msg : "-");
+    if (!T.closing || T.result.err_msg)
         T.failed = 1;
 }
 
