@@ -8,8 +8,11 @@ Reads OUTDIR/SUBDIR/results.csv, keeps the tools named (renamed to LABEL), write
 OUTDIR/results.csv and the plots (bench/report.py's, gnuplot). Example (bench/results/cpu14):
 
     bench/plot_builds.py bench/results/cpu14 \\
-        'a:sshmux-openssl=sshmux (index + ssh dir),sshmux-baseline=sshmux main (before),pdsh=pdsh' \\
-        'large:sshmux-openssl=sshmux (+ libssh 0010)'
+        'small:sshmux-openssl=sshmux (+ libssh 0010),sshmux-baseline=sshmux main (before),pdsh=pdsh' \\
+        'large:sshmux-openssl=sshmux (+ libssh 0010)' \\
+        'a:sshmux-openssl=sshmux (index + ssh dir; run a)'
+
+Labels cannot contain ',' or '='.
 """
 import csv
 import os
