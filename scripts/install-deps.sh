@@ -5,6 +5,8 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config ninja-build
       libuv1-dev libjansson-dev libssl-dev libmbedtls-dev zlib1g-dev libcmocka-dev
+      # Ed25519 signatures in the OpenSSL build (scripts/libssh-patches/0010)
+      libsodium-dev
       # ClusterShell group files and Ansible's YAML inventories (core/config/groups*.c)
       libyaml-dev
       openssh-server openssh-client dpkg-dev xz-utils patch

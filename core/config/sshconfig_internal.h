@@ -70,6 +70,7 @@ typedef struct smx_criterion {
 } smx_criterion;
 
 typedef struct smx_cfgfile smx_cfgfile;
+typedef struct smx__cfgindex smx__cfgindex;
 
 /* One non-comment line. Values are validated and pre-parsed at load so that resolving a host
  * never re-parses text and syntax errors surface once, with file:line. */
@@ -89,6 +90,7 @@ struct smx_cfgfile {
     char *display;               /* name for messages, with $HOME shown as "~" */
     smx_directive *d;
     size_t n, cap;
+    smx__cfgindex *index;        /* literal Host blocks by name (sshconfig_index.c), or NULL */
 };
 
 struct smx_config {
@@ -132,6 +134,35 @@ int smx__cfgerr(smx_err *e, int code, const smx__loc *loc, const char *fmt, ...)
 /* sshconfig_load.c */
 int smx__parse_cmdline(const smx_strvec *options, smx_cfgfile **out, smx_err *err);
 void smx__cfgfile_free(smx_cfgfile *f);
+
+/* sshconfig_index.c: resolving a host used to walk every Host block of every file, so a
+ * configuration with a block per host (a generated fleet config) cost O(N) per host and O(N^2)
+ * for a fan-out. A "literal block" is a Host line whose patterns are all plain names (no '*',
+ * '?' or '!') followed by known options only (no Include and no unknown keyword: those act
+ * even inside a block that does not match). For a name that a literal block does not list,
+ * walking it only sets the block state to inactive. Consecutive literal blocks form a run; of
+ * a run only the blocks listing the name can apply anything, in file order, and after the run
+ * the state is active only if its last block listed the name. Everything else (the global
+ * section, wildcard and negated Host lines, Match, Include) is walked as before. */
+typedef struct smx__litblock {
+    const char *name;            /* one pattern of the Host line (owned by the directive) */
+    size_t start, end;           /* the Host line's index, and the next block's (or f->n) */
+} smx__litblock;
+
+struct smx__cfgindex {
+    size_t *run_end;             /* per directive: end of the run of literal blocks starting
+                                  * at this Host line, 0 if none starts here */
+    smx__litblock *v;            /* every (name, block), by name then start, no duplicates */
+    size_t n;
+};
+
+/* Builds f->index if f has literal blocks; returns 0 or SMX_ENOMEM. */
+int smx__cfgfile_index(smx_cfgfile *f);
+void smx__cfgfile_unindex(smx_cfgfile *f);
+/* The blocks that list name and start in [from, to), in file order: returns their count and
+ * sets *first. */
+size_t smx__cfgindex_find(const smx__cfgindex *ix, const char *name, size_t from, size_t to,
+                          const smx__litblock **first);
 
 /* sshconfig_expand.c */
 typedef struct smx__tokens {

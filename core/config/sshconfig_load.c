@@ -78,6 +78,7 @@ void smx__cfgfile_free(smx_cfgfile *f)
 {
     if (!f)
         return;
+    smx__cfgfile_unindex(f);
     for (size_t i = 0; i < f->n; i++)
         smx__directive_free(&f->d[i]);
     free(f->d);
@@ -257,6 +258,8 @@ static int read_file(const loadctx *lc, const char *path, smx_cfgfile **out, smx
     }
     rc = read_lines(lc, fp, f, err);
     fclose(fp);
+    if (rc == 0 && (rc = smx__cfgfile_index(f)) < 0)
+        rc = smx_seterr(err, rc, "out of memory");
     if (rc < 0) {
         smx__cfgfile_free(f);
         return rc;

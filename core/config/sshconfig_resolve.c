@@ -235,6 +235,30 @@ static int check_unknown(const walkctx *w, const smx_cfgfile *f, const smx_direc
     return smx__cfgerr(w->err, SMX_EINVAL, &loc, "unknown option \"%s\"", d->args[0]);
 }
 
+/* A run of literal Host blocks (sshconfig_internal.h) from the Host line at `from`: only the
+ * blocks listing the name apply their options; the block state after the run is whether the
+ * last one did. Their bodies hold known options only, so nothing else in the run acts. */
+static int walk_run(walkctx *w, const smx_cfgfile *f, size_t from, int nevermatch, int *active)
+{
+    size_t to = f->index->run_end[from], nb;
+    const smx__litblock *b;
+
+    *active = 0;
+    if (nevermatch)
+        return 0;
+    nb = smx__cfgindex_find(f->index, w->final_host ? w->final_host : w->orig, from, to, &b);
+    for (size_t k = 0; k < nb; k++) {
+        for (size_t j = b[k].start + 1; j < b[k].end; j++) {
+            int rc = apply(w, &f->d[j]);
+
+            if (rc < 0)
+                return rc;
+        }
+        *active = b[k].end == to;
+    }
+    return 0;
+}
+
 /* One file. `active` is the block state inherited from the including line; inside an Include
  * from a non-matching block nothing may match (ssh's "never match"), and the includer's state
  * is restored afterwards simply because it is a local of the caller. */
@@ -246,6 +270,9 @@ static int walk_file(walkctx *w, const smx_cfgfile *f, int active, int nevermatc
 
         if (!d->kw) {
             rc = check_unknown(w, f, d);
+        } else if (d->kw->type == SMX_KW_HOST && f->index && f->index->run_end[i]) {
+            rc = walk_run(w, f, i, nevermatch, &active);
+            i = f->index->run_end[i] - 1;
         } else if (d->kw->type == SMX_KW_HOST) {
             active = !nevermatch && host_line_matches(w, d);
         } else if (d->kw->type == SMX_KW_MATCH) {

@@ -1,5 +1,7 @@
 #include "ctx.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "agent.h"
@@ -20,6 +22,17 @@ int smx_ctx_init(smx_ctx *ctx, uv_loop_t *loop, const smx_ctx_opts *o, int hands
     ctx->kbd = smx_kbd_new(loop, o->interactive, o->prompt_timeout_ms);
     if (!ctx->gates || !ctx->keyring || !ctx->agents || !ctx->hostkeys || !ctx->kbd)
         return SMX_ENOMEM;
+    /* Without SSH_OPTIONS_SSH_DIR, every session's ssh_connect looks the user up in the
+     * password database (getpwuid_r: nsswitch.conf and /etc/passwd opened and read, 6 system
+     * calls) to find ~/.ssh. libssh only uses it for the known_hosts file that orders host key
+     * algorithms; "~" is $HOME here as everywhere in sshmux's configuration. */
+    const char *home = getenv("HOME");
+    if (home && home[0] == '/') {
+        size_t n = strlen(home) + sizeof "/.ssh";
+        if (!(ctx->ssh_dir = malloc(n)))
+            return SMX_ENOMEM;
+        snprintf(ctx->ssh_dir, n, "%s/.ssh", home);
+    }
     return 0;
 }
 
@@ -37,5 +50,6 @@ void smx_ctx_close(smx_ctx *ctx)
     smx_secret_wipe(&ctx->password);
     smx_hostkeys_free(ctx->hostkeys);
     smx_kbd_free(ctx->kbd);
+    free(ctx->ssh_dir);
     memset(ctx, 0, sizeof *ctx);
 }

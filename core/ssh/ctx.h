@@ -47,6 +47,7 @@ typedef struct smx_ctx {
     struct smx_kbd *kbd;           /* ssh/kbdint.c: shared answers and open questions */
     smx_transport_factory transport_factory;
     void *factory_ud;
+    char *ssh_dir;                 /* "$HOME/.ssh" for libssh's SSH_OPTIONS_SSH_DIR, or NULL */
 } smx_ctx;
 
 /* 0 or SMX_ENOMEM (then smx_ctx_close frees what was made). */

@@ -376,6 +376,8 @@ static int session_create_ssh(smx_session *s)
     ssh_options_set(s->ssh, SSH_OPTIONS_PROCESS_CONFIG, &no);
     ssh_options_set(s->ssh, SSH_OPTIONS_FD, &fd);
     int rc = 0;
+    if (s->ctx->ssh_dir)
+        rc |= ssh_options_set(s->ssh, SSH_OPTIONS_SSH_DIR, s->ctx->ssh_dir);
     rc |= session_set_opt(s, SSH_OPTIONS_HOST, hc->hostname);
     rc |= ssh_options_set(s->ssh, SSH_OPTIONS_PORT, &port);
     rc |= session_set_opt(s, SSH_OPTIONS_USER, hc->user);
