@@ -5,6 +5,8 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config ninja-build
       libuv1-dev libjansson-dev libssl-dev libmbedtls-dev zlib1g-dev libcmocka-dev
+      # X25519/Ed25519 for the mbedTLS build's libssh (scripts/libssh-patches/0020)
+      libsodium-dev
       # ClusterShell group files and Ansible's YAML inventories (core/config/groups*.c)
       libyaml-dev
       openssh-server openssh-client dpkg-dev xz-utils patch
