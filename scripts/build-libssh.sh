@@ -36,7 +36,8 @@ fi
 
 case "$BACKEND" in
     openssl) crypto=(-DWITH_MBEDTLS=OFF) ;;
-    mbedtls) crypto=(-DWITH_MBEDTLS=ON) ;;
+    # libsodium for X25519 and Ed25519 (libssh-patches/0020)
+    mbedtls) crypto=(-DWITH_MBEDTLS=ON -DWITH_SODIUM=ON) ;;
     *) echo "build-libssh: unknown backend '$BACKEND' (openssl|mbedtls)" >&2; exit 2 ;;
 esac
 

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config ninja-build
       libuv1-dev libjansson-dev libssl-dev libmbedtls-dev zlib1g-dev libcmocka-dev
-      # Ed25519 signatures in the OpenSSL build (scripts/libssh-patches/0010)
+      # X25519/Ed25519 in both builds of libssh (scripts/libssh-patches/0010, 0011, 0020)
       libsodium-dev
       # ClusterShell group files and Ansible's YAML inventories (core/config/groups*.c)
       libyaml-dev
