@@ -111,6 +111,18 @@ def start_forwarder(fleet, tool, cipher, lport, dport, extra=()):
     return p
 
 
+def iperf_server():
+    """An iperf3 server on 127.0.0.1 (removed by fixture's cleanup); returns its port once it
+    listens."""
+    port = fixture.free_port()
+    srv = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    fixture.on_cleanup(lambda: fixture.kill_tree(srv.pid, srv), "iperf3 server")
+    wait_port(port)
+    return port
+
+
 def iperf(port, seconds, reverse, streams=1):
     """(bytes, bytes/s) received, summed over the streams."""
     args = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J"]
@@ -251,13 +263,8 @@ def run(reps, seconds, out_dir, tools=None, main_csv=None, latency=None, loss=0.
     except fixture.Skip as e:
         print(f"forward bench: {e}", file=sys.stderr)
         return
-    iperf_port = fixture.free_port()
     with fleet.inside("srv"):
-        srv = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(iperf_port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-        fixture.on_cleanup(lambda: fixture.kill_tree(srv.pid, srv), "iperf3 server")
-        wait_port(iperf_port)
+        iperf_port = iperf_server()
     rows = []
     try:
         with fleet.inside("cli"):   # forwarders, clients and their threads
