@@ -8,7 +8,10 @@ Everything runs on loopback against a throwaway sshd (tests/lib/fixture.py), bou
 with --latency MS [--loss PCT], the sshd, iperf3 server and targets sit in a network namespace
 behind tests/lib/wire.py's wire (MS/2 ms and PCT % loss each way), the forwarders and clients
 in another (bench/netns.py).
-Usage: bench/forward.py [--reps N] [--seconds S] [--out-dir bench/results] [--latency MS]"""
+With --parallel 1,8 each throughput case runs once per stream count (iperf3 -P N: N forwarded
+connections at once through the one forward, hence N channels on its SSH connection).
+Usage: bench/forward.py [--reps N] [--seconds S] [--out-dir bench/results] [--latency MS]
+       [--parallel 1,8] [--prefix NAME] [--no-extras] [--base-binary PATH]"""
 import argparse
 import contextlib
 import csv
@@ -30,6 +33,15 @@ CIPHERS = ["aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"]
 TOOLS = {"sshmux-openssl": os.path.join(TOP, "build", "openssl", "sshmux"),
          "sshmux-mbedtls": os.path.join(TOP, "build", "mbedtls", "sshmux"),
          "ssh": "ssh"}
+
+
+def tool_binary(tool):
+    """(binary, extra args): "sshmux-openssl-c4" is sshmux-openssl with --connections 4 (its
+    forwarded connections spread over 4 SSH connections, each with its own sshd)."""
+    base, sep, n = tool.rpartition("-c")
+    if sep and n.isdigit() and base in TOOLS:
+        return TOOLS[base], ["--connections", n]
+    return TOOLS[tool], []
 
 
 def cpu_seconds(pid):
@@ -87,7 +99,8 @@ def start_forwarder(fleet, tool, cipher, lport, dport, extra=()):
         cmd = ["ssh", "-F", fleet.cfg, "-o", f"Ciphers={cipher}", "-o", "BatchMode=yes",
                "-o", "ExitOnForwardFailure=yes", "-N"] + specs + ["target"]
     else:
-        cmd = [TOOLS[tool], "forward", "-F", fleet.cfg, "-o", f"Ciphers={cipher}"] + specs + \
+        binary, opts = tool_binary(tool)
+        cmd = [binary, "forward", "-F", fleet.cfg, "-o", f"Ciphers={cipher}"] + opts + specs + \
               ["target"]
     p = subprocess.Popen(cmd, env=fleet.env, stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -98,8 +111,23 @@ def start_forwarder(fleet, tool, cipher, lport, dport, extra=()):
     return p
 
 
-def iperf(port, seconds, reverse):
+def iperf_server():
+    """An iperf3 server on 127.0.0.1 (removed by fixture's cleanup); returns its port once it
+    listens."""
+    port = fixture.free_port()
+    srv = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    fixture.on_cleanup(lambda: fixture.kill_tree(srv.pid, srv), "iperf3 server")
+    wait_port(port)
+    return port
+
+
+def iperf(port, seconds, reverse, streams=1):
+    """(bytes, bytes/s) received, summed over the streams."""
     args = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J"]
+    if streams > 1:
+        args += ["-P", str(streams)]
     r = subprocess.run(args + (["-R"] if reverse else []), capture_output=True, text=True,
                        timeout=seconds + 30)
     j = json.loads(r.stdout)
@@ -109,12 +137,12 @@ def iperf(port, seconds, reverse):
     return end["bytes"], end["bits_per_second"] / 8
 
 
-def measure_throughput(fleet, iperf_port, tool, cipher, reverse, seconds):
+def measure_throughput(fleet, iperf_port, tool, cipher, reverse, seconds, streams=1):
     lport = fixture.free_port()
     p = start_forwarder(fleet, tool, cipher, lport, iperf_port)
     try:
         cpu0 = cpu_seconds(p.pid)
-        nbytes, bps = iperf(lport, seconds, reverse)
+        nbytes, bps = iperf(lport, seconds, reverse, streams)
         cpu = cpu_seconds(p.pid) - cpu0
     finally:
         fixture.kill_tree(p.pid, p)
@@ -216,10 +244,17 @@ def median_row(rows, key):
     return statistics.median(vals), min(vals), max(vals)
 
 
-def run(reps, seconds, out_dir, tools=None, main_csv=None, latency=None, loss=0.0):
-    """Measures, writes forward.csv/forward.md in out_dir, and appends rows to main_csv (the
-    harness's results.csv columns) when given. latency/loss: through bench/netns.py's wire."""
-    tools = [t for t in (tools or list(TOOLS)) if t == "ssh" or os.access(TOOLS[t], os.X_OK)]
+def run(reps, seconds, out_dir, tools=None, main_csv=None, latency=None, loss=0.0,
+        parallel=(1,), prefix="forward", extras=True, base_binary=None):
+    """Measures, writes <prefix>.csv/<prefix>.md in out_dir, and appends rows to main_csv (the
+    harness's results.csv columns) when given. latency/loss: through bench/netns.py's wire.
+    parallel: iperf3 stream counts, each a case of its own; extras: the connection-rate and
+    idle-channel runs; base_binary: another sshmux build measured as tool "sshmux-base"."""
+    if base_binary:
+        TOOLS["sshmux-base"] = os.path.abspath(base_binary)
+        tools = list(tools or TOOLS) + ["sshmux-base"]
+    tools = [t for t in (tools or list(TOOLS)) if t == "ssh" or
+             os.access(tool_binary(t)[0], os.X_OK)]
     os.makedirs(out_dir, exist_ok=True)
     # idle channels: 2 fds each here, 1 in sshd (which inherits this limit)
     nidle = 1500 if fixture.raise_fd_limit(8192) >= 4096 else 300
@@ -228,37 +263,39 @@ def run(reps, seconds, out_dir, tools=None, main_csv=None, latency=None, loss=0.
     except fixture.Skip as e:
         print(f"forward bench: {e}", file=sys.stderr)
         return
-    iperf_port = fixture.free_port()
     with fleet.inside("srv"):
-        srv = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(iperf_port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-        fixture.on_cleanup(lambda: fixture.kill_tree(srv.pid, srv), "iperf3 server")
-        wait_port(iperf_port)
+        iperf_port = iperf_server()
     rows = []
     try:
         with fleet.inside("cli"):   # forwarders, clients and their threads
-            rates, idle = measure_all(fleet, iperf_port, tools, reps, seconds, nidle, rows)
+            rates, idle = measure_all(fleet, iperf_port, tools, reps, seconds, nidle, rows,
+                                      parallel, extras)
     finally:
         fixture.cleanup_all()
-    write_results(out_dir, rows, rates, tools, idle, nidle, fleet.server)
+    write_results(out_dir, rows, rates, tools, idle, nidle, fleet.server, prefix,
+                  f"reps {reps}, {seconds} s each")
     if main_csv:
         append_main_csv(main_csv, rows, seconds, fleet.server)
 
 
-def measure_all(fleet, iperf_port, tools, reps, seconds, nidle, rows):
+def measure_all(fleet, iperf_port, tools, reps, seconds, nidle, rows, parallel=(1,),
+                extras=True):
     """Throughput rows (appended to rows), then {tool: conn rate}, {tool: idle result}."""
-    for cipher in CIPHERS:
-        for reverse in (False, True):
-            for rep in range(reps):
-                for tool in tools:   # interleaved: every tool sees the same machine state
-                    m = measure_throughput(fleet, iperf_port, tool, cipher, reverse, seconds)
-                    rows.append({"tool": tool, "cipher": cipher,
-                                 "direction": "download" if reverse else "upload",
-                                 "rep": rep, **m})
-                    print(f"{tool:15s} {cipher:30s} {rows[-1]['direction']:8s} "
-                          f"{m['mb_per_s']:7.0f} MB/s {m['cpu_s_per_gib']:5.2f} s CPU/GiB",
-                          flush=True)
+    for streams in parallel:
+        for cipher in CIPHERS:
+            for reverse in (False, True):
+                for rep in range(reps):
+                    for tool in tools:   # interleaved: every tool sees the same machine state
+                        m = measure_throughput(fleet, iperf_port, tool, cipher, reverse, seconds,
+                                               streams)
+                        rows.append({"tool": tool, "cipher": cipher, "streams": streams,
+                                     "direction": "download" if reverse else "upload",
+                                     "rep": rep, **m})
+                        print(f"{tool:15s} {cipher:30s} {rows[-1]['direction']:8s} P{streams} "
+                              f"{m['mb_per_s']:7.0f} MB/s {m['cpu_s_per_gib']:5.2f} s CPU/GiB",
+                              flush=True)
+    if not extras:
+        return {}, {}
     rates = {t: measure_conn_rate(fleet, t, seconds) for t in tools}
     idle = {}
     for t in tools:
@@ -279,7 +316,8 @@ def append_main_csv(path, rows, seconds, server="loopback"):
         if new:
             w.writeheader()
         for r in rows:
-            w.writerow({"tool": r["tool"], "variant": r["cipher"], "job": f"forward-{r['direction']}",
+            job = f"forward-{r['direction']}" + (f"-P{r['streams']}" if r["streams"] > 1 else "")
+            w.writerow({"tool": r["tool"], "variant": r["cipher"], "job": job,
                         "hosts": 1, "fanout": 1, "rep": r["rep"], "wall_s": seconds,
                         "cpu_s": round(r["cpu_s_per_gib"] * r["gib"], 4), "ok": 1, "failed": 0,
                         "server": server, "rc": 0, "timed_out": 0,
@@ -297,39 +335,54 @@ def main():
                     help="through a wire adding MS ms to every round trip (bench/netns.py)")
     ap.add_argument("--loss", type=float, default=0.0, metavar="PCT",
                     help="with --latency: drop PCT %% of the frames each way")
+    ap.add_argument("--parallel", default="1", metavar="N[,N...]",
+                    help="iperf3 parallel streams (-P), one case per value")
+    ap.add_argument("--prefix", default="forward", help="output files <prefix>.csv/.md")
+    ap.add_argument("--no-extras", action="store_true",
+                    help="throughput only (no connection-rate and idle-channel runs)")
+    ap.add_argument("--base-binary", metavar="PATH",
+                    help="also measure this sshmux build, as tool sshmux-base")
     a = ap.parse_args()
-    run(a.reps, a.seconds, a.out_dir, a.tools.split(","), a.csv, a.latency, a.loss)
+    run(a.reps, a.seconds, a.out_dir, a.tools.split(","), a.csv, a.latency, a.loss,
+        [int(x) for x in a.parallel.split(",")], a.prefix, not a.no_extras, a.base_binary)
 
 
-def write_results(out_dir, rows, rates, tools, idle=None, nidle=0, server="loopback"):
-    with open(os.path.join(out_dir, "forward.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["tool", "cipher", "direction", "rep", "mb_per_s",
-                                          "cpu_s_per_gib", "gib"])
+def write_results(out_dir, rows, rates, tools, idle=None, nidle=0, server="loopback",
+                  prefix="forward", how=""):
+    with open(os.path.join(out_dir, prefix + ".csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["tool", "cipher", "streams", "direction", "rep",
+                                          "mb_per_s", "cpu_s_per_gib", "gib"])
         w.writeheader()
         w.writerows(rows)
     lines = ["# Forwarding: iperf3 through sshmux forward vs ssh -L (same run)", "",
              "Median (min-max) over repetitions; CPU = the forwarder process's user+sys per GiB "
-             "moved. Ratios against `ssh` (OpenSSH) in the same run. Link: " + server + ".", "",
-             "| cipher | direction | tool | MB/s | CPU s/GiB | MB/s vs ssh | CPU/GiB vs ssh |",
-             "|---|---|---|---:|---:|---:|---:|"]
-    for cipher in CIPHERS:
-        for direction in ("upload", "download"):
-            base = [r for r in rows if r["tool"] == "ssh" and r["cipher"] == cipher
-                    and r["direction"] == direction]
-            bt = median_row(base, "mb_per_s")[0] if base else None
-            bc = median_row(base, "cpu_s_per_gib")[0] if base else None
-            for tool in tools:
-                sel = [r for r in rows if r["tool"] == tool and r["cipher"] == cipher
-                       and r["direction"] == direction]
-                if not sel:
-                    continue
-                t, tmin, tmax = median_row(sel, "mb_per_s")
-                c, cmin, cmax = median_row(sel, "cpu_s_per_gib")
-                lines.append(f"| {cipher} | {direction} | {tool} | {t:.0f} ({tmin:.0f}-{tmax:.0f}) "
-                             f"| {c:.2f} ({cmin:.2f}-{cmax:.2f}) | "
-                             f"{t / bt:.2f}x | {c / bc:.2f}x |" if bt and bc else
-                             f"| {cipher} | {direction} | {tool} | {t:.0f} | {c:.2f} | - | - |")
-    lines += ["", "Connection rate (short connections through one forward, 16 clients):", ""]
+             "moved. Ratios against `ssh` (OpenSSH) in the same run. Streams: iperf3 -P (that "
+             "many forwarded connections at once). Link: " + server + "; " + how + "; "
+             + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()) + ".", "",
+             "| streams | cipher | direction | tool | MB/s | CPU s/GiB | MB/s vs ssh "
+             "| CPU/GiB vs ssh |",
+             "|---:|---|---|---|---:|---:|---:|---:|"]
+    for streams in sorted({r["streams"] for r in rows}):
+        for cipher in CIPHERS:
+            for direction in ("upload", "download"):
+                case = [r for r in rows if r["streams"] == streams and r["cipher"] == cipher
+                        and r["direction"] == direction]
+                base = [r for r in case if r["tool"] == "ssh"]
+                bt = median_row(base, "mb_per_s")[0] if base else None
+                bc = median_row(base, "cpu_s_per_gib")[0] if base else None
+                for tool in tools:
+                    sel = [r for r in case if r["tool"] == tool]
+                    if not sel:
+                        continue
+                    t, tmin, tmax = median_row(sel, "mb_per_s")
+                    c, cmin, cmax = median_row(sel, "cpu_s_per_gib")
+                    head = f"| {streams} | {cipher} | {direction} | {tool} "
+                    lines.append(head + f"| {t:.0f} ({tmin:.0f}-{tmax:.0f}) "
+                                 f"| {c:.2f} ({cmin:.2f}-{cmax:.2f}) | "
+                                 f"{t / bt:.2f}x | {c / bc:.2f}x |" if bt and bc else
+                                 head + f"| {t:.0f} | {c:.2f} | - | - |")
+    if rates:
+        lines += ["", "Connection rate (short connections through one forward, 16 clients):", ""]
     for tool, (rate, failed) in rates.items():
         lines.append(f"- {tool}: {rate:.0f} connections/s ({failed} failed)")
     if idle:
@@ -339,7 +392,7 @@ def write_results(out_dir, rows, rates, tools, idle=None, nidle=0, server="loopb
                   "is the comparison):", ""]
         for tool, (mbs, cpu) in idle.items():
             lines.append(f"- {tool}: {mbs:.0f} MB/s, {cpu:.2f} s CPU/GiB")
-    with open(os.path.join(out_dir, "forward.md"), "w") as f:
+    with open(os.path.join(out_dir, prefix + ".md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -135,12 +135,7 @@ def run(reps, seconds, out_dir, tools=None, ciphers=None, log=print, summary=Non
             return 1
     fixture.raise_fd_limit(16384)   # before the sshd: it inherits the limit
     fleet = forward.Fleet()
-    iperf_port = fixture.free_port()
-    srv = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(iperf_port)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)
-    fixture.on_cleanup(lambda: fixture.kill_tree(srv.pid, srv), "iperf3 server")
-    forward.wait_port(iperf_port)
+    iperf_port = forward.iperf_server()
     echo = netserv.EchoProcess()
     date, rev = time.strftime("%Y-%m-%d %H:%M:%S %z"), source_revision()
     rows, bursts = [], []

@@ -12,7 +12,7 @@
 enum {
     OPT_HOSTFILE = 1000, OPT_JSON, OPT_ENV, OPT_MAX_OUTPUT, OPT_CONNECT_TIMEOUT, OPT_AUTH_TIMEOUT,
     OPT_RETRIES, OPT_PASSWORD_ENV, OPT_PASSWORD_FILE, OPT_ASK_PASS, OPT_PASSPHRASE_ENV,
-    OPT_KEY_ENV, OPT_NO_AGENT, OPT_KILL_GRACE, OPT_HANDSHAKES, OPT_BASE_PORT, OPT_MODE,
+    OPT_KEY_ENV, OPT_NO_AGENT, OPT_KILL_GRACE, OPT_HANDSHAKES, OPT_BASE_PORT, OPT_CONNECTIONS, OPT_MODE,
     OPT_ADDRESS, OPT_REMOTE, OPT_SOCKET, OPT_STREAMLOCAL, OPT_CMD, OPT_KEEP_GOING, OPT_SUDO,
     OPT_SUDO_USER, OPT_SUDO_PASSWORD_ENV, OPT_SUDO_ASK_PASS, OPT_PROXY_USER, OPT_PROXY_KEY,
     OPT_PROXY_KEY_ENV,
@@ -47,6 +47,7 @@ static const struct option cli_long_options[] = {
     {"key-env", required_argument, NULL, OPT_KEY_ENV},
     {"no-agent", no_argument, NULL, OPT_NO_AGENT},
     {"base-port", required_argument, NULL, OPT_BASE_PORT},
+    {"connections", required_argument, NULL, OPT_CONNECTIONS},
     {"mode", required_argument, NULL, OPT_MODE},
     {"address", required_argument, NULL, OPT_ADDRESS},
     {"remote", required_argument, NULL, OPT_REMOTE},
@@ -132,6 +133,7 @@ static const struct cli_numopt {
     {OPT_HANDSHAKES, "--handshakes", 1, 100000},
     {OPT_MAX_OUTPUT, "--max-output (bytes)", 0, 1ULL << 40},
     {OPT_BASE_PORT, "--base-port", 1, 65535},
+    {OPT_CONNECTIONS, "--connections", 1, SMX_FORWARD_MAX_CONNECTIONS},
 };
 
 /* Decimal digits only (no sign, space or base prefix) within [min, max], however many digits:
@@ -180,6 +182,7 @@ static int cli_apply_numeric(cli *c, int opt, const char *arg, int *rc)
     case OPT_HANDSHAKES: c->eng.handshake_initial = (int)v; break;
     case OPT_MAX_OUTPUT: c->x.max_output = (size_t)v; break;
     case OPT_BASE_PORT: c->base_port = (int)v; break;
+    case OPT_CONNECTIONS: c->connections = (int)v; break;
     }
     return 1;
 }

@@ -50,6 +50,7 @@ typedef struct cli {
     const char *socket_path; /* --socket (docker) */
     int streamlocal;         /* --streamlocal (docker) */
     int base_port;           /* --base-port (forward over a host list) */
+    int connections;         /* --connections (forward: links spread over that many) */
     int tty_flags;           /* -t given this many times (-tt: a PTY even without a terminal) */
     int no_pty;              /* -T */
     const char *escape;      /* -e (shell) */

@@ -209,7 +209,7 @@ static int fwd_add_all(fwd_run *r, const smx_forward_callbacks *cb)
     x.command = r->command;
     x.env = c->env.n ? &c->env : NULL;
     smx_forward_opts tmpl = {.nspecs = r->nspecs, .sock_mode = c->sock_mode,
-                             .command = r->command ? &x : NULL};
+                             .command = r->command ? &x : NULL, .connections = c->connections};
     r->host_specs = calloc(c->nhosts * r->nspecs, sizeof *r->host_specs);
     if (!r->host_specs)
         return EXIT_UNREACHABLE;

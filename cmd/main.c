@@ -21,6 +21,8 @@ void cli_usage(FILE *f)
 "  test [options] TARGET            connect once and report every phase\n"
 "  forward -L|-R|-D SPEC... TARGET [-- CMD]   ssh -L/-R/-D forwarding until SIGINT/SIGTERM\n"
 "  forward SPEC... [--base-port N] -w HOSTS   every host; local ports N, N+1, ...\n"
+"  forward ... --connections N      spread local/dynamic forwards' connections over N SSH\n"
+"                                   connections per host (1-8; parallel streams, each its own sshd)\n"
 "  forward-tcp [--address ADDR] PORT TARGET   local PORT -> the target's localhost:PORT\n"
 "  forward-unix [--remote RPATH] [PATH] TARGET   local Unix socket PATH -> RPATH\n"
 "  shell [options] TARGET [CMD...]  interactive shell as ssh (PTY, escapes ~. ~^Z ~# ~?)\n"

@@ -31,6 +31,7 @@
 typedef struct fwd_slot {
     smx_conn *conn;            /* NULL once gone */
     unsigned long open;        /* links whose channel is open on it */
+    unsigned long opening;     /* links whose channel is being opened on it */
     unsigned long capacity;    /* open links when it refused one; 0: no limit seen */
 } fwd_slot;
 
@@ -68,6 +69,7 @@ typedef struct fwd_link {      /* one forwarded connection */
     fwd_socks *socks;
     int slot;                  /* the connection it is on */
     int opened;
+    int opening;               /* counted in its slot's opening */
 } fwd_link;
 
 struct smx_forwarder {
@@ -116,11 +118,38 @@ void smx_forwarder_conn_gone(smx_forwarder *fw, smx_conn *conn)
             fw->slots[i].conn = NULL;
 }
 
+/* --connections N: the live connection with the fewest open links; a new one while fewer than
+ * N exist and every one carries some (parallel streams each get an sshd of their own, as far
+ * as N goes). -1: none left. */
+static int fwd_pick_spread(smx_forwarder *fw)
+{
+    int best = -1;
+    for (int i = 0; i < fw->nslots; i++) {
+        fwd_slot *s = &fw->slots[i];
+        if (!s->conn || s->conn->ended)
+            continue;
+        if (best < 0 || s->open + s->opening < fw->slots[best].open + fw->slots[best].opening)
+            best = i;
+    }
+    int busy = best < 0 || fw->slots[best].open + fw->slots[best].opening > 0;
+    if (busy && fw->nslots < fw->ev.spread && fw->nslots < FWD_MAX_CONNS && fw->ev.more_conn &&
+        !fw->closing) {
+        smx_conn *c = fw->ev.more_conn(fw->ev.ud);
+        if (c) {
+            fw->slots[fw->nslots].conn = c;
+            best = fw->nslots++;
+        }
+    }
+    return best;
+}
+
 /* The first live connection with room; another one when all are full and the cap allows; else
  * the least loaded (whose refusals are then the answer). -1: none left. */
 static int fwd_pick_slot(smx_forwarder *fw)
 {
     int best = -1;
+    if (fw->ev.spread > 1)
+        return fwd_pick_spread(fw);
     for (int i = 0; i < fw->nslots; i++) {
         fwd_slot *s = &fw->slots[i];
         if (!s->conn || s->conn->ended)
@@ -155,6 +184,14 @@ static int fwd_open_channel(ssh_channel ch, void *arg)
 static void fwd_maybe_closed(smx_forwarder *fw);
 static void fwd_listener_maybe_free(fwd_listener *l);
 
+static void fwd_link_not_opening(fwd_link *k)
+{
+    if (k->opening) {
+        k->opening = 0;
+        k->l->fw->slots[k->slot].opening--;
+    }
+}
+
 /* Opens the link's channel on the connection in `slot` (-1: none left). */
 static void fwd_link_open_on(fwd_link *k, int slot)
 {
@@ -164,6 +201,8 @@ static void fwd_link_open_on(fwd_link *k, int slot)
         smx_pipe_abort(k->pipe, "the connection is gone");
         return;
     }
+    k->opening = 1;
+    fw->slots[slot].opening++;
     smx_conn *c = fw->slots[slot].conn;
     if (k->l->spec.command) {
         if (smx_pipe_open_session(k->pipe, c, &k->l->exec) < 0)
@@ -176,6 +215,7 @@ static void fwd_link_open_on(fwd_link *k, int slot)
 static void fwd_link_opened(smx_pipe *p, void *ud)
 {
     fwd_link *k = ud;
+    fwd_link_not_opening(k);
     k->opened = 1;
     k->l->fw->slots[k->slot].open++;
     if (k->socks) {
@@ -196,6 +236,7 @@ static int fwd_link_refused(smx_pipe *p, int code, const char *why, void *ud)
     fwd_link *k = ud;
     smx_forwarder *fw = k->l->fw;
     fwd_slot *s = &fw->slots[k->slot];
+    fwd_link_not_opening(k);
     /* sshd at MaxSessions refuses a session as "connect failed (open failed)": for a session
      * channel, a refusal while others are open is a limit whatever its words. For the others
      * only "resource shortage" is (OpenSSH's "administratively prohibited" is PermitOpen's
@@ -240,6 +281,7 @@ static void fwd_on_pipe_done(smx_pipe *p, const char *err, void *ud)
     smx_forwarder *fw = l->fw;
     if (k->opened && k->slot >= 0)
         fw->slots[k->slot].open--;
+    fwd_link_not_opening(k);
     char what[160 + 300];
     const char *name = l->local;
     if (k->socks) {

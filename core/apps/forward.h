@@ -22,6 +22,9 @@ typedef struct smx_forward_events {
      * ready); NULL when none can be had. The owner closes it (and calls
      * smx_forwarder_conn_gone once it ended). */
     smx_conn *(*more_conn)(void *ud);
+    /* > 1: spread links over up to this many connections (more_conn opens them), each new
+     * link on the one with the fewest open */
+    int spread;
     void *ud;
 } smx_forward_events;
 

@@ -385,6 +385,7 @@ int smx_engine_add_forward(smx_engine *e, const char *target, smx_hostcfg *hc,
     }
     f->fev.conn_ended = forward_on_link_ended;
     f->fev.more_conn = forward_more_conn;
+    f->fev.spread = o->connections;
     f->fev.ud = f;
     f->conn = smx_conn_new(&e->ctx, hc, f->password, r, &forward_conn_events, f);
     f->fw = f->conn ? smx_forwarder_new(e->ctx.loop, f->conn, &f->fev) : NULL;

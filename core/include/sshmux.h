@@ -674,7 +674,13 @@ typedef struct smx_forward_opts {
                                      * `ssh -L ... host cmd`; borrowed for the run); its end ends
                                      * the forwards. NULL: forward until the connection ends or
                                      * the run is canceled */
+    int connections;                /* local and dynamic forwards' connections are spread over
+                                     * up to this many SSH connections to the host (each link
+                                     * on the least loaded; more opened as links come), at most
+                                     * SMX_FORWARD_MAX_CONNECTIONS; 0 or 1: one, and more only
+                                     * when the server refuses channels as a limit */
 } smx_forward_opts;
+#define SMX_FORWARD_MAX_CONNECTIONS 8
 
 typedef struct smx_forward_callbacks {
     /* Connected: the local listeners serve; remote ones are being asked for. May be NULL. */

@@ -1,7 +1,8 @@
 """sshmux forward (-L) against a real sshd: TCP and Unix sockets checked by sha256 both ways,
 half-close, three bursts of 2000 concurrent connections over one session (500 where the fd limit
 is low) to a fast one-process echo server, a stalled reader with bounded memory, a port in use,
-a refused remote port, fleet forwarding with --base-port, the forward-tcp/-unix aliases."""
+a refused remote port, fleet forwarding with --base-port, the forward-tcp/-unix aliases, and
+--connections N spreading parallel forwarded connections over N SSH connections."""
 import hashlib
 import os
 import signal
@@ -158,6 +159,58 @@ def check_burst_echoed(p, port, echo, n, burst):
     check_eq(bad[:5], [])
     for s in socks:
         s.close()
+
+
+def accepted_logins():
+    """Connections sshd has authenticated so far (each a line in its log)."""
+    with open(F.sshd.log_path, "rb") as f:
+        return f.read().count(b"Accepted publickey")
+
+
+def wait_logins(n, timeout=20):
+    deadline = time.monotonic() + timeout
+    while accepted_logins() < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return accepted_logins()
+
+
+def echo_concurrently(port, n, size):
+    """n connections at once, each echoing `size` random bytes; returns how many came back
+    intact (every socket has a 60 s timeout)."""
+    payloads = [os.urandom(size) for _ in range(n)]
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(n)]
+    ok = [0]
+
+    def one(s, data):
+        t = threading.Thread(target=lambda: (s.sendall(data), s.shutdown(socket.SHUT_WR)))
+        t.start()
+        if netserv.recv_all(s) == data:
+            ok[0] += 1
+        t.join(60)
+        s.close()
+    ts = [threading.Thread(target=one, args=(s, d)) for s, d in zip(socks, payloads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(90)
+    return ok[0]
+
+
+def test_connections_spread_links():
+    # --connections N: parallel forwarded connections spread over N SSH connections (each its
+    # own sshd process on the server), the least loaded first; without it they share one.
+    echo = netserv.Server(netserv.echo)
+    for want, extra in ((1, ()), (3, ("--connections", "3"))):
+        before = accepted_logins()
+        p, ls = start_forward(*extra, "-L", f"0:127.0.0.1:{echo.port}", "h0001")
+        check_eq(wait_logins(before + 1) - before, 1, "the forward's own connection")
+        check_eq(echo_concurrently(tcp_port(ls[0][0]), 6, 2 * 1024 * 1024), 6)
+        # more connections than asked for would show up here once authenticated
+        time.sleep(0.5)
+        check_eq(wait_logins(before + want) - before, want,
+                 f"SSH connections for 6 parallel links with {' '.join(extra) or 'defaults'}")
+        rc, err = stop(p)
+        check_eq(rc, 0, err)
 
 
 def test_stalled_reader_memory_bounded():
