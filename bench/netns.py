@@ -75,6 +75,14 @@ def _proc_cpu_s(pid, children=False):
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu():
+    """(busy, total) jiffies of all CPUs from /proc/stat: busy is everything but idle and
+    iowait, whoever spent it (this machine is shared)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v) - v[3] - v[4], sum(v)
+
+
 class Pinger:
     """One TCP connection through the wire (client ns -> an echo socket in the server ns) that
     sends one byte every `interval` s and times its echo: the round trip a connection sees
@@ -174,20 +182,28 @@ class WireWatch:
 
     def begin(self):
         self._t0 = self._snap()
+        self._m0 = self._m1 = machine_cpu()
         self.pinger.start()
+
+    def tool_done(self):
+        """Marks the end of the tool's run (for the machine's busy share)."""
+        self._m1 = machine_cpu()
 
     def end(self):
         """{relay_cpu_s, relay_frames, relay_overflow, relay_core_pct, relay_us_per_frame,
-        rtt_p50_ms, rtt_p99_ms, rtt_max_ms, server_cpu_s} over begin()..end(). Call it after
-        the sshd has reaped the run's connections (bench/run's settle)."""
+        rtt_p50_ms, rtt_p99_ms, rtt_max_ms, rtt_lost, server_cpu_s} over begin()..end(), and
+        machine_busy_pct (all CPUs, anyone's use) over begin()..tool_done(). Call it after the
+        sshd has reaped the run's connections (bench/run's settle)."""
         rtts = self.pinger.stop()
         t1 = self._snap()
         t0 = self._t0
         wall, cpu, frames = t1[0] - t0[0], t1[1] - t0[1], t1[2] - t0[2]
         over = sum(t1[4][k] - t0[4][k] for k in t1[4] if k.endswith("_overflow"))
+        busy, total = (b - a for a, b in zip(self._m0, self._m1))
         return dict(relay_cpu_s=cpu, relay_frames=frames, relay_overflow=over,
                     relay_core_pct=100 * cpu / wall if wall > 0 else None,
                     relay_us_per_frame=1e6 * cpu / frames if frames else None,
                     rtt_p50_ms=pct(rtts, 50), rtt_p99_ms=pct(rtts, 99),
                     rtt_max_ms=max(rtts) if rtts else None, rtt_lost=self.pinger.lost,
-                    server_cpu_s=t1[3] - t0[3])
+                    server_cpu_s=t1[3] - t0[3],
+                    machine_busy_pct=100 * busy / total if total else None)

@@ -16,7 +16,7 @@ COLUMNS = ["tool", "variant", "job", "hosts", "fanout", "rep", "wall_s", "cpu_s"
            # --latency only: the relay and the server side during the invocation (bench/netns.py)
            "relay_cpu_s", "relay_frames", "relay_overflow", "relay_core_pct",
            "relay_us_per_frame", "rtt_p50_ms", "rtt_p99_ms", "rtt_max_ms", "rtt_lost",
-           "server_cpu_s"]
+           "server_cpu_s", "machine_busy_pct"]
 BASE = "sshmux-openssl"
 
 
@@ -182,10 +182,12 @@ def _wire_table(grp, by_tool):
          "CPU (% of one core over the tool's wall time, µs per frame), an open TCP "
          "connection's round trip through it (1 byte echoed every 0.1 s during the run), and "
          f"the sshd's CPU (per connection, and divided by the {ncpu} cores: the wall time the "
-         "server side alone needs).", "",
+         "server side alone needs), and how busy the whole machine was during the tool's run "
+         "(all CPUs, /proc/stat: anyone's use, other work on a shared machine included).", "",
          "| tool | relay CPU s | relay % core | frames | µs/frame | overflow | RTT p50 ms "
-         "| RTT p99 ms | RTT max ms | sshd CPU s | sshd ms/conn | sshd CPU / cores s | wall s |",
-         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+         "| RTT p99 ms | RTT max ms | sshd CPU s | sshd ms/conn | sshd CPU / cores s | wall s "
+         "| machine busy % |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for tool in _tool_order(t for (t,) in by_tool):
         rs = [r for r in by_tool[(tool,)] if r.get("relay_cpu_s") is not None]
         if not rs:
@@ -198,7 +200,8 @@ def _wire_table(grp, by_tool):
                  f"{f(m('relay_overflow'), '{:.0f}')} | {f(m('rtt_p50_ms'), '{:.1f}')} | "
                  f"{f(m('rtt_p99_ms'), '{:.1f}')} | {f(m('rtt_max_ms'), '{:.1f}')} | "
                  f"{f(srv)} | {f(srv and 1000 * srv / n, '{:.1f}')} | "
-                 f"{f(srv and srv / ncpu)} | {f(m('wall_s'))} |")
+                 f"{f(srv and srv / ncpu)} | {f(m('wall_s'))} | "
+                 f"{f(m('machine_busy_pct'), '{:.0f}')} |")
     return L + [""]
 
 
