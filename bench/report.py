@@ -12,7 +12,11 @@ import time
 
 COLUMNS = ["tool", "variant", "job", "hosts", "fanout", "rep", "wall_s", "cpu_s",
            "cpu_ms_per_host", "peak_mib", "ok", "failed", "server", "rc", "timed_out",
-           "cpu_user_s", "cpu_sys_s", "rusage_cpu_s", "notes"]
+           "cpu_user_s", "cpu_sys_s", "rusage_cpu_s", "notes",
+           # --latency only: the relay and the server side during the invocation (bench/netns.py)
+           "relay_cpu_s", "relay_frames", "relay_overflow", "relay_core_pct",
+           "relay_us_per_frame", "rtt_p50_ms", "rtt_p99_ms", "rtt_max_ms", "rtt_lost",
+           "server_cpu_s", "machine_busy_pct"]
 BASE = "sshmux-openssl"
 
 
@@ -33,14 +37,15 @@ class CsvLog:
 
 def load_csv(path):
     """Rows of a results.csv back as dicts with numbers converted."""
-    ints = {"hosts", "fanout", "rep", "ok", "failed", "timed_out"}
+    ints = {"hosts", "fanout", "rep", "ok", "failed", "timed_out", "relay_frames",
+            "relay_overflow", "rtt_lost"}
     rows = []
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
             for k, v in r.items():
                 if k in ints and v != "":
                     r[k] = int(v)
-                elif k.endswith(("_s", "_mib", "_host")) and v != "":
+                elif k.endswith(("_s", "_mib", "_host", "_ms", "_pct", "_frame")) and v != "":
                     r[k] = float(v)
                 elif v == "" and k != "notes":
                     r[k] = None
@@ -126,6 +131,7 @@ def markdown(rows, stock_rows, meta, sessions=None):
             if tool != BASE and variant == "samekex" and bwall and bcpu and wall and cpu:
                 headlines.append((server, job, n, tool, wall / bwall, cpu / bcpu))
         L.append("")
+        L += _wire_table(grp, by_tool)
         notes = _merged_notes(grp, ["tool"])
         if notes:
             L += ["Messages from the tools (count summed over all reps):", ""]
@@ -162,6 +168,41 @@ def markdown(rows, stock_rows, meta, sessions=None):
 
 
 _JOB_ORDER = ("true", "echo", "64k")
+
+
+def _wire_table(grp, by_tool):
+    """--latency runs: the relay's CPU and round trip and the sshd's CPU during each tool's
+    runs (medians over the reps), and the wall time the sshd's CPU alone needs on the
+    machine's cores: where that is close to a tool's wall time, the server side bounds it."""
+    if not any(r.get("relay_cpu_s") is not None for r in grp):
+        return []
+    ncpu = os.cpu_count() or 1
+    n = grp[0]["hosts"]
+    L = ["The wire and the server side during these runs (medians over the reps): the relay's "
+         "CPU (% of one core over the tool's wall time, µs per frame), an open TCP "
+         "connection's round trip through it (1 byte echoed every 0.1 s during the run), and "
+         f"the sshd's CPU (per connection, and divided by the {ncpu} cores: the wall time the "
+         "server side alone needs), and how busy the whole machine was during the tool's run "
+         "(all CPUs, /proc/stat: anyone's use, other work on a shared machine included).", "",
+         "| tool | relay CPU s | relay % core | frames | µs/frame | overflow | RTT p50 ms "
+         "| RTT p99 ms | RTT max ms | sshd CPU s | sshd ms/conn | sshd CPU / cores s | wall s "
+         "| machine busy % |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for tool in _tool_order(t for (t,) in by_tool):
+        rs = [r for r in by_tool[(tool,)] if r.get("relay_cpu_s") is not None]
+        if not rs:
+            continue
+        m = lambda k: _med([r.get(k) for r in rs])[0]  # noqa: E731
+        f = lambda v, fmt="{:.2f}": "?" if v is None else fmt.format(v)  # noqa: E731
+        srv = m("server_cpu_s")
+        L.append(f"| {tool} | {f(m('relay_cpu_s'))} | {f(m('relay_core_pct'), '{:.0f}')} | "
+                 f"{f(m('relay_frames'), '{:.0f}')} | {f(m('relay_us_per_frame'), '{:.1f}')} | "
+                 f"{f(m('relay_overflow'), '{:.0f}')} | {f(m('rtt_p50_ms'), '{:.1f}')} | "
+                 f"{f(m('rtt_p99_ms'), '{:.1f}')} | {f(m('rtt_max_ms'), '{:.1f}')} | "
+                 f"{f(srv)} | {f(srv and 1000 * srv / n, '{:.1f}')} | "
+                 f"{f(srv and srv / ncpu)} | {f(m('wall_s'))} | "
+                 f"{f(m('machine_busy_pct'), '{:.0f}')} |")
+    return L + [""]
 
 
 def _merged_notes(rows, keys, per_key=6):
