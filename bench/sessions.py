@@ -200,10 +200,11 @@ def one_run(setup, target, binary, n, hold_s, timeout, log):
 def run(setup, binaries, n, outdir, log, hold_s=3.0, timeout=300, server="openssh",
         servers=2, latency_s=20.0):
     """Measure every available backend; writes sessions.csv and returns Markdown lines."""
-    # Two descriptors per session: the TCP socket sshmux watches and the dup libssh owns
-    # (core/ssh/session.c). Root may raise the hard limit too.
+    # One descriptor per session in sshmux (libssh patch 0032: libssh uses the socket sshmux
+    # watches and leaves it open); the servers this starts inherit the limit and hold N/K each.
+    # Root may raise the hard limit too.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = 2 * n + 64
+    need = n + 256
     if soft < need:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, need)))

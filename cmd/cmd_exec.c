@@ -9,8 +9,9 @@
 #include "output.h"
 #include "progress.h"
 
-/* Each session holds one socket (plus libssh's dup of it); raise the soft limit as far as the
- * hard one allows and keep the fanout under what fits, with a clear note instead of EMFILE. */
+/* Each running host holds one descriptor over TCP, two through a jump host or ProxyCommand
+ * (smx_hostcfg_fds); raise the soft limit as far as the hard one allows and keep the fanout under
+ * what fits, with a clear note instead of EMFILE. */
 void cli_fit_fanout(cli *c)
 {
     struct rlimit rl;
@@ -21,7 +22,11 @@ void cli_fit_fanout(cli *c)
         setrlimit(RLIMIT_NOFILE, &rl);
         getrlimit(RLIMIT_NOFILE, &rl);
     }
-    long usable = ((long)rl.rlim_cur - 64) / 2;
+    int per_host = 1;
+    for (size_t i = 0; i < c->nhosts; i++)
+        if (c->hosts[i].hc && smx_hostcfg_fds(c->hosts[i].hc) > per_host)
+            per_host = smx_hostcfg_fds(c->hosts[i].hc);
+    long usable = ((long)rl.rlim_cur - 64) / per_host;
     if (usable < 1)
         usable = 1;
     if (c->eng.fanout > usable) {

@@ -142,6 +142,13 @@ const char *smx_hostcfg_proxyjump(const smx_hostcfg *hc)
     return hc->proxyjump;
 }
 
+int smx_hostcfg_fds(const smx_hostcfg *hc)
+{
+    int proxied = (hc->proxyjump && strcmp(hc->proxyjump, "none") != 0) ||
+                  (hc->proxycommand && strcmp(hc->proxycommand, "none") != 0);
+    return proxied ? 2 : 1;
+}
+
 int smx_engine_load_config(smx_engine *e, const char *path, smx_err *err)
 {
     smx_config *cfg = NULL;

@@ -338,6 +338,9 @@ void smx_hostcfg_destroy(smx_hostcfg *hc);
 /* The alias as given, and the ProxyJump chain (NULL if none): borrowed from hc. */
 const char *smx_hostcfg_host(const smx_hostcfg *hc);
 const char *smx_hostcfg_proxyjump(const smx_hostcfg *hc);
+/* File descriptors a running session to this host holds: 1 over TCP, 2 through a ProxyJump
+ * channel or a ProxyCommand (the socketpair's ends). For fitting a fanout under ulimit -n. */
+int smx_hostcfg_fds(const smx_hostcfg *hc);
 /* The settings as one line of compact JSON keyed with ssh -G's names, after "target" (as given)
  * and "host" (what `sshmux hosts --json` prints): malloc'd, the caller's (free); NULL when out of
  * memory. */

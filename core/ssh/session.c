@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "container.h"
@@ -87,7 +86,6 @@ int smx_session_init(smx_session *s, smx_ctx *ctx, const smx_hostcfg *hc,
     s->handler = handler;
     s->data = data;
     s->result = result;
-    s->ssh_fd = -1;
     smx_list_init(&s->globalreqs);
     return 0;
 }
@@ -103,29 +101,12 @@ static void session_release_slot(smx_session *s, enum smx_gate_outcome outcome)
     }
 }
 
-/* Whether fd is still open on the transport's socket (a dup shares its inode). */
-static int session_fd_is_ours(const smx_session *s, int fd)
-{
-    struct stat a, b;
-    return s->transport && s->transport->fd >= 0 && fstat(fd, &a) == 0 &&
-           fstat(s->transport->fd, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
-/* Frees libssh's session and the dup of the fd it was handed. libssh closes that dup itself only
- * while its socket still holds it (ssh_free, or its socket layer on an I/O error); ssh_disconnect
- * forgets it without closing it (client.c closes only sockets libssh opened), and before the
- * first ssh_connect it was never taken. So: if libssh no longer holds it after the free and it
- * still refers to our socket, it is ours to close (a number libssh closed and something else
- * reopened would name another inode). */
+/* Frees libssh's session. It was handed the transport's own fd, which libssh leaves open
+ * (SSH_OPTIONS_FD; libssh patch 0032): the transport closes it in its one close path. */
 static void session_free_ssh(smx_session *s)
 {
-    int fd = s->ssh_fd;
-    int held = fd >= 0 && ssh_get_fd(s->ssh) == fd;
     ssh_free(s->ssh);
     s->ssh = NULL;
-    s->ssh_fd = -1;
-    if (fd >= 0 && !held && session_fd_is_ours(s, fd))
-        close(fd);
 }
 
 /* Frees this attempt's libssh session and transport; the session itself stays. */
@@ -352,21 +333,15 @@ const char *smx_hostcfg_agent_socket(const smx_hostcfg *hc)
     return a;
 }
 
-/* libssh session for an fd we own: it gets a dup, because libssh closes the fd it was given in
- * error paths and in ssh_free, while our uv_poll is still registered on that number. */
+/* libssh session on the transport's fd. libssh polls and reads it but never closes it (patch
+ * 0032): one descriptor per session, closed by the transport. */
 static int session_create_ssh(smx_session *s)
 {
     const smx_hostcfg *hc = s->hc;
-    int fd = dup(s->transport->fd);
-    if (fd < 0)
-        return errno == EMFILE || errno == ENFILE ? SMX_EMFILE : SMX_EIO;
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    int fd = s->transport->fd;
     s->ssh = ssh_new();
-    if (!s->ssh) {
-        close(fd);
+    if (!s->ssh)
         return SMX_ENOMEM;
-    }
-    s->ssh_fd = fd;   /* from here on released by session_free_ssh */
     s->rx = (struct ssh_counter_struct){0};
     s->rx_seen = 0;
     s->keepalive_pending = 0;

@@ -59,7 +59,6 @@ struct smx_session {
 
     enum smx_session_state state;
     ssh_session ssh;
-    int ssh_fd;                       /* our dup of the transport's fd handed to libssh, or -1 */
     ssh_event event;
     smx_transport *transport;
     smx_gate *gate;

@@ -170,7 +170,7 @@ def test_host_lost_mid_transfer_others_finish():
     faults.kill_connections(other)
     w.wait(120)
     check(w.rc in (1, 255), f"exit {w.rc}: a host failed, no other failure\n{w.err}")
-    rows = check_clean(w, hosts, w.rc, fd_bound(n + 1))
+    rows = check_clean(w, hosts, w.rc, fd_bound(n + 1, per_session=2))
     bad = {h: r["error"] for h, r in rows.items() if not r["ok"]}
     check_eq(sorted(bad), ["lost"], "only the lost host failed")
     check_failed_row(rows["lost"], "")
@@ -196,7 +196,7 @@ def test_lagging_host_gets_every_block():
                        "the other hosts to finish")
     faults.resume_connections(other)
     w.wait(120)
-    rows = check_clean(w, f.names + ["lag"], 0, fd_bound(11))
+    rows = check_clean(w, f.names + ["lag"], 0, fd_bound(11, per_session=2))
     for h in f.names + ["lag"]:
         check_eq((rows[h]["ok"], rows[h]["bytes"]), (True, size), h)
         check_eq(sha256_file(f"{rd}/{h}.bin"), want, h)
@@ -215,7 +215,7 @@ def test_transfer_timeout_frozen_host():
     check(os.path.getsize(rd + "/frozen.bin" + PARTIAL) < size, "frozen's transfer ended")
     w.wait(60)
     took = time.monotonic() - t0
-    rows = check_clean(w, hosts, 1, fd_bound(4))
+    rows = check_clean(w, hosts, 1, fd_bound(4, per_session=2))
     check_failed_row(rows["frozen"], "")
     check(1.5 <= took < 7, f"--transfer-timeout 2 failed the frozen host after {took:.1f}s")
     for h in f.names:
@@ -276,7 +276,7 @@ def test_run_script_temp_file_removed():
         check_eq((oct(st.st_mode & 0o7777), st.st_uid), (oct(0o700), f.uid), p)
     os.kill(w.pid, signal.SIGINT)
     w.wait(30)
-    rows = check_clean(w, f.names[:2], 130, fd_bound(2))
+    rows = check_clean(w, f.names[:2], 130, fd_bound(2, per_session=2))
     check(all("canceled (SIGINT)" in r["error"]["message"] for r in rows.values()), rows)
     check_eq(my_scripts(f.uid), before, "after SIGINT")
 
@@ -292,7 +292,7 @@ def sigint_upload(f, src, rd, resume):
     fixture.wait_until(started, 60, "half the hosts transferring", interval=0.003)
     os.kill(w.pid, signal.SIGINT)
     w.wait(30)
-    rows = check_clean(w, f.names, 130, fd_bound(len(f.names)))
+    rows = check_clean(w, f.names, 130, fd_bound(len(f.names), per_session=2))
     canceled = [h for h, r in rows.items() if not r["ok"]]
     check(len(canceled) >= len(f.names) // 2, f"only {canceled} canceled")
     for h in canceled:
