@@ -134,9 +134,26 @@ def _wait_releasing(target, p, timeout, log):
         log("sessions: sshmux did not finish after the release; killing it")
 
 
+def _wait_drained(target, log, timeout=180):
+    """Wait until the servers hold no session of an earlier run: a single-process AsyncSSH
+    server takes tens of seconds to close 10,000 connections after sshmux exits, and counting
+    those as this run's would start the sampling before its own sessions are open."""
+    t0 = time.monotonic()
+    left = target.open_sessions()
+    while left and time.monotonic() - t0 < timeout:
+        time.sleep(0.5)
+        left = target.open_sessions()
+    if left:
+        log(f"sessions: {left} sessions of an earlier run still open after {timeout} s")
+    elif time.monotonic() - t0 > 1:
+        log(f"sessions: the servers closed an earlier run's sessions in "
+            f"{time.monotonic() - t0:.1f} s")
+
+
 def one_run(setup, target, binary, n, hold_s, timeout, log):
     """Returns dict: n, open (max seen), rss_open_kib (max VmRSS while all open), hwm_kib,
     ok, failed, wall_s, rc."""
+    _wait_drained(target, log)
     target.hold()
     cmd = [binary, "exec", "-F", target.cfg, "-f", str(n), "-q", "--json",
            "--connect-timeout", "120", "--auth-timeout", "120",
@@ -336,6 +353,7 @@ def latency_run(setup, target, binary, n, seconds, log, timeout=300):
     our read. An upper bound on the data-arrival-to-callback time, measured only while all n
     are open. Returns dict: n, open, lines, p50_ms, p99_ms, max_ms, rss_kib, failed."""
     import threading
+    _wait_drained(target, log)
     cmd = [binary, "exec", "-F", target.cfg, "-f", str(n), "-q",
            "--connect-timeout", "120", "--auth-timeout", "120", "-w", target.hostrange(n), "tick"]
     p = subprocess.Popen(cmd, env=setup.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
