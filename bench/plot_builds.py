@@ -34,7 +34,9 @@ def main():
     if not rows:
         sys.exit("plot_builds: no rows")
     with open(os.path.join(out, "results.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        # runs from different revisions of bench/run carry different columns: keep them all
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+        w = csv.DictWriter(f, fieldnames=fields, restval="")
         w.writeheader()
         w.writerows(rows)
     print(", ".join(report.plots(rows, out)))
