@@ -43,16 +43,19 @@ fuzz: build-fuzz
 	cd build/fuzz && FUZZ_SECONDS=$(FUZZ_SECONDS) ctest $(CTEST_ARGS) --verbose -L fuzz
 
 test-openssl: build-openssl
-	cd build/openssl && ctest $(CTEST_ARGS)
+	cd build/openssl && ctest -j $(JOBS) $(CTEST_ARGS)
 
 test-mbedtls: build-mbedtls
-	cd build/mbedtls && ctest $(CTEST_ARGS)
+	cd build/mbedtls && ctest -j $(JOBS) $(CTEST_ARGS)
 
 test-asan: build-asan
 	cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_ARGS)
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest -j $(JOBS) $(CTEST_ARGS)
 
 # Every build first, then every suite: a failure in one backend doesn't hide the others' results.
+# A suite runs as many test files at once as there are cores: each starts its own servers on
+# random ports in its own directory, and they spend about half their time waiting on them
+# (2 cores: the OpenSSL suite 588 -> 316 s, ASan 565 -> 350 s).
 # Then each fuzzer for 15 s, as many at once as there are cores (a crash, leak, timeout or OOM it
 # finds fails the run), and last the benchmark smoke run (bench/run --quick: 100 hosts, sshmux
 # against its peers, < 90 s).
@@ -61,7 +64,7 @@ test: build-openssl build-mbedtls build-asan build-fuzz
 	for b in openssl mbedtls asan; do \
 	    echo "=== suite: $$b ==="; \
 	    ( cd build/$$b && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	      ctest $(CTEST_ARGS) ) || rc=1; \
+	      ctest -j $(JOBS) $(CTEST_ARGS) ) || rc=1; \
 	done; \
 	echo "=== fuzz: 15 s per harness ==="; \
 	( cd build/fuzz && FUZZ_SECONDS=15 ctest -j $(JOBS) $(CTEST_ARGS) --verbose -L fuzz ) || rc=1; \
