@@ -62,6 +62,15 @@ class Tool:
                                stdin=subprocess.PIPE)
         self.lines, self.q = [], queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
+        # The tool queues its requests once a keepalive is in flight. libssh polls right after a
+        # send, so on a busy machine (sshd scheduled at once on the send's wakeup) the answer
+        # could be read before the tool's turn: hold the server still until the tool has queued.
+        self.wait(r"^ready$", 30)
+        faults.stop_connections(SSHD)
+        try:
+            self.wait(r"^keepalive-in-flight [01]$", 15)
+        finally:
+            faults.resume_connections(SSHD)
         m = self.wait(r"^listening (\d+) (\d+)$", 30)
         self.ports = int(m.group(1)), int(m.group(2))
 
