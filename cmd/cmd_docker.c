@@ -162,7 +162,7 @@ static void docker_on_done(void *ud, smx_result *res)
     if (st != SMX_STAGE_NONE && res->err_code != SMX_ECANCELED) {
         fprintf(stderr, "%s: sshmux: %s: %s\n", res->host,
                 st == SMX_STAGE_EXEC ? "docker" : smx_stage_name(st),
-                res->err_msg ? res->err_msg : "connection closed");
+                smx_result_error(res)[0] ? smx_result_error(res) : "connection closed");
         r->failed = 1;
     }
     smx_result_destroy(res);

@@ -23,9 +23,11 @@ void cli_fit_fanout(cli *c)
         getrlimit(RLIMIT_NOFILE, &rl);
     }
     int per_host = 1;
-    for (size_t i = 0; i < c->nhosts; i++)
-        if (c->hosts[i].hc && smx_hostcfg_fds(c->hosts[i].hc) > per_host)
-            per_host = smx_hostcfg_fds(c->hosts[i].hc);
+    for (size_t i = 0; i < c->nhosts; i++) {
+        int fds = c->hosts[i].hc ? smx_hostcfg_fds(c->hosts[i].hc) : 1;
+        if (fds > per_host)
+            per_host = fds;
+    }
     long usable = ((long)rl.rlim_cur - 64) / per_host;
     if (usable < 1)
         usable = 1;

@@ -80,7 +80,7 @@ static void fwd_on_done(void *ud, smx_result *res)
          * under "exec", the stage after auth). */
         int lost = st == SMX_STAGE_EXEC && !r->command;
         fprintf(stderr, "%s: sshmux: %s: %s\n", res->host, lost ? "forward" : smx_stage_name(st),
-                res->err_msg ? res->err_msg : "connection closed");
+                smx_result_error(res)[0] ? smx_result_error(res) : "connection closed");
         r->failures++;
     }
     int status = smx_result_exit_status(res);

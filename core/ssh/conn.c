@@ -297,7 +297,8 @@ static void conn_ended(smx_session *s)
     smx_conn *c = s->data;
     c->ended = 1;
     char why[SMX_MSG_MAX];
-    snprintf(why, sizeof why, "%s", c->result->err_msg ? c->result->err_msg : "connection closed");
+    const char *msg = smx_result_error(c->result);
+    snprintf(why, sizeof why, "%s", msg[0] ? msg : "connection closed");
     while (!smx_list_empty(&c->pending))
         conn_fail_channel(CHAN_OF(c->pending.next, node), SMX_ECLOSED, why);
     while (!smx_list_empty(&c->open))
@@ -407,8 +408,8 @@ void smx_chan_start(smx_chan *ch, smx_conn *c, const smx_chan_ops *ops, void *da
     if (c->ended) {
         /* Nothing would ever open or fail it: the connection has failed its channels already. */
         ch->state = SMX_CHAN_CLOSED;
-        ops->failed(ch, SMX_ECLOSED, c->result->err_msg ? c->result->err_msg
-                                                        : "connection closed");
+        const char *msg = smx_result_error(c->result);
+        ops->failed(ch, SMX_ECLOSED, msg[0] ? msg : "connection closed");
         return;
     }
     smx_list_append(&c->pending, &ch->node);

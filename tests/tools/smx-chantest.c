@@ -278,8 +278,9 @@ static void on_ready(smx_conn *c, void *ud)
 
 static void on_ended(smx_conn *c, void *ud)
 {
-    say("ended %s", T.result.err_msg ? T.result.err_msg : "-");
-    if (!T.closing || T.result.err_msg)
+    const char *why = smx_result_error(&T.result);
+    say("ended %s", why[0] ? why : "-");
+    if (!T.closing || why[0])
         T.failed = 1;
 }
 
