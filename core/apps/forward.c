@@ -118,27 +118,50 @@ void smx_forwarder_conn_gone(smx_forwarder *fw, smx_conn *conn)
             fw->slots[i].conn = NULL;
 }
 
+/* A slot for one more connection (ev.more_conn): a lost one's whose links are all done, so a
+ * long run replaces lost connections however many it loses, else a new one. -1: none. */
+static int fwd_add_conn(smx_forwarder *fw)
+{
+    if (fw->closing || !fw->ev.more_conn)
+        return -1;
+    int i = 0;
+    while (i < fw->nslots && (fw->slots[i].conn || fw->slots[i].open || fw->slots[i].opening))
+        i++;
+    if (i == FWD_MAX_CONNS)
+        return -1;
+    smx_conn *c = fw->ev.more_conn(fw->ev.ud);
+    if (!c)
+        return -1;
+    fw->slots[i] = (fwd_slot){.conn = c};
+    if (i == fw->nslots)
+        fw->nslots++;
+    return i;
+}
+
+static int fwd_slot_live(const fwd_slot *s)
+{
+    return s->conn && !s->conn->ended;
+}
+
 /* --connections N: the live connection with the fewest open links; a new one while fewer than
- * N exist and every one carries some (parallel streams each get an sshd of their own, as far
+ * N live and every one carries some (parallel streams each get an sshd of their own, as far
  * as N goes). -1: none left. */
 static int fwd_pick_spread(smx_forwarder *fw)
 {
-    int best = -1;
+    int best = -1, live = 0;
     for (int i = 0; i < fw->nslots; i++) {
         fwd_slot *s = &fw->slots[i];
-        if (!s->conn || s->conn->ended)
+        if (!fwd_slot_live(s))
             continue;
+        live++;
         if (best < 0 || s->open + s->opening < fw->slots[best].open + fw->slots[best].opening)
             best = i;
     }
     int busy = best < 0 || fw->slots[best].open + fw->slots[best].opening > 0;
-    if (busy && fw->nslots < fw->ev.spread && fw->nslots < FWD_MAX_CONNS && fw->ev.more_conn &&
-        !fw->closing) {
-        smx_conn *c = fw->ev.more_conn(fw->ev.ud);
-        if (c) {
-            fw->slots[fw->nslots].conn = c;
-            best = fw->nslots++;
-        }
+    if (busy && live < fw->ev.spread) {
+        int added = fwd_add_conn(fw);
+        if (added >= 0)
+            best = added;
     }
     return best;
 }
@@ -152,21 +175,15 @@ static int fwd_pick_slot(smx_forwarder *fw)
         return fwd_pick_spread(fw);
     for (int i = 0; i < fw->nslots; i++) {
         fwd_slot *s = &fw->slots[i];
-        if (!s->conn || s->conn->ended)
+        if (!fwd_slot_live(s))
             continue;
         if (s->capacity == 0 || s->open < s->capacity)
             return i;
         if (best < 0 || s->open < fw->slots[best].open)
             best = i;
     }
-    if (fw->nslots < FWD_MAX_CONNS && fw->ev.more_conn && !fw->closing) {
-        smx_conn *c = fw->ev.more_conn(fw->ev.ud);
-        if (c) {
-            fw->slots[fw->nslots].conn = c;
-            return fw->nslots++;
-        }
-    }
-    return best;
+    int added = fwd_add_conn(fw);
+    return added >= 0 ? added : best;
 }
 
 static int fwd_open_channel(ssh_channel ch, void *arg)

@@ -17,6 +17,13 @@
 
 #define FWD_EXTRA_CONNS 7
 
+/* A spill connection; its conn events' ud (the closed event no longer has the conn). */
+typedef struct fwd_extra {
+    smx_forward *f;
+    smx_conn *conn;               /* NULL once closed */
+    smx_result *result;           /* its own: the job's result is the first connection's */
+} fwd_extra;
+
 typedef struct fwd_entry {
     enum smx_fwd_kind kind;
     int socks;
@@ -38,8 +45,7 @@ struct smx_forward {
     fwd_entry *entries;           /* per listener, in the order given */
     size_t nentries;
     size_t *remote_index;         /* rforwarder index -> entry */
-    smx_conn *extra[FWD_EXTRA_CONNS];   /* spill connections; NULL once closed */
-    smx_result *extra_result[FWD_EXTRA_CONNS];
+    fwd_extra extra[FWD_EXTRA_CONNS];
     int nextra, extra_open;
     const smx_exec_opts *x;       /* the command, or NULL */
     smx_exec_events xev;
@@ -57,7 +63,7 @@ static void forward_release(smx_forward *f)
     free(f->entries);
     free(f->remote_index);
     for (int i = 0; i < f->nextra; i++)
-        smx_result_destroy(f->extra_result[i]);
+        smx_result_destroy(f->extra[i].result);
     smx_str_wipe_free(f->password);
     smx_hostcfg_free(f->hc);
     free(f->hc);
@@ -102,8 +108,8 @@ static void forward_stop(smx_forward *f)
     if (f->rfw)
         smx_rforwarder_close(f->rfw, forward_on_rfw_closed, f);
     for (int i = 0; i < f->nextra; i++)
-        if (f->extra[i])
-            smx_conn_close(f->extra[i]);
+        if (f->extra[i].conn)
+            smx_conn_close(f->extra[i].conn);
     if (f->conn)
         smx_conn_close(f->conn);
 }
@@ -112,17 +118,16 @@ static void forward_stop(smx_forward *f)
 
 static void forward_on_extra_ended(smx_conn *c, void *ud)
 {
-    smx_forward *f = ud;
+    smx_forward *f = ((fwd_extra *)ud)->f;
     if (f->fw)
         smx_forwarder_conn_gone(f->fw, c);
 }
 
 static void forward_on_extra_closed(smx_conn *c, void *ud)
 {
-    smx_forward *f = ud;
-    for (int i = 0; i < f->nextra; i++)
-        if (f->extra[i] == c)
-            f->extra[i] = NULL;
+    fwd_extra *x = ud;
+    smx_forward *f = x->f;
+    x->conn = NULL;
     f->extra_open--;
     forward_maybe_done(f);
 }
@@ -132,22 +137,31 @@ static const smx_conn_events forward_extra_events = {
     .closed = forward_on_extra_closed,
 };
 
-/* Another connection to the host for links the first one has no room for. Its failures are its
- * own: the links on it say why; the job's result is the first connection's. */
+/* Another connection to the host for links the first one has no room for, in a lost one's
+ * place when there is one. Its failures are its own: the links on it say why; the job's result
+ * is the first connection's. */
 static smx_conn *forward_more_conn(void *ud)
 {
     smx_forward *f = ud;
-    if (f->stopping || f->nextra == FWD_EXTRA_CONNS || !f->conn || f->conn->ended)
+    if (f->stopping || !f->conn || f->conn->ended)
         return NULL;
+    int i = 0;
+    while (i < f->nextra && f->extra[i].conn)
+        i++;
+    if (i == FWD_EXTRA_CONNS)
+        return NULL;
+    fwd_extra *x = &f->extra[i];
     smx_result *r = smx_engine_new_result(f->result->host, f->hc);
-    smx_conn *c = r ? smx_conn_new(f->conn->ctx, f->hc, f->password, r, &forward_extra_events, f)
+    smx_conn *c = r ? smx_conn_new(f->conn->ctx, f->hc, f->password, r, &forward_extra_events, x)
                     : NULL;
     if (!c) {
         smx_result_destroy(r);
         return NULL;
     }
-    f->extra[f->nextra] = c;
-    f->extra_result[f->nextra++] = r;
+    if (i == f->nextra)
+        f->nextra++;
+    smx_result_destroy(x->result);   /* the lost one's, if any */
+    *x = (fwd_extra){.f = f, .conn = c, .result = r};
     f->extra_open++;
     smx_conn_start(c);
     return c;
@@ -234,8 +248,8 @@ static void forward_on_ended(smx_conn *c, void *ud)
         smx_rforwarder_close(f->rfw, forward_on_rfw_closed, f);
     }
     for (int i = 0; i < f->nextra; i++)
-        if (f->extra[i])
-            smx_conn_close(f->extra[i]);   /* they served this one's listeners */
+        if (f->extra[i].conn)
+            smx_conn_close(f->extra[i].conn);   /* they served this one's listeners */
 }
 
 static void forward_on_closed(smx_conn *c, void *ud)

@@ -67,6 +67,19 @@ def check_no_crash(rc, err):
         check(marker not in err, f"sanitizer report ({marker}):\n{err[-6000:]}")
 
 
+def sigterm(p, what):
+    """SIGTERMs a forward and waits for its end (a Failure naming `what` if it does not come);
+    checks it did not crash and returns its stderr."""
+    p.send_signal(signal.SIGTERM)
+    try:
+        _, err = p.communicate(timeout=30)
+    except Exception:
+        fixture.kill_tree(p.pid, p)
+        raise Failure(f"{what} did not end on SIGTERM")
+    check_no_crash(p.returncode, err)
+    return err
+
+
 def start(args, lines):
     """sshmux forward ARGS; returns (process, [(host, local), ...]) once `lines` listeners are
     printed."""
@@ -121,28 +134,47 @@ def listening(local):
         return False
 
 
+class Stream:
+    """One forwarded connection reading the generator without pause; `ended` once it got EOF or
+    an error (its SSH connection was lost)."""
+
+    def __init__(self, local, dport=None):
+        self.read, self.ended = 0, False
+        self.sock = connect(local, dport)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        with suppress(OSError):
+            while True:
+                d = self.sock.recv(1 << 20)
+                if not d:
+                    break
+                self.read += len(d)
+        self.ended = True
+
+    def close(self):
+        with suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
 class Traffic:
     """On the generator listener: one reader that reads all the time, one that never reads.
     On the echo listener: a writer that never reads its echo. Bytes are in flight both ways."""
 
     def __init__(self, gen_local, echo_local, socks=False, write=True):
-        self.read = self.written = 0
+        self.written = 0
         self.write = write
         gport, eport = (GEN.port, ECHO.port) if socks else (None, None)
         self.stalled = connect(gen_local, gport)
         self.stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
-        self.reader = connect(gen_local, gport)
+        self.reader = Stream(gen_local, gport)
         self.writer = connect(echo_local, eport)
-        threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._write, daemon=True).start()
 
-    def _read(self):
-        with suppress(OSError):
-            while True:
-                d = self.reader.recv(1 << 20)
-                if not d:
-                    return
-                self.read += len(d)
+    @property
+    def read(self):
+        return self.reader.read
 
     def _write(self):
         chunk = os.urandom(64 * 1024)
@@ -157,7 +189,8 @@ class Traffic:
                            "data flowing both ways")
 
     def close(self):
-        for s in (self.stalled, self.reader, self.writer):
+        self.reader.close()
+        for s in (self.stalled, self.writer):
             with suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
@@ -263,13 +296,7 @@ def run_fault(fault, keepalive=False, settle=30, label="forward", kind="L"):
                       f"(baseline {len(baseline)}, now {faults.fd_count(fleet.pid)})")
     check(faults.fd_count(fleet.pid) <= len(baseline) + (kind == "R"), "descriptor count grew")
     check(fleet.poll() is None, "the fleet forward ended with a host still up")
-    fleet.send_signal(signal.SIGTERM)
-    try:
-        _, ferr = fleet.communicate(timeout=30)
-    except Exception:
-        fixture.kill_tree(fleet.pid, fleet)
-        raise Failure("the fleet forward did not end on SIGTERM")
-    check_no_crash(fleet.returncode, ferr)
+    ferr = sigterm(fleet, "the fleet forward")
     check_eq(fleet.returncode, 255, f"a host failed: exit 255\n{ferr[-3000:]}")
     check_in(f"victim: sshmux: {label}: ", ferr)
     check("survivor: sshmux" not in ferr, f"the survivor reported a failure:\n{ferr}")
@@ -330,18 +357,119 @@ def test_connection_frozen_without_keepalives_sigterm_ends_it():
     time.sleep(2)
     check(p.poll() is None, "the forward ended without being told")
     t0 = time.monotonic()
-    p.send_signal(signal.SIGTERM)
-    try:
-        _, err = p.communicate(timeout=30)
-    except Exception:
-        fixture.kill_tree(p.pid, p)
-        raise Failure("SIGTERM did not end a forward whose server is frozen")
+    err = sigterm(p, "a forward whose server is frozen")
     faults.resume_connections(SSHD["victim"])
     t.close()
-    check_no_crash(p.returncode, err)
     check_eq(p.returncode, 0, err)
     check(time.monotonic() - t0 < 15, "SIGTERM took too long")
     check(not os.path.exists(lpath), "the Unix socket was left behind")
+
+
+# ------------------------------------------------------------------ --connections N
+def ssh_client_ports(pid, port):
+    """The local ports of pid's established connections to 127.0.0.1:port (its SSH
+    connections to that sshd)."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", "dst", f"127.0.0.1:{port}"],
+                         capture_output=True, text=True).stdout
+    return {int(line.split()[2].rsplit(":", 1)[1]) for line in out.splitlines()
+            if f"pid={pid}," in line}
+
+
+def wait_flowing(streams, what):
+    marks = [s.read for s in streams]
+    fixture.wait_until(lambda: all(s.read > m + (1 << 20) for s, m in zip(streams, marks)), 60,
+                       what)
+
+
+def run_spread_fault(fault, rounds, keepalive=False):
+    """forward --connections 3 with six streams, two on each SSH connection; `fault(sshd,
+    client_port)` hits one connection the spread opened, `rounds` times in one run. Each time the
+    two streams on it end (and are said to have failed), the four others go on, the host is not
+    lost, and the next two streams get a fresh connection in its place (8 rounds: more losses
+    than a forward has spare connections). At the end nothing is open but the listeners and
+    the live SSH connections, SIGTERM ends it with 0, and an echo through it is whole."""
+    cfg = config(keepalive)
+    sshd = SSHD["victim"]
+    p, ls = start(["-F", cfg, "--connections", "3", "-L", f"0:127.0.0.1:{GEN.port}", "-L",
+                   f"0:127.0.0.1:{ECHO.port}", "victim"], 2)
+    gen_local, echo_local = ls[0][1], ls[1][1]
+    fixture.wait_until(lambda: len(ssh_client_ports(p.pid, sshd.port)) == 1, 30,
+                       "the forward's own SSH connection")
+    first = ssh_client_ports(p.pid, sshd.port)
+    baseline = faults.fd_targets(p.pid)
+    streams = []
+    for _ in range(6):   # one at a time: each goes to the least loaded connection
+        streams.append(Stream(gen_local))
+        wait_flowing(streams[-1:], "a new stream flowing")
+    check_eq(len(ssh_client_ports(p.pid, sshd.port)), 3, "SSH connections for six streams")
+    lost = 0
+    for rnd in range(rounds):
+        spare = sorted(ssh_client_ports(p.pid, sshd.port) - first)
+        check(len(spare) == 2, f"round {rnd}: spread connections {spare}")
+        check(fault(sshd, spare[0]) > 0, f"round {rnd}: the fault hit nothing")
+        fixture.wait_until(lambda: sum(s.ended for s in streams) >= 2, 30,
+                           f"round {rnd}: the streams on the lost connection ending")
+        live = [s for s in streams if not s.ended]
+        wait_flowing(live, f"round {rnd}: the other streams flowing on")
+        check_eq(len(live), 4, f"round {rnd}: streams still open")
+        if p.poll() is not None:
+            raise Failure(f"round {rnd}: the forward ended: {p.stderr.read()[-3000:]}")
+        lost += 2
+        for s in streams:
+            if s.ended:
+                s.close()
+        streams = live
+        for _ in range(2):
+            streams.append(Stream(gen_local))
+            wait_flowing(streams[-1:], f"round {rnd}: a new stream flowing")
+        fixture.wait_until(lambda: len(ssh_client_ports(p.pid, sshd.port)) == 3, 30,
+                           f"round {rnd}: a connection in the lost one's place")
+    with connect(echo_local) as c:
+        c.settimeout(30)
+        data = os.urandom(1 << 20)
+        threading.Thread(target=c.sendall, args=(data,), daemon=True).start()
+        got = b""
+        while len(got) < len(data):
+            d = c.recv(1 << 20)
+            if not d:
+                break
+            got += d
+        check(got == data, f"echo through the forward: {len(got)} of {len(data)} bytes, "
+                           f"equal {got == data[:len(got)]}")
+    for s in streams:
+        s.close()
+    faults.resume_connections(sshd)
+
+    def only_ssh_connections():
+        new = new_fds(p.pid, baseline)
+        spare = len(ssh_client_ports(p.pid, sshd.port)) - 1
+        return len(new) == spare and all(t.startswith("socket:") for t in new.values())
+    try:
+        fixture.wait_until(only_ssh_connections, 30, "descriptors freed")
+    except Failure:
+        raise Failure(f"descriptors besides the SSH connections: {new_fds(p.pid, baseline)}")
+    err = sigterm(p, "the forward")
+    check_eq(p.returncode, 0, f"a lost spare connection is not a lost host\n{err[-3000:]}")
+    check("victim: sshmux:" not in err, f"the host was reported lost:\n{err[-3000:]}")
+    failed = err.count("forwarded connection failed")
+    check(failed >= lost, f"{failed} failures reported for {lost} streams lost:\n{err[-3000:]}")
+
+
+def test_spread_connection_killed_eight_times():
+    run_spread_fault(lambda sshd, cp: faults._signal_all(faults.connection_pids(sshd, cp),
+                                                         signal.SIGKILL), rounds=8)
+
+
+def test_spread_connection_reset():
+    run_spread_fault(lambda sshd, cp: faults.reset_connections(cp), rounds=2)
+
+
+def test_spread_connection_frozen_found_by_keepalives():
+    def freeze(sshd, cp):
+        pids = faults.connection_pids(sshd, cp)
+        fixture.on_cleanup(lambda: faults._signal_all(pids, signal.SIGCONT), "resume")
+        return faults._signal_all(pids, signal.SIGSTOP)
+    run_spread_fault(freeze, rounds=1, keepalive=True)
 
 
 # ------------------------------------------------------------------ bad input, messages

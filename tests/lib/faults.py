@@ -9,8 +9,11 @@ Three ways a connection dies, as an operator meets them:
                                 the TCP connection stays up and nothing ever answers; only a
                                 keepalive or a timeout can tell. resume_connections() undoes it.
 The listener itself is left alone, so new connections (retries) still reach the server.
+connection_pids(sshd, client_port) narrows the first and the last to one connection among
+several (reset_connections(client_port) the second).
 """
 import os
+import re
 import signal
 import subprocess
 from contextlib import suppress
@@ -35,6 +38,30 @@ def running(sshd, *argv):
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 n += f.read().split(b"\0")[:len(want)] == want
     return n
+
+
+def connection_pids(sshd, client_port, host=fixture.LOOPBACK):
+    """The processes serving the one connection of sshd that comes from client_port: the
+    per-connection process the listener forked for it and all below it (its privsep child may
+    be the one holding the socket)."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", "src", f"{host}:{sshd.port}",
+                          "dst", f"{host}:{client_port}"], capture_output=True, text=True,
+                         timeout=10).stdout
+    tops = set()
+    for pid in map(int, re.findall(r"pid=(\d+)", out)):
+        while pid > 1 and _parent(pid) not in (sshd.proc.pid, None):
+            pid = _parent(pid)
+        if _parent(pid) == sshd.proc.pid:
+            tops.add(pid)
+    return sorted(tops | {d for t in tops for d in fixture.descendants(t)})
+
+
+def _parent(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _signal_all(pids, sig):
