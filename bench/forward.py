@@ -44,10 +44,39 @@ def tool_binary(tool):
     return TOOLS[tool], []
 
 
-def cpu_seconds(pid):
+def cpu_seconds(pid, children=False):
+    """user+sys of pid (children: also of its reaped children)."""
     with open(f"/proc/{pid}/stat") as f:
         st = f.read().rsplit(")", 1)[1].split()
-    return (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(st[11]) + int(st[12]) + (int(st[13]) + int(st[14]) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid):
+    """{pid: user+sys+reaped children} for pid and every live descendant."""
+    out = {}
+    for p in [pid] + fixture.descendants(pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            out[p] = cpu_seconds(p, children=True)
+    return out
+
+
+def tree_cpu_delta(before, after):
+    """CPU a process tree spent between two tree_cpu snapshots: processes that ended in between
+    were reaped into their parent's children times (their part before the first snapshot was
+    counted there already)."""
+    return sum(after.values()) - sum(v for p, v in before.items() if p in after) - \
+        sum(v for p, v in before.items() if p not in after)
+
+
+def machine_cpu():
+    """(busy, steal) seconds of the whole machine from /proc/stat: user+nice+system+irq+softirq
+    (softirq time, loopback's delivery, is not always charged to any process) and what the
+    hypervisor took."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    hz = os.sysconf("SC_CLK_TCK")
+    return (v[0] + v[1] + v[2] + v[5] + v[6]) / hz, v[7] / hz
 
 
 def wait_port(port, timeout=10):
@@ -124,7 +153,8 @@ def iperf_server():
 
 
 def iperf(port, seconds, reverse, streams=1):
-    """(bytes, bytes/s) received, summed over the streams."""
+    """(bytes, bytes/s received summed over the streams, CPU seconds of the iperf3 client and
+    server as they report it)."""
     args = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J"]
     if streams > 1:
         args += ["-P", str(streams)]
@@ -134,20 +164,31 @@ def iperf(port, seconds, reverse, streams=1):
     if "error" in j:
         raise RuntimeError(j["error"])
     end = j["end"]["sum_received"]
-    return end["bytes"], end["bits_per_second"] / 8
+    util = j["end"].get("cpu_utilization_percent", {})
+    iperf_cpu = (util.get("host_total", 0) + util.get("remote_total", 0)) / 100 * end["seconds"]
+    return end["bytes"], end["bits_per_second"] / 8, iperf_cpu
 
 
 def measure_throughput(fleet, iperf_port, tool, cipher, reverse, seconds, streams=1):
     lport = fixture.free_port()
     p = start_forwarder(fleet, tool, cipher, lport, iperf_port)
+    sshd = fleet.sshd.proc.pid if getattr(fleet.sshd, "proc", None) else None
     try:
-        cpu0 = cpu_seconds(p.pid)
-        nbytes, bps = iperf(lport, seconds, reverse, streams)
-        cpu = cpu_seconds(p.pid) - cpu0
+        cpu0, sshd0, mach0 = cpu_seconds(p.pid), sshd and tree_cpu(sshd), machine_cpu()
+        nbytes, bps, iperf_cpu = iperf(lport, seconds, reverse, streams)
+        cpu, mach1 = cpu_seconds(p.pid) - cpu0, machine_cpu()
+        sshd_cpu = tree_cpu_delta(sshd0, tree_cpu(sshd)) if sshd else 0.0
     finally:
         fixture.kill_tree(p.pid, p)
     gib = nbytes / 2**30
-    return {"mb_per_s": bps / 1e6, "cpu_s_per_gib": cpu / gib if gib else 0.0, "gib": gib}
+
+    def per_gib(x):
+        return x / gib if gib else 0.0
+    return {"mb_per_s": bps / 1e6, "cpu_s_per_gib": per_gib(cpu), "gib": gib,
+            "sshd_s_per_gib": per_gib(sshd_cpu), "iperf_s_per_gib": per_gib(iperf_cpu),
+            "machine_s_per_gib": per_gib(mach1[0] - mach0[0]),
+            "machine_busy": (mach1[0] - mach0[0]) / (os.cpu_count() * seconds),
+            "steal_s": mach1[1] - mach0[1]}
 
 
 def echo_server(fleet):
@@ -229,7 +270,7 @@ def measure_with_idle(fleet, iperf_port, tool, seconds, nidle):
         socks = [socket.create_connection(("127.0.0.1", iport), timeout=30) for _ in range(nidle)]
         time.sleep(1)   # every channel open before measuring
         cpu0 = cpu_seconds(p.pid)
-        nbytes, bps = iperf(lport, seconds, True)
+        nbytes, bps, _ = iperf(lport, seconds, True)
         cpu = cpu_seconds(p.pid) - cpu0
     finally:
         for c in socks:
@@ -239,17 +280,100 @@ def measure_with_idle(fleet, iperf_port, tool, seconds, nidle):
     return bps / 1e6, cpu / gib if gib else 0.0
 
 
+def relay_cpu(iperf_port, seconds, reverse, streams, buf=131072):
+    """A plain relay, no encryption (socat, BUF-byte reads, a process per connection) between
+    iperf3's client and server: (relay s/GiB, machine s/GiB, MB/s). None without socat."""
+    lport = fixture.free_port()
+    try:
+        p = subprocess.Popen(["socat", "-b", str(buf),
+                              f"TCP-LISTEN:{lport},bind=127.0.0.1,reuseaddr,fork",
+                              f"TCP:127.0.0.1:{iperf_port}"], stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    except FileNotFoundError:
+        return None
+    fixture.on_cleanup(lambda: fixture.kill_tree(p.pid, p), "socat relay")
+    try:
+        wait_port(lport)
+        t0, m0 = tree_cpu(p.pid), machine_cpu()
+        nbytes, bps, _ = iperf(lport, seconds, reverse, streams)
+        time.sleep(0.5)   # the per-connection children end and are reaped into the parent
+        t1, m1 = tree_cpu(p.pid), machine_cpu()
+    finally:
+        fixture.kill_tree(p.pid, p)
+    gib = nbytes / 2**30
+    return tree_cpu_delta(t0, t1) / gib, (m1[0] - m0[0]) / gib, bps / 1e6
+
+
+def cipher_seconds_per_gib():
+    """{cipher: s/GiB} of the AEAD arithmetic alone on one core (openssl speed, 16 KiB)."""
+    out = {}
+    for cipher, evp in zip(CIPHERS, ("aes-128-gcm", "chacha20-poly1305")):
+        r = subprocess.run(["openssl", "speed", "-seconds", "2", "-bytes", "16384", "-evp", evp],
+                           capture_output=True, text=True, timeout=60)
+        last = r.stdout.strip().splitlines()[-1].split() if r.stdout.strip() else []
+        with contextlib.suppress(ValueError, IndexError):
+            out[cipher] = 2**30 / (float(last[-1].rstrip("k")) * 1000)
+    return out
+
+
+def measure_floor(iperf_port, seconds, parallel):
+    """What this machine's loopback and crypto cost whatever forwards: iperf3 straight to its
+    server (one TCP hop), through a plain relay (two hops), and each cipher's arithmetic. A
+    forward through sshd is three hops and two cipher passes (the forwarder's, sshd's): its
+    machine CPU per GiB cannot go below that, nor its throughput above the cores over it."""
+    rows = []
+    for streams in parallel:
+        for reverse in (False, True):
+            m0 = machine_cpu()
+            nbytes, bps, _ = iperf(iperf_port, seconds, reverse, streams)
+            hop = (machine_cpu()[0] - m0[0]) / (nbytes / 2**30)
+            relay = relay_cpu(iperf_port, seconds, reverse, streams)
+            rows.append({"streams": streams, "direction": "download" if reverse else "upload",
+                         "hop_s_per_gib": hop, "hop_mb_per_s": bps / 1e6, "relay": relay})
+            print(f"floor P{streams} {rows[-1]['direction']}: hop {hop:.2f} s/GiB, relay "
+                  f"{relay and f'{relay[0]:.2f} s/GiB own, {relay[1]:.2f} machine'}", flush=True)
+    return rows, cipher_seconds_per_gib()
+
+
+def floor_lines(floor):
+    if not floor:
+        return []
+    rows, ciphers = floor
+    lines = ["", "Floor of this machine (no SSH): iperf3 straight to its server (one loopback TCP "
+             "hop, machine CPU per GiB), through a plain relay with no encryption (socat, "
+             "128 KiB reads: its own CPU and the machine's per GiB), and each cipher's "
+             "arithmetic on one core (openssl speed, 16 KiB). A forward through sshd is three "
+             "hops and two cipher passes; that sum is the floor of its machine CPU per GiB, and "
+             "the cores over it the ceiling of its throughput:", "",
+             "| streams | direction | hop s/GiB | hop MB/s | relay own s/GiB | relay machine s/GiB "
+             "| relay MB/s |", "|---:|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        rel = r["relay"]
+        rel_cells = f"{rel[0]:.2f} | {rel[1]:.2f} | {rel[2]:.0f}" if rel else "- | - | -"
+        lines.append(f"| {r['streams']} | {r['direction']} | {r['hop_s_per_gib']:.2f} "
+                     f"| {r['hop_mb_per_s']:.0f} | {rel_cells} |")
+    hop = statistics.median(r["hop_s_per_gib"] for r in rows)
+    lines.append("")
+    for cipher, c in ciphers.items():
+        fl = 3 * hop + 2 * c
+        lines.append(f"- {cipher}: {c:.2f} s/GiB per pass; floor 3 x {hop:.2f} + 2 x {c:.2f} = "
+                     f"{fl:.2f} s/GiB, at most {os.cpu_count() / fl * 2**30 / 1e6:.0f} MB/s on "
+                     f"{os.cpu_count()} cores")
+    return lines
+
+
 def median_row(rows, key):
     vals = [r[key] for r in rows]
     return statistics.median(vals), min(vals), max(vals)
 
 
 def run(reps, seconds, out_dir, tools=None, main_csv=None, latency=None, loss=0.0,
-        parallel=(1,), prefix="forward", extras=True, base_binary=None):
+        parallel=(1,), prefix="forward", extras=True, base_binary=None, with_floor=False):
     """Measures, writes <prefix>.csv/<prefix>.md in out_dir, and appends rows to main_csv (the
     harness's results.csv columns) when given. latency/loss: through bench/netns.py's wire.
     parallel: iperf3 stream counts, each a case of its own; extras: the connection-rate and
-    idle-channel runs; base_binary: another sshmux build measured as tool "sshmux-base"."""
+    idle-channel runs (and the floor, as with_floor); base_binary: another sshmux build measured
+    as tool "sshmux-base"; with_floor: this machine's floor (measure_floor) on loopback."""
     if base_binary:
         TOOLS["sshmux-base"] = os.path.abspath(base_binary)
         tools = list(tools or TOOLS) + ["sshmux-base"]
@@ -265,15 +389,17 @@ def run(reps, seconds, out_dir, tools=None, main_csv=None, latency=None, loss=0.
         return
     with fleet.inside("srv"):
         iperf_port = iperf_server()
-    rows = []
+    rows, floor = [], None
     try:
         with fleet.inside("cli"):   # forwarders, clients and their threads
             rates, idle = measure_all(fleet, iperf_port, tools, reps, seconds, nidle, rows,
                                       parallel, extras)
+            if (extras or with_floor) and latency is None:
+                floor = measure_floor(iperf_port, seconds, parallel)
     finally:
         fixture.cleanup_all()
     write_results(out_dir, rows, rates, tools, idle, nidle, fleet.server, prefix,
-                  f"reps {reps}, {seconds} s each")
+                  f"reps {reps}, {seconds} s each", floor)
     if main_csv:
         append_main_csv(main_csv, rows, seconds, fleet.server)
 
@@ -342,16 +468,58 @@ def main():
                     help="throughput only (no connection-rate and idle-channel runs)")
     ap.add_argument("--base-binary", metavar="PATH",
                     help="also measure this sshmux build, as tool sshmux-base")
+    ap.add_argument("--floor", action="store_true",
+                    help="with --no-extras: still measure the machine's floor (loopback hop, "
+                         "plain relay, cipher arithmetic)")
     a = ap.parse_args()
     run(a.reps, a.seconds, a.out_dir, a.tools.split(","), a.csv, a.latency, a.loss,
-        [int(x) for x in a.parallel.split(",")], a.prefix, not a.no_extras, a.base_binary)
+        [int(x) for x in a.parallel.split(",")], a.prefix, not a.no_extras, a.base_binary,
+        a.floor)
+
+
+def cpu_split_table(rows, tools):
+    """Where the CPU per GiB goes in each case (medians): the forwarder, the sshd processes
+    serving it, iperf3's client and server (as they report it), and the whole machine's busy time
+    (with the kernel work no process is charged for); busy: the machine's share of its cores.
+    When busy is near 100%, throughput is the cores divided by the machine's CPU per GiB."""
+    if not rows or "machine_s_per_gib" not in rows[0]:
+        return []
+    lines = ["", "Where the CPU per GiB goes (s/GiB, medians; machine = every process and the "
+             "kernel's softirq work, from /proc/stat):", "",
+             "| streams | cipher | direction | tool | forwarder | sshd | iperf3 | rest "
+             "| machine | busy | machine vs ssh |", "|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for streams in sorted({r["streams"] for r in rows}):
+        for cipher in CIPHERS:
+            for direction in ("upload", "download"):
+                case = [r for r in rows if r["streams"] == streams and r["cipher"] == cipher
+                        and r["direction"] == direction]
+                base = [r for r in case if r["tool"] == "ssh"]
+                bm = median_row(base, "machine_s_per_gib")[0] if base else None
+                for tool in tools:
+                    sel = [r for r in case if r["tool"] == tool]
+                    if not sel:
+                        continue
+                    m = {k: median_row(sel, k)[0] for k in
+                         ("cpu_s_per_gib", "sshd_s_per_gib", "iperf_s_per_gib",
+                          "machine_s_per_gib", "machine_busy")}
+                    rest = m["machine_s_per_gib"] - m["cpu_s_per_gib"] - m["sshd_s_per_gib"] - \
+                        m["iperf_s_per_gib"]
+                    ratio = f"{m['machine_s_per_gib'] / bm:.2f}x" if bm else "-"
+                    lines.append(f"| {streams} | {cipher} | {direction} | {tool} "
+                                 f"| {m['cpu_s_per_gib']:.2f} | {m['sshd_s_per_gib']:.2f} "
+                                 f"| {m['iperf_s_per_gib']:.2f} | {rest:.2f} "
+                                 f"| {m['machine_s_per_gib']:.2f} | {m['machine_busy']:.0%} "
+                                 f"| {ratio} |")
+    return lines
 
 
 def write_results(out_dir, rows, rates, tools, idle=None, nidle=0, server="loopback",
-                  prefix="forward", how=""):
+                  prefix="forward", how="", floor=None):
     with open(os.path.join(out_dir, prefix + ".csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["tool", "cipher", "streams", "direction", "rep",
-                                          "mb_per_s", "cpu_s_per_gib", "gib"])
+                                          "mb_per_s", "cpu_s_per_gib", "gib", "sshd_s_per_gib",
+                                          "iperf_s_per_gib", "machine_s_per_gib",
+                                          "machine_busy", "steal_s"])
         w.writeheader()
         w.writerows(rows)
     lines = ["# Forwarding: iperf3 through sshmux forward vs ssh -L (same run)", "",
@@ -381,6 +549,7 @@ def write_results(out_dir, rows, rates, tools, idle=None, nidle=0, server="loopb
                                  f"| {c:.2f} ({cmin:.2f}-{cmax:.2f}) | "
                                  f"{t / bt:.2f}x | {c / bc:.2f}x |" if bt and bc else
                                  head + f"| {t:.0f} | {c:.2f} | - | - |")
+    lines += cpu_split_table(rows, tools) + floor_lines(floor)
     if rates:
         lines += ["", "Connection rate (short connections through one forward, 16 clients):", ""]
     for tool, (rate, failed) in rates.items():
