@@ -70,6 +70,7 @@ typedef struct fwd_link {      /* one forwarded connection */
     int slot;                  /* the connection it is on */
     int opened;
     int opening;               /* counted in its slot's opening */
+    int moved;                 /* its first connection ended before its channel opened */
 } fwd_link;
 
 struct smx_forwarder {
@@ -143,20 +144,28 @@ static int fwd_slot_live(const fwd_slot *s)
     return s->conn && !s->conn->ended;
 }
 
+/* The live connection with the fewest links, opening none; ready: only among those past
+ * authentication. -1: none. */
+static int fwd_pick_live(smx_forwarder *fw, int ready)
+{
+    int best = -1;
+    for (int i = 0; i < fw->nslots; i++) {
+        fwd_slot *s = &fw->slots[i];
+        if (fwd_slot_live(s) && (!ready || s->conn->ready) &&
+            (best < 0 || s->open + s->opening < fw->slots[best].open + fw->slots[best].opening))
+            best = i;
+    }
+    return best;
+}
+
 /* --connections N: the live connection with the fewest open links; a new one while fewer than
  * N live and every one carries some (parallel streams each get an sshd of their own, as far
  * as N goes). -1: none left. */
 static int fwd_pick_spread(smx_forwarder *fw)
 {
-    int best = -1, live = 0;
-    for (int i = 0; i < fw->nslots; i++) {
-        fwd_slot *s = &fw->slots[i];
-        if (!fwd_slot_live(s))
-            continue;
-        live++;
-        if (best < 0 || s->open + s->opening < fw->slots[best].open + fw->slots[best].opening)
-            best = i;
-    }
+    int best = fwd_pick_live(fw, 0), live = 0;
+    for (int i = 0; i < fw->nslots; i++)
+        live += fwd_slot_live(&fw->slots[i]);
     int busy = best < 0 || fw->slots[best].open + fw->slots[best].opening > 0;
     if (busy && live < fw->ev.spread) {
         int added = fwd_add_conn(fw);
@@ -254,6 +263,19 @@ static int fwd_link_refused(smx_pipe *p, int code, const char *why, void *ud)
     smx_forwarder *fw = k->l->fw;
     fwd_slot *s = &fw->slots[k->slot];
     fwd_link_not_opening(k);
+    /* Its connection ended before the channel opened (a spare one that failed its handshake or
+     * was lost): a live one takes the link, once, so a spare's failure costs no stream while an
+     * authenticated connection to the host is up. */
+    if (code == SMX_ECLOSED && !k->moved && !fw->closing) {
+        int next = fwd_pick_live(fw, 1);   /* not another spare still in its handshake */
+        if (next < 0)
+            next = fwd_pick_live(fw, 0);
+        if (next >= 0 && next != k->slot) {
+            k->moved = 1;
+            fwd_link_open_on(k, next);
+            return 1;
+        }
+    }
     /* sshd at MaxSessions refuses a session as "connect failed (open failed)": for a session
      * channel, a refusal while others are open is a limit whatever its words. For the others
      * only "resource shortage" is (OpenSSH's "administratively prohibited" is PermitOpen's

@@ -375,6 +375,25 @@ def ssh_client_ports(pid, port):
             if f"pid={pid}," in line}
 
 
+def echoed(local, size=1 << 20):
+    """Sends size random bytes through a listener to the echo server: True when they all came
+    back unchanged, else what happened."""
+    data = os.urandom(size)
+    try:
+        with connect(local) as c:
+            c.settimeout(30)
+            threading.Thread(target=c.sendall, args=(data,), daemon=True).start()
+            got = b""
+            while len(got) < len(data):
+                d = c.recv(1 << 20)
+                if not d:
+                    break
+                got += d
+    except OSError as e:
+        return repr(e)
+    return got == data or f"{len(got)} of {size} bytes, prefix equal {got == data[:len(got)]}"
+
+
 def wait_flowing(streams, what):
     marks = [s.read for s in streams]
     fixture.wait_until(lambda: all(s.read > m + (1 << 20) for s, m in zip(streams, marks)), 60,
@@ -424,18 +443,8 @@ def run_spread_fault(fault, rounds, keepalive=False):
             wait_flowing(streams[-1:], f"round {rnd}: a new stream flowing")
         fixture.wait_until(lambda: len(ssh_client_ports(p.pid, sshd.port)) == 3, 30,
                            f"round {rnd}: a connection in the lost one's place")
-    with connect(echo_local) as c:
-        c.settimeout(30)
-        data = os.urandom(1 << 20)
-        threading.Thread(target=c.sendall, args=(data,), daemon=True).start()
-        got = b""
-        while len(got) < len(data):
-            d = c.recv(1 << 20)
-            if not d:
-                break
-            got += d
-        check(got == data, f"echo through the forward: {len(got)} of {len(data)} bytes, "
-                           f"equal {got == data[:len(got)]}")
+    got = echoed(echo_local)
+    check(got is True, f"echo through the forward: {got}")
     for s in streams:
         s.close()
     faults.resume_connections(sshd)
@@ -453,6 +462,32 @@ def run_spread_fault(fault, rounds, keepalive=False):
     check("victim: sshmux:" not in err, f"the host was reported lost:\n{err[-3000:]}")
     failed = err.count("forwarded connection failed")
     check(failed >= lost, f"{failed} failures reported for {lost} streams lost:\n{err[-3000:]}")
+
+
+def test_spread_connections_failing_their_handshake():
+    # Only the forward's first connection gets through its ProxyCommand; the spare ones
+    # --connections opens fail before the SSH banner. The streams first given to them must go
+    # over the live connection instead of failing.
+    once = WD.file(f"proxy-once-{time.monotonic_ns()}", "")
+    os.unlink(once)
+    proxy = (f"bash -c 'mkdir {once} 2>/dev/null || exit 1; exec 3<>/dev/tcp/%h/%p; "
+             "cat <&3 & exec cat >&3'")
+    cfg = WD.file("cfg-flaky", entry("victim", "victim", ProxyCommand=proxy))
+    p, ls = start(["-F", cfg, "--connections", "3", "-L", f"0:127.0.0.1:{ECHO.port}",
+                   "victim"], 1)
+    results = [None] * 6
+
+    def echo(i):
+        results[i] = echoed(ls[0][1])
+    threads = [threading.Thread(target=echo, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    err = sigterm(p, "the forward")
+    check_eq(p.returncode, 0, err[-3000:])
+    check_eq(results, [True] * 6, f"echoes through the forward\n{err[-3000:]}")
+    check("forwarded connection failed" not in err, f"a stream failed:\n{err[-3000:]}")
 
 
 def test_spread_connection_killed_eight_times():
