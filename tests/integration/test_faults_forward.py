@@ -490,6 +490,34 @@ def test_spread_connections_failing_their_handshake():
     check("forwarded connection failed" not in err, f"a stream failed:\n{err[-3000:]}")
 
 
+def test_spread_first_connection_killed():
+    # The first connection carries the host: its loss ends the forward (exit 255) with the
+    # spare connections and every stream on any of them, whatever was mid-open.
+    sshd = SSHD["victim"]
+    p, ls = start(["-F", config(False), "--connections", "3", "-L", f"0:127.0.0.1:{GEN.port}",
+                   "victim"], 1)
+    fixture.wait_until(lambda: len(ssh_client_ports(p.pid, sshd.port)) == 1, 30,
+                       "the forward's own SSH connection")
+    first = ssh_client_ports(p.pid, sshd.port).pop()
+    streams = [Stream(ls[0][1]) for _ in range(6)]
+    wait_flowing(streams, "six streams flowing")
+    check(faults._signal_all(faults.connection_pids(sshd, first), signal.SIGKILL) > 0,
+          "the fault hit nothing")
+    more = []   # accepted while it goes, or refused once its listener is closed
+    for _ in range(2):
+        with suppress(OSError):
+            more.append(Stream(ls[0][1]))
+    try:
+        _, err = p.communicate(timeout=30)
+    except Exception:
+        fixture.kill_tree(p.pid, p)
+        raise Failure("the forward did not end when its first connection was lost")
+    check_no_crash(p.returncode, err)
+    check_eq(p.returncode, 255, err[-3000:])
+    check_in("victim: sshmux: forward: ", err)
+    fixture.wait_until(lambda: all(s.ended for s in streams + more), 30, "every stream ended")
+
+
 def test_spread_connection_killed_eight_times():
     run_spread_fault(lambda sshd, cp: faults._signal_all(faults.connection_pids(sshd, cp),
                                                          signal.SIGKILL), rounds=8)
