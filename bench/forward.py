@@ -65,8 +65,7 @@ def tree_cpu_delta(before, after):
     """CPU a process tree spent between two tree_cpu snapshots: processes that ended in between
     were reaped into their parent's children times (their part before the first snapshot was
     counted there already)."""
-    return sum(after.values()) - sum(v for p, v in before.items() if p in after) - \
-        sum(v for p, v in before.items() if p not in after)
+    return sum(after.values()) - sum(before.values())
 
 
 def machine_cpu():
@@ -477,6 +476,21 @@ def main():
         a.floor)
 
 
+def each_case(rows, tools):
+    """(streams, cipher, direction, ssh's rows, tool, the tool's rows) for every case measured,
+    in table order."""
+    for streams in sorted({r["streams"] for r in rows}):
+        for cipher in CIPHERS:
+            for direction in ("upload", "download"):
+                case = [r for r in rows if r["streams"] == streams and r["cipher"] == cipher
+                        and r["direction"] == direction]
+                base = [r for r in case if r["tool"] == "ssh"]
+                for tool in tools:
+                    sel = [r for r in case if r["tool"] == tool]
+                    if sel:
+                        yield streams, cipher, direction, base, tool, sel
+
+
 def cpu_split_table(rows, tools):
     """Where the CPU per GiB goes in each case (medians): the forwarder, the sshd processes
     serving it, iperf3's client and server (as they report it), and the whole machine's busy time
@@ -488,28 +502,18 @@ def cpu_split_table(rows, tools):
              "kernel's softirq work, from /proc/stat):", "",
              "| streams | cipher | direction | tool | forwarder | sshd | iperf3 | rest "
              "| machine | busy | machine vs ssh |", "|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for streams in sorted({r["streams"] for r in rows}):
-        for cipher in CIPHERS:
-            for direction in ("upload", "download"):
-                case = [r for r in rows if r["streams"] == streams and r["cipher"] == cipher
-                        and r["direction"] == direction]
-                base = [r for r in case if r["tool"] == "ssh"]
-                bm = median_row(base, "machine_s_per_gib")[0] if base else None
-                for tool in tools:
-                    sel = [r for r in case if r["tool"] == tool]
-                    if not sel:
-                        continue
-                    m = {k: median_row(sel, k)[0] for k in
-                         ("cpu_s_per_gib", "sshd_s_per_gib", "iperf_s_per_gib",
-                          "machine_s_per_gib", "machine_busy")}
-                    rest = m["machine_s_per_gib"] - m["cpu_s_per_gib"] - m["sshd_s_per_gib"] - \
-                        m["iperf_s_per_gib"]
-                    ratio = f"{m['machine_s_per_gib'] / bm:.2f}x" if bm else "-"
-                    lines.append(f"| {streams} | {cipher} | {direction} | {tool} "
-                                 f"| {m['cpu_s_per_gib']:.2f} | {m['sshd_s_per_gib']:.2f} "
-                                 f"| {m['iperf_s_per_gib']:.2f} | {rest:.2f} "
-                                 f"| {m['machine_s_per_gib']:.2f} | {m['machine_busy']:.0%} "
-                                 f"| {ratio} |")
+    for streams, cipher, direction, base, tool, sel in each_case(rows, tools):
+        bm = median_row(base, "machine_s_per_gib")[0] if base else None
+        m = {k: median_row(sel, k)[0] for k in
+             ("cpu_s_per_gib", "sshd_s_per_gib", "iperf_s_per_gib", "machine_s_per_gib",
+              "machine_busy")}
+        rest = m["machine_s_per_gib"] - m["cpu_s_per_gib"] - m["sshd_s_per_gib"] - \
+            m["iperf_s_per_gib"]
+        ratio = f"{m['machine_s_per_gib'] / bm:.2f}x" if bm else "-"
+        lines.append(f"| {streams} | {cipher} | {direction} | {tool} "
+                     f"| {m['cpu_s_per_gib']:.2f} | {m['sshd_s_per_gib']:.2f} "
+                     f"| {m['iperf_s_per_gib']:.2f} | {rest:.2f} "
+                     f"| {m['machine_s_per_gib']:.2f} | {m['machine_busy']:.0%} | {ratio} |")
     return lines
 
 
@@ -530,25 +534,16 @@ def write_results(out_dir, rows, rates, tools, idle=None, nidle=0, server="loopb
              "| streams | cipher | direction | tool | MB/s | CPU s/GiB | MB/s vs ssh "
              "| CPU/GiB vs ssh |",
              "|---:|---|---|---|---:|---:|---:|---:|"]
-    for streams in sorted({r["streams"] for r in rows}):
-        for cipher in CIPHERS:
-            for direction in ("upload", "download"):
-                case = [r for r in rows if r["streams"] == streams and r["cipher"] == cipher
-                        and r["direction"] == direction]
-                base = [r for r in case if r["tool"] == "ssh"]
-                bt = median_row(base, "mb_per_s")[0] if base else None
-                bc = median_row(base, "cpu_s_per_gib")[0] if base else None
-                for tool in tools:
-                    sel = [r for r in case if r["tool"] == tool]
-                    if not sel:
-                        continue
-                    t, tmin, tmax = median_row(sel, "mb_per_s")
-                    c, cmin, cmax = median_row(sel, "cpu_s_per_gib")
-                    head = f"| {streams} | {cipher} | {direction} | {tool} "
-                    lines.append(head + f"| {t:.0f} ({tmin:.0f}-{tmax:.0f}) "
-                                 f"| {c:.2f} ({cmin:.2f}-{cmax:.2f}) | "
-                                 f"{t / bt:.2f}x | {c / bc:.2f}x |" if bt and bc else
-                                 head + f"| {t:.0f} | {c:.2f} | - | - |")
+    for streams, cipher, direction, base, tool, sel in each_case(rows, tools):
+        bt = median_row(base, "mb_per_s")[0] if base else None
+        bc = median_row(base, "cpu_s_per_gib")[0] if base else None
+        t, tmin, tmax = median_row(sel, "mb_per_s")
+        c, cmin, cmax = median_row(sel, "cpu_s_per_gib")
+        head = f"| {streams} | {cipher} | {direction} | {tool} "
+        lines.append(head + f"| {t:.0f} ({tmin:.0f}-{tmax:.0f}) "
+                     f"| {c:.2f} ({cmin:.2f}-{cmax:.2f}) | "
+                     f"{t / bt:.2f}x | {c / bc:.2f}x |" if bt and bc else
+                     head + f"| {t:.0f} | {c:.2f} | - | - |")
     lines += cpu_split_table(rows, tools) + floor_lines(floor)
     if rates:
         lines += ["", "Connection rate (short connections through one forward, 16 clients):", ""]
